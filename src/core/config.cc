@@ -1,0 +1,564 @@
+#include "core/config.h"
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "core/json.h"
+
+namespace portrait {
+
+std::string_view FieldTypeName(FieldType t) {
+  switch (t) {
+    case FieldType::kString: return "string";
+    case FieldType::kInt: return "int";
+    case FieldType::kNumber: return "number";
+    case FieldType::kBool: return "bool";
+    case FieldType::kObject: return "object";
+    case FieldType::kArray: return "array";
+    case FieldType::kAny: return "any";
+  }
+  return "?";
+}
+
+std::string_view FsyncPolicyName(FsyncPolicy p) {
+  switch (p) {
+    case FsyncPolicy::kAlways: return "always";
+    case FsyncPolicy::kBatch: return "batch";
+    case FsyncPolicy::kNone: return "none";
+  }
+  return "?";
+}
+
+const FieldSpec* EventTypeSpec::FindProp(std::string_view n) const {
+  for (const auto& f : props) {
+    if (f.name == n) return &f;
+  }
+  return nullptr;
+}
+
+bool TagConfig::Allows(OpCode op) const {
+  if (op == OpCode::kTagDel) return ops.empty() || std::find(ops.begin(), ops.end(), op) != ops.end();
+  if (TagTypeOfOp(op) != type) return false;
+  return ops.empty() || std::find(ops.begin(), ops.end(), op) != ops.end();
+}
+
+const TagConfig* TagRegistry::Find(std::string_view name) const {
+  auto it = tags_.find(name);
+  return it == tags_.end() ? nullptr : &it->second;
+}
+
+void TagRegistry::Add(TagConfig tag) {
+  std::string name = tag.name;
+  tags_.insert_or_assign(std::move(name), std::move(tag));
+}
+
+std::optional<int64_t> ParseDurationMs(std::string_view s) {
+  int64_t n = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (ec != std::errc() || p == s.data() || n < 0) return std::nullopt;
+  std::string_view unit(p, s.data() + s.size() - p);
+  int64_t mul = 0;
+  if (unit == "ms") mul = 1;
+  else if (unit == "s") mul = 1000;
+  else if (unit == "m") mul = 60'000;
+  else if (unit == "h") mul = 3'600'000;
+  else if (unit == "d") mul = 86'400'000;
+  else return std::nullopt;
+  return n * mul;
+}
+
+namespace {
+
+// Collects every problem in the file with its position, so one run shows them all.
+class Checker {
+ public:
+  explicit Checker(std::string file) : file_(std::move(file)) {}
+
+  std::string Where(const toml::source_region& r) const {
+    return file_ + ":" + std::to_string(r.begin.line) + ":" + std::to_string(r.begin.column);
+  }
+  void Error(const toml::node& at, std::string_view msg) { Error(at.source(), msg); }
+  void Error(const toml::source_region& r, std::string_view msg) {
+    errors_.push_back(Where(r) + ": " + std::string(msg));
+  }
+  void ErrorNoPos(std::string_view msg) { errors_.push_back(file_ + ": " + std::string(msg)); }
+  bool ok() const { return errors_.empty(); }
+  Status ToStatus() const {
+    std::string m;
+    for (const auto& e : errors_) {
+      if (!m.empty()) m += "\n";
+      m += e;
+    }
+    return Status::InvalidArgument(m);
+  }
+
+  // Reports keys of `t` that are not in `known`.
+  void KnownKeys(const toml::table& t, std::string_view what, std::initializer_list<std::string_view> known) {
+    for (auto&& [k, v] : t) {
+      if (std::find(known.begin(), known.end(), k.str()) != known.end()) continue;
+      std::string list;
+      for (auto n : known) {
+        if (!list.empty()) list += ", ";
+        list += n;
+      }
+      Error(k.source(), std::string(what) + ": unknown key \"" + std::string(k.str()) +
+                            "\"; known keys are: " + list);
+    }
+  }
+
+  template <typename T>
+  std::optional<T> Get(const toml::table& t, std::string_view key, std::string_view what,
+                       std::string_view type_name) {
+    const toml::node* n = t.get(key);
+    if (!n) return std::nullopt;
+    auto v = n->value<T>();
+    if (!v) {
+      Error(*n, std::string(what) + ": \"" + std::string(key) + "\" must be " + std::string(type_name));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<int64_t> GetInt(const toml::table& t, std::string_view key, std::string_view what,
+                                int64_t min, int64_t max) {
+    const toml::node* n = t.get(key);
+    if (!n) return std::nullopt;
+    if (!n->is_integer()) {
+      Error(*n, std::string(what) + ": \"" + std::string(key) + "\" must be an integer");
+      return std::nullopt;
+    }
+    int64_t v = n->as_integer()->get();
+    if (v < min || v > max) {
+      Error(*n, std::string(what) + ": \"" + std::string(key) + "\" must be between " +
+                    std::to_string(min) + " and " + std::to_string(max) + ", not " + std::to_string(v));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  // A duration: "30d" style string, or an integer number of seconds.
+  std::optional<int64_t> GetDurationMs(const toml::table& t, std::string_view key, std::string_view what) {
+    const toml::node* n = t.get(key);
+    if (!n) return std::nullopt;
+    if (n->is_integer() && n->as_integer()->get() >= 0) return n->as_integer()->get() * 1000;
+    if (auto s = n->value<std::string>()) {
+      if (auto ms = ParseDurationMs(*s)) return ms;
+    }
+    Error(*n, std::string(what) + ": \"" + std::string(key) +
+                  "\" must be a duration such as \"30d\", \"12h\", \"15m\", \"90s\", \"250ms\" "
+                  "or a number of seconds");
+    return std::nullopt;
+  }
+
+  const std::string& file() const { return file_; }
+
+ private:
+  std::string file_;
+  std::vector<std::string> errors_;
+};
+
+std::optional<FieldType> ParseFieldType(std::string_view s) {
+  for (FieldType t : {FieldType::kString, FieldType::kInt, FieldType::kNumber, FieldType::kBool,
+                      FieldType::kObject, FieldType::kArray, FieldType::kAny}) {
+    if (FieldTypeName(t) == s) return t;
+  }
+  return std::nullopt;
+}
+
+void ParseServer(Checker& c, const toml::table& t, ServerConfig* s) {
+  c.KnownKeys(t, "[server]", {"listen", "max_body_bytes", "threads", "max_json_depth"});
+  if (auto v = c.Get<std::string>(t, "listen", "[server]", "a \"host:port\" string")) {
+    if (v->find(':') == std::string::npos) c.Error(*t.get("listen"), "[server]: listen must be \"host:port\"");
+    s->listen = *v;
+  }
+  if (auto v = c.GetInt(t, "max_body_bytes", "[server]", 1024, int64_t{1} << 32)) s->max_body_bytes = *v;
+  if (auto v = c.GetInt(t, "threads", "[server]", 1, 256)) s->threads = static_cast<int>(*v);
+  if (auto v = c.GetInt(t, "max_json_depth", "[server]", 2, 1000)) s->max_json_depth = static_cast<int>(*v);
+}
+
+void ParseLog(Checker& c, const toml::table& t, LogConfig* l) {
+  c.KnownKeys(t, "[log]", {"backend", "partitions", "fsync", "fsync_max_delay_ms", "segment_bytes"});
+  if (auto v = c.Get<std::string>(t, "backend", "[log]", "a string")) {
+    if (*v != "embedded") c.Error(*t.get("backend"), "[log]: backend \"" + *v + "\" is not available; use \"embedded\"");
+    l->backend = *v;
+  }
+  if (auto v = c.GetInt(t, "partitions", "[log]", 1, 4096)) l->partitions = static_cast<int>(*v);
+  if (auto v = c.Get<std::string>(t, "fsync", "[log]", "a string")) {
+    if (*v == "always") l->fsync = FsyncPolicy::kAlways;
+    else if (*v == "batch") l->fsync = FsyncPolicy::kBatch;
+    else if (*v == "none") l->fsync = FsyncPolicy::kNone;
+    else c.Error(*t.get("fsync"), "[log]: fsync must be \"always\", \"batch\" or \"none\", not \"" + *v + "\"");
+  }
+  if (auto v = c.GetInt(t, "fsync_max_delay_ms", "[log]", 0, 10'000)) l->fsync_max_delay_ms = static_cast<int>(*v);
+  if (auto v = c.GetInt(t, "segment_bytes", "[log]", 4096, int64_t{1} << 40)) l->segment_bytes = *v;
+}
+
+void ParseStore(Checker& c, const toml::table& t, StoreConfig* s) {
+  c.KnownKeys(t, "[store]", {"backend", "block_cache_mb"});
+  if (auto v = c.Get<std::string>(t, "backend", "[store]", "a string")) {
+    if (*v != "rocksdb") c.Error(*t.get("backend"), "[store]: backend \"" + *v + "\" is not available; use \"rocksdb\"");
+    s->backend = *v;
+  }
+  if (auto v = c.GetInt(t, "block_cache_mb", "[store]", 0, 1 << 20)) s->block_cache_mb = *v;
+}
+
+void ParseProcessor(Checker& c, const toml::table& t, ProcessorConfig* p) {
+  c.KnownKeys(t, "[processor]", {"workers", "batch_max_events"});
+  if (auto v = c.GetInt(t, "workers", "[processor]", 1, 256)) p->workers = static_cast<int>(*v);
+  if (auto v = c.GetInt(t, "batch_max_events", "[processor]", 1, 1'000'000)) p->batch_max_events = *v;
+}
+
+void ParseEvents(Checker& c, const toml::table& t, Config* cfg) {
+  for (auto&& [name, node] : t) {
+    std::string what = "event type \"" + std::string(name.str()) + "\"";
+    const toml::table* et = node.as_table();
+    if (!et) {
+      c.Error(node, what + ": must be a table such as [events." + std::string(name.str()) + "]");
+      continue;
+    }
+    c.KnownKeys(*et, what, {"props", "allow_unknown_props"});
+    EventTypeSpec spec;
+    spec.name = name.str();
+    if (auto v = c.Get<bool>(*et, "allow_unknown_props", what, "true or false")) spec.allow_unknown_props = *v;
+    if (const toml::node* pn = et->get("props")) {
+      const toml::table* props = pn->as_table();
+      if (!props) {
+        c.Error(*pn, what + ": props must be a table of field = type");
+      } else {
+        for (auto&& [fname, fnode] : *props) {
+          FieldSpec f;
+          f.name = fname.str();
+          std::string fwhat = what + ": prop \"" + f.name + "\"";
+          std::optional<std::string> type_name;
+          if (auto s = fnode.value<std::string>()) {
+            type_name = *s;
+          } else if (const toml::table* ft = fnode.as_table()) {
+            c.KnownKeys(*ft, fwhat, {"type", "required", "min", "max", "max_len"});
+            type_name = c.Get<std::string>(*ft, "type", fwhat, "a type name");
+            if (!type_name) c.Error(fnode, fwhat + ": needs a type, e.g. { type = \"int\" }");
+            if (auto v = c.Get<bool>(*ft, "required", fwhat, "true or false")) f.required = *v;
+            if (auto v = c.Get<double>(*ft, "min", fwhat, "a number")) f.min = *v;
+            if (auto v = c.Get<double>(*ft, "max", fwhat, "a number")) f.max = *v;
+            if (auto v = c.GetInt(*ft, "max_len", fwhat, 1, int64_t{1} << 30)) f.max_len = *v;
+          } else {
+            c.Error(fnode, fwhat + ": must be a type name (\"int\") or a table ({ type = \"int\", required = false })");
+            continue;
+          }
+          if (type_name) {
+            if (auto ft = ParseFieldType(*type_name)) {
+              f.type = *ft;
+            } else {
+              c.Error(fnode, fwhat + ": unknown type \"" + *type_name +
+                                 "\"; use string, int, number, bool, object, array or any");
+            }
+          }
+          spec.props.push_back(std::move(f));
+        }
+      }
+    }
+    cfg->events.emplace(spec.name, std::move(spec));
+  }
+}
+
+void ParseTags(Checker& c, const toml::table& t, Config* cfg) {
+  for (auto&& [name, node] : t) {
+    std::string what = "tag \"" + std::string(name.str()) + "\"";
+    const toml::table* tt = node.as_table();
+    if (!tt) {
+      c.Error(node, what + ": must be a table such as [tags." + std::string(name.str()) + "]");
+      continue;
+    }
+    c.KnownKeys(*tt, what, {"type", "ops", "size_limit", "sort_by", "order", "dedup_by", "ttl", "max_age"});
+    TagConfig tag;
+    tag.name = name.str();
+    auto type = c.Get<std::string>(*tt, "type", what, "a string");
+    if (!type) {
+      if (!tt->get("type")) c.Error(node, what + ": needs type = \"string\" | \"number\" | \"map\" | \"set\" | \"list\"");
+      continue;
+    }
+    auto parsed = ParseTagType(*type);
+    if (!parsed) {
+      c.Error(*tt->get("type"), what + ": unknown type \"" + *type + "\"; use string, number, map, set or list");
+      continue;
+    }
+    tag.type = *parsed;
+    if (const toml::node* on = tt->get("ops")) {
+      const toml::array* arr = on->as_array();
+      if (!arr) c.Error(*on, what + ": ops must be an array of operator names");
+      for (size_t i = 0; arr && i < arr->size(); ++i) {
+        auto s = (*arr)[i].value<std::string>();
+        auto op = s ? ParseOp(*s) : std::nullopt;
+        if (!op) {
+          c.Error((*arr)[i], what + ": ops[" + std::to_string(i) + "] is not an operator name");
+        } else if (*op != OpCode::kTagDel && TagTypeOfOp(*op) != tag.type) {
+          c.Error((*arr)[i], what + ": operator " + *s + " does not apply to a " + *type + " tag");
+        } else {
+          tag.ops.push_back(*op);
+        }
+      }
+    }
+    bool is_list = tag.type == TagType::kList;
+    auto list_only = [&](std::string_view key) {
+      if (!is_list && tt->get(key)) c.Error(*tt->get(key), what + ": " + std::string(key) + " applies to list tags only");
+    };
+    list_only("size_limit");
+    list_only("sort_by");
+    list_only("order");
+    list_only("dedup_by");
+    list_only("max_age");
+    if (is_list) {
+      tag.size_limit = 1000;
+      if (auto v = c.GetInt(*tt, "size_limit", what, 1, 10'000'000)) tag.size_limit = *v;
+      if (tt->get("size_limit") && !tt->get("size_limit")->is_integer()) {}
+      if (auto v = c.Get<std::string>(*tt, "sort_by", what, "a field name")) tag.sort_by = *v;
+      if (auto v = c.Get<std::string>(*tt, "order", what, "\"asc\" or \"desc\"")) {
+        if (*v == "desc") tag.descending = true;
+        else if (*v != "asc") c.Error(*tt->get("order"), what + ": order must be \"asc\" or \"desc\"");
+      }
+      if (const toml::node* dn = tt->get("dedup_by")) {
+        const toml::array* arr = dn->as_array();
+        if (!arr || arr->empty()) c.Error(*dn, what + ": dedup_by must be a non-empty array of field names");
+        for (size_t i = 0; arr && i < arr->size(); ++i) {
+          if (auto s = (*arr)[i].value<std::string>()) tag.dedup_by.push_back(*s);
+          else c.Error((*arr)[i], what + ": dedup_by entries must be field names");
+        }
+      }
+      if (auto v = c.GetDurationMs(*tt, "max_age", what)) tag.max_age_ms = *v;
+    }
+    if (auto v = c.GetDurationMs(*tt, "ttl", what)) tag.ttl_ms = *v;
+    cfg->tags.Add(std::move(tag));
+  }
+}
+
+std::optional<FieldRef> ParseFieldRef(std::string_view s) {
+  FieldRef r;
+  if (s == "uid") r.kind = FieldRef::Kind::kUid;
+  else if (s == "device_id") r.kind = FieldRef::Kind::kDeviceId;
+  else if (s == "id") r.kind = FieldRef::Kind::kId;
+  else if (s == "type") r.kind = FieldRef::Kind::kType;
+  else if (s == "ts") r.kind = FieldRef::Kind::kTs;
+  else if (s == "ts_iso") r.kind = FieldRef::Kind::kTsIso;
+  else if (s == "product") r.kind = FieldRef::Kind::kProduct;
+  else if (s == "channel") r.kind = FieldRef::Kind::kChannel;
+  else if (s.starts_with("props.") && s.size() > 6) {
+    r.kind = FieldRef::Kind::kProp;
+    r.prop = s.substr(6);
+  } else {
+    return std::nullopt;
+  }
+  return r;
+}
+
+std::optional<ValueTemplate> ParseTemplate(Checker& c, const toml::node& n, const std::string& what) {
+  ValueTemplate t;
+  if (auto s = n.value_exact<std::string>()) {
+    if (s->starts_with("$") && !s->starts_with("$$")) {
+      auto ref = ParseFieldRef(std::string_view(*s).substr(1));
+      if (!ref) {
+        c.Error(n, what + ": unknown field \"" + *s +
+                       "\"; use $uid, $device_id, $id, $type, $ts, $ts_iso, $product, $channel or $props.NAME");
+        return std::nullopt;
+      }
+      t.kind = ValueTemplate::Kind::kField;
+      t.field = *ref;
+      return t;
+    }
+    t.literal_json.clear();
+    AppendJsonString(&t.literal_json, s->starts_with("$$") ? s->substr(1) : *s);
+    return t;
+  }
+  if (n.is_integer() || n.is_floating_point()) {
+    t.literal_is_number = true;
+    AppendJsonNumber(&t.literal_json, n.value<double>().value_or(0));
+    return t;
+  }
+  if (auto b = n.value_exact<bool>()) {
+    t.literal_json = *b ? "true" : "false";
+    return t;
+  }
+  if (const toml::table* tt = n.as_table()) {
+    t.kind = ValueTemplate::Kind::kObject;
+    for (auto&& [k, v] : *tt) {
+      auto sub = ParseTemplate(c, v, what + "." + std::string(k.str()));
+      if (!sub) return std::nullopt;
+      if (sub->kind == ValueTemplate::Kind::kObject) {
+        c.Error(v, what + ": nested objects in item templates are not supported; flatten the field");
+        return std::nullopt;
+      }
+      t.fields.emplace_back(std::string(k.str()), std::move(*sub));
+    }
+    return t;
+  }
+  c.Error(n, what + ": must be a literal, a \"$field\" reference, or (for lists) a table of those");
+  return std::nullopt;
+}
+
+void ParseRules(Checker& c, const toml::array& arr, Config* cfg) {
+  for (size_t i = 0; i < arr.size(); ++i) {
+    const toml::table* rt = arr[i].as_table();
+    std::string what = "rule #" + std::to_string(i + 1);
+    if (!rt) {
+      c.Error(arr[i], what + ": must be a table ([[rules]])");
+      continue;
+    }
+    c.KnownKeys(*rt, what, {"on", "tag", "op", "key", "value"});
+    RuleSpec r;
+    r.where = c.Where(rt->source());
+    if (const toml::node* on = rt->get("on")) {
+      if (auto s = on->value<std::string>()) {
+        r.on.push_back(*s);
+      } else if (const toml::array* a = on->as_array()) {
+        for (auto&& e : *a) {
+          if (auto s = e.value<std::string>()) r.on.push_back(*s);
+          else c.Error(e, what + ": on must list event type names");
+        }
+      } else {
+        c.Error(*on, what + ": on must be an event type name or an array of them");
+      }
+      for (const auto& type : r.on) {
+        if (!cfg->events.count(type)) c.Error(*on, what + ": event type \"" + type + "\" is not declared; add [events." + type + "]");
+      }
+    } else {
+      c.Error(*rt, what + ": needs on = \"event type\"");
+    }
+    auto tag_name = c.Get<std::string>(*rt, "tag", what, "a tag name");
+    const TagConfig* tag = tag_name ? cfg->tags.Find(*tag_name) : nullptr;
+    if (!tag_name) {
+      if (!rt->get("tag")) c.Error(*rt, what + ": needs tag = \"name\"");
+      continue;
+    }
+    if (!tag) {
+      c.Error(*rt->get("tag"), what + ": tag \"" + *tag_name + "\" is not declared; add [tags." + *tag_name + "]");
+      continue;
+    }
+    r.tag = *tag_name;
+    what += " (tag \"" + r.tag + "\")";
+    auto op_name = c.Get<std::string>(*rt, "op", what, "an operator name");
+    if (!op_name) {
+      if (!rt->get("op")) c.Error(*rt, what + ": needs op, e.g. op = \"list.rpush\"");
+      continue;
+    }
+    auto op = ParseOp(*op_name);
+    if (!op) {
+      c.Error(*rt->get("op"), what + ": unknown operator \"" + *op_name + "\"");
+      continue;
+    }
+    if (!tag->Allows(*op)) {
+      c.Error(*rt->get("op"), what + ": operator " + *op_name + " is not allowed on " +
+                                  std::string(TagTypeName(tag->type)) + " tag \"" + r.tag + "\"");
+      continue;
+    }
+    r.op = *op;
+    bool needs_key = *op == OpCode::kMapPut || *op == OpCode::kMapIncr || *op == OpCode::kMapDel;
+    if (const toml::node* kn = rt->get("key")) {
+      if (!needs_key) c.Error(*kn, what + ": key is only used by map.put, map.incr and map.del");
+      r.key = ParseTemplate(c, *kn, what + ": key");
+    } else if (needs_key) {
+      c.Error(*rt, what + ": " + *op_name + " needs key = \"$props.NAME\" (or a literal)");
+    }
+    const toml::node* vn = rt->get("value");
+    if (*op == OpCode::kTagDel || *op == OpCode::kMapDel) {
+      if (vn) c.Error(*vn, what + ": " + *op_name + " takes no value");
+    } else if (!vn) {
+      c.Error(*rt, what + ": needs value = ...");
+      continue;
+    } else if (auto v = ParseTemplate(c, *vn, what + ": value")) {
+      r.value = std::move(*v);
+      bool is_list = tag->type == TagType::kList;
+      if (is_list && r.value.kind != ValueTemplate::Kind::kObject) {
+        c.Error(*vn, what + ": list items must be a table, e.g. value = { item_id = \"$props.item_id\", et = \"$ts\" }");
+      }
+      if (!is_list && r.value.kind == ValueTemplate::Kind::kObject && *op != OpCode::kMapPut) {
+        c.Error(*vn, what + ": value must be a single literal or $field for " + *op_name);
+      }
+      bool numeric = *op == OpCode::kNumberSet || *op == OpCode::kNumberIncr || *op == OpCode::kNumberMax ||
+                     *op == OpCode::kNumberMin || *op == OpCode::kMapIncr;
+      if (numeric && r.value.kind == ValueTemplate::Kind::kLiteral && !r.value.literal_is_number) {
+        c.Error(*vn, what + ": " + *op_name + " needs a numeric value");
+      }
+      if (is_list && r.value.kind == ValueTemplate::Kind::kObject) {
+        auto has = [&](const std::string& f) {
+          return std::any_of(r.value.fields.begin(), r.value.fields.end(), [&](auto& p) { return p.first == f; });
+        };
+        if (!tag->sort_by.empty() && !has(tag->sort_by)) {
+          c.Error(*vn, what + ": the item lacks the tag's sort_by field \"" + tag->sort_by + "\"");
+        }
+        for (const auto& d : tag->dedup_by) {
+          if (!has(d)) c.Error(*vn, what + ": the item lacks the tag's dedup_by field \"" + d + "\"");
+        }
+      }
+    }
+    // Every $props.NAME a rule reads must be declared by each event type it listens on.
+    std::vector<const ValueTemplate*> refs;
+    if (r.key) refs.push_back(&*r.key);
+    refs.push_back(&r.value);
+    for (size_t j = 0; j < refs.size(); ++j) {
+      for (const auto& [_, sub] : refs[j]->fields) refs.push_back(&sub);
+    }
+    for (const ValueTemplate* t : refs) {
+      if (t->kind != ValueTemplate::Kind::kField || t->field.kind != FieldRef::Kind::kProp) continue;
+      for (const auto& type : r.on) {
+        auto it = cfg->events.find(type);
+        if (it != cfg->events.end() && !it->second.FindProp(t->field.prop)) {
+          c.Error(*rt, what + ": reads $props." + t->field.prop + ", which event type \"" + type +
+                           "\" does not declare; add it under [events." + type + ".props]");
+        }
+      }
+    }
+    cfg->rules.push_back(std::move(r));
+  }
+}
+
+}  // namespace
+
+Result<Config> ParseConfig(std::string_view text, const std::string& name) {
+  toml::table root;
+  try {
+    root = toml::parse(text, std::string_view(name));
+  } catch (const toml::parse_error& e) {
+    const auto& b = e.source().begin;
+    return Status::InvalidArgument(name + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) +
+                                   ": " + std::string(e.description()));
+  }
+  Checker c(name);
+  Config cfg;
+  cfg.path = name;
+  c.KnownKeys(root, "top level", {"data_dir", "server", "log", "store", "processor", "events", "tags", "rules"});
+  if (auto v = c.Get<std::string>(root, "data_dir", "top level", "a directory path")) cfg.data_dir = *v;
+  auto section = [&](std::string_view key) -> const toml::table* {
+    const toml::node* n = root.get(key);
+    if (!n) return nullptr;
+    if (!n->is_table()) {
+      c.Error(*n, "\"" + std::string(key) + "\" must be a table ([" + std::string(key) + "])");
+      return nullptr;
+    }
+    return n->as_table();
+  };
+  if (auto* t = section("server")) ParseServer(c, *t, &cfg.server);
+  if (auto* t = section("log")) ParseLog(c, *t, &cfg.log);
+  if (auto* t = section("store")) ParseStore(c, *t, &cfg.store);
+  if (auto* t = section("processor")) ParseProcessor(c, *t, &cfg.processor);
+  if (auto* t = section("events")) ParseEvents(c, *t, &cfg);
+  if (auto* t = section("tags")) ParseTags(c, *t, &cfg);
+  if (const toml::node* n = root.get("rules")) {
+    if (const toml::array* a = n->as_array()) ParseRules(c, *a, &cfg);
+    else c.Error(*n, "rules must be an array of tables ([[rules]])");
+  }
+  if (cfg.events.empty()) c.ErrorNoPos("no event types declared; add at least one [events.NAME] table");
+  if (!c.ok()) return c.ToStatus();
+  return cfg;
+}
+
+Result<Config> LoadConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("config " + path + ": cannot open file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseConfig(ss.str(), path);
+}
+
+}  // namespace portrait

@@ -1,0 +1,138 @@
+// Config: everything `portrait serve` reads from its TOML file, validated.
+//
+// LoadConfig parses and checks the whole file and returns every problem it finds, each
+// as `FILE:LINE:COL: what is wrong; what to do`. A Config that loaded is consistent:
+// every rule names a declared tag with an operator its type allows, every event type a
+// rule listens on is declared, and every list item carries its tag's sort and dedup
+// fields. Immutable after loading; share it by const reference.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/action.h"
+#include "core/status.h"
+
+namespace portrait {
+
+enum class FieldType { kString, kInt, kNumber, kBool, kObject, kArray, kAny };
+std::string_view FieldTypeName(FieldType t);
+
+struct FieldSpec {
+  std::string name;
+  FieldType type = FieldType::kAny;
+  bool required = true;
+  std::optional<double> min, max;  // numbers
+  size_t max_len = 0;              // strings (bytes); 0 = no limit
+};
+
+struct EventTypeSpec {
+  std::string name;
+  std::vector<FieldSpec> props;
+  bool allow_unknown_props = true;
+  const FieldSpec* FindProp(std::string_view name) const;
+};
+
+struct TagConfig {
+  std::string name;
+  TagType type = TagType::kString;
+  std::vector<OpCode> ops;  // allowed operators; empty = every operator of the type
+  // list tags
+  size_t size_limit = 0;
+  std::string sort_by;  // numeric item field; empty = the action's ts
+  bool descending = false;  // output order; storage is always ascending
+  std::vector<std::string> dedup_by;  // empty = the whole item
+  // lifetime
+  int64_t ttl_ms = 0;      // tag expires when not updated for this long; 0 = never
+  int64_t max_age_ms = 0;  // list items older than this (by sort field) drop out
+
+  bool Allows(OpCode op) const;
+};
+
+class TagRegistry {
+ public:
+  const TagConfig* Find(std::string_view name) const;
+  void Add(TagConfig tag);
+  const std::map<std::string, TagConfig, std::less<>>& all() const { return tags_; }
+
+ private:
+  std::map<std::string, TagConfig, std::less<>> tags_;
+};
+
+// A reference to part of an event, written `$uid`, `$ts`, `$props.item_id`, ...
+struct FieldRef {
+  enum class Kind { kUid, kDeviceId, kId, kType, kTs, kTsIso, kProduct, kChannel, kProp };
+  Kind kind = Kind::kUid;
+  std::string prop;  // for kProp
+};
+
+// How a rule computes a value from an event: a literal, a field, or an object of those.
+struct ValueTemplate {
+  enum class Kind { kLiteral, kField, kObject };
+  Kind kind = Kind::kLiteral;
+  std::string literal_json;  // kLiteral
+  bool literal_is_number = false;
+  FieldRef field;            // kField
+  std::vector<std::pair<std::string, ValueTemplate>> fields;  // kObject
+};
+
+struct RuleSpec {
+  std::string where;  // "portrait.toml:40:1" for messages
+  std::vector<std::string> on;  // event types
+  std::string tag;
+  OpCode op = OpCode::kStringSet;
+  std::optional<ValueTemplate> key;  // map.put / map.incr / map.del
+  ValueTemplate value;
+};
+
+enum class FsyncPolicy { kAlways, kBatch, kNone };
+std::string_view FsyncPolicyName(FsyncPolicy p);
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1:8080";
+  size_t max_body_bytes = 16u << 20;
+  int threads = 4;
+  int max_json_depth = 32;
+};
+
+struct LogConfig {
+  std::string backend = "embedded";
+  int partitions = 8;
+  FsyncPolicy fsync = FsyncPolicy::kBatch;
+  int fsync_max_delay_ms = 2;
+  uint64_t segment_bytes = 64u << 20;
+};
+
+struct StoreConfig {
+  std::string backend = "rocksdb";
+  size_t block_cache_mb = 256;
+};
+
+struct ProcessorConfig {
+  int workers = 2;
+  size_t batch_max_events = 8192;
+};
+
+struct Config {
+  std::string path;  // where it was loaded from, for messages
+  std::string data_dir = "./data";
+  ServerConfig server;
+  LogConfig log;
+  StoreConfig store;
+  ProcessorConfig processor;
+  std::map<std::string, EventTypeSpec, std::less<>> events;
+  TagRegistry tags;
+  std::vector<RuleSpec> rules;
+};
+
+Result<Config> LoadConfig(const std::string& path);
+// `name` is used in messages in place of a file path.
+Result<Config> ParseConfig(std::string_view toml_text, const std::string& name);
+
+// "30d", "12h", "15m", "90s", "250ms" -> milliseconds.
+std::optional<int64_t> ParseDurationMs(std::string_view text);
+
+}  // namespace portrait

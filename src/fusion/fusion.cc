@@ -1,0 +1,530 @@
+#include "fusion/fusion.h"
+
+#include <algorithm>
+#include <charconv>
+#include <tuple>
+#include <unordered_map>
+
+#include "core/coding.h"
+#include "core/json.h"
+
+namespace portrait::fusion {
+
+namespace {
+
+// Total order among items sharing a dedup key: the greatest one is kept.
+bool BetterItem(const ListItem& a, const ListItem& b) {
+  return std::tie(a.sort, a.ts, a.source, a.json) > std::tie(b.sort, b.ts, b.source, b.json);
+}
+
+bool ItemLess(const ListItem& a, const ListItem& b) {
+  return std::tie(a.sort, a.key) < std::tie(b.sort, b.key);
+}
+
+// True when equal keys imply equal sort values, so a duplicate can only sit among the
+// items with the same sort value and a binary search finds it.
+bool KeyImpliesSort(const TagConfig& cfg) {
+  if (cfg.sort_by.empty()) return false;
+  if (cfg.dedup_by.empty()) return true;  // key is the whole item, which holds sort_by
+  return std::find(cfg.dedup_by.begin(), cfg.dedup_by.end(), cfg.sort_by) != cfg.dedup_by.end();
+}
+
+void CutToLimit(std::vector<ListItem>& items, const TagConfig& cfg) {
+  if (cfg.size_limit > 0 && items.size() > cfg.size_limit) {
+    items.erase(items.begin(), items.begin() + static_cast<ptrdiff_t>(items.size() - cfg.size_limit));
+  }
+}
+
+// Last-writer-wins: does (ts, source, value) beat the register's current write?
+template <typename V>
+bool Wins(TimestampMs ts, Source src, const V& v, TimestampMs cur_ts, Source cur_src, const V& cur) {
+  return std::tie(ts, src, v) > std::tie(cur_ts, cur_src, cur);
+}
+
+void ResetTo(TagState& s, TagType type) {
+  s = TagState();
+  s.type = type;
+}
+
+void IncrMapEntry(std::map<std::string, MapValue>& m, const std::string& key, double amount,
+                  TimestampMs ts, Source src) {
+  MapValue& v = m[key];
+  v.number = (v.is_number ? v.number : 0) + amount;
+  v.is_number = true;
+  v.json.clear();
+  AppendJsonNumber(&v.json, v.number);
+  v.ts = std::max(v.ts, ts);
+  v.source = src;
+}
+
+void PutMapEntry(std::map<std::string, MapValue>& m, const MapEntry& e, TimestampMs ts, Source src) {
+  auto it = m.find(e.key);
+  if (it != m.end() && !Wins(ts, src, e.json, it->second.ts, it->second.source, it->second.json)) return;
+  MapValue v;
+  v.json = e.json;
+  double d = 0;
+  auto [p, ec] = std::from_chars(e.json.data(), e.json.data() + e.json.size(), d);
+  v.is_number = ec == std::errc() && p == e.json.data() + e.json.size();
+  v.number = v.is_number ? d : 0;
+  v.ts = ts;
+  v.source = src;
+  m[e.key] = std::move(v);
+}
+
+}  // namespace
+
+void MergeListItems(std::vector<ListItem>& items, std::vector<ListItem> add, const TagConfig& cfg) {
+  if (add.empty()) return;
+  if (KeyImpliesSort(cfg) && add.size() <= 64) {
+    for (ListItem& x : add) {
+      auto pos = std::lower_bound(items.begin(), items.end(), x, ItemLess);
+      if (pos != items.end() && pos->key == x.key) {
+        if (BetterItem(x, *pos)) *pos = std::move(x);
+        continue;
+      }
+      if (cfg.size_limit > 0 && items.size() >= cfg.size_limit && pos == items.begin()) continue;
+      items.insert(pos, std::move(x));
+      CutToLimit(items, cfg);
+    }
+    return;
+  }
+  // General path: union, keep the best item per key, sort, cut.
+  for (ListItem& x : add) items.push_back(std::move(x));
+  std::unordered_map<std::string_view, size_t> best;
+  best.reserve(items.size());
+  std::vector<bool> keep(items.size(), true);
+  for (size_t i = 0; i < items.size(); ++i) {
+    auto [it, inserted] = best.emplace(items[i].key, i);
+    if (inserted) continue;
+    if (BetterItem(items[i], items[it->second])) {
+      keep[it->second] = false;
+      it->second = i;
+    } else {
+      keep[i] = false;
+    }
+  }
+  std::vector<ListItem> out;
+  out.reserve(best.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (keep[i]) out.push_back(std::move(items[i]));
+  }
+  std::sort(out.begin(), out.end(), ItemLess);
+  items = std::move(out);
+  CutToLimit(items, cfg);
+}
+
+void Apply(TagState& s, const Action& a, const TagConfig& cfg) {
+  if (a.op == OpCode::kTagDel) {
+    ResetTo(s, cfg.type);
+    return;
+  }
+  if (s.type != cfg.type) ResetTo(s, cfg.type);
+  const bool fresh = !s.present;
+  s.present = true;
+  s.updated_at = std::max(s.updated_at, a.ts);
+  switch (a.op) {
+    case OpCode::kStringSet:
+      if (fresh || Wins(a.ts, a.source, a.text, s.set_ts, s.set_source, s.text)) {
+        s.text = a.text;
+        s.set_ts = a.ts;
+        s.set_source = a.source;
+      }
+      break;
+    case OpCode::kNumberSet:
+      if (!s.number_was_set || Wins(a.ts, a.source, a.number, s.set_ts, s.set_source, s.number)) {
+        s.number = a.number;
+        s.set_ts = a.ts;
+        s.set_source = a.source;
+        s.number_was_set = true;
+      }
+      break;
+    case OpCode::kNumberIncr:
+      s.number += a.number;
+      break;
+    case OpCode::kNumberMax:
+      s.number = fresh ? a.number : std::max(s.number, a.number);
+      s.number_was_set = true;
+      break;
+    case OpCode::kNumberMin:
+      s.number = fresh ? a.number : std::min(s.number, a.number);
+      s.number_was_set = true;
+      break;
+    case OpCode::kMapPut:
+    case OpCode::kMapMerge:
+      for (const MapEntry& e : a.entries) PutMapEntry(s.map, e, a.ts, a.source);
+      break;
+    case OpCode::kMapIncr:
+      for (const MapEntry& e : a.entries) IncrMapEntry(s.map, e.key, e.number, a.ts, a.source);
+      break;
+    case OpCode::kMapDel:
+      for (const MapEntry& e : a.entries) s.map.erase(e.key);
+      break;
+    case OpCode::kSetAdd:
+    case OpCode::kSetAddl:
+      s.members.insert(a.members.begin(), a.members.end());
+      break;
+    case OpCode::kListRpush:
+    case OpCode::kListRpushl:
+      MergeListItems(s.items, a.items, cfg);
+      break;
+    case OpCode::kTagDel:
+      break;
+  }
+}
+
+bool TryCombine(Action& into, const Action& next, const TagConfig& cfg) {
+  auto is_list = [](OpCode op) { return op == OpCode::kListRpush || op == OpCode::kListRpushl; };
+  auto is_set = [](OpCode op) { return op == OpCode::kSetAdd || op == OpCode::kSetAddl; };
+  if (is_list(into.op) && is_list(next.op)) {
+    MergeListItems(into.items, next.items, cfg);
+    into.op = OpCode::kListRpushl;
+  } else if (is_set(into.op) && is_set(next.op)) {
+    into.members.insert(into.members.end(), next.members.begin(), next.members.end());
+    into.op = OpCode::kSetAddl;
+  } else if (into.op != next.op) {
+    return false;
+  } else {
+    switch (into.op) {
+      case OpCode::kNumberIncr:
+        into.number += next.number;
+        break;
+      case OpCode::kNumberMax:
+        into.number = std::max(into.number, next.number);
+        break;
+      case OpCode::kNumberMin:
+        into.number = std::min(into.number, next.number);
+        break;
+      case OpCode::kStringSet:
+        if (!Wins(next.ts, next.source, next.text, into.ts, into.source, into.text)) return true;
+        into.text = next.text;
+        into.source = next.source;
+        into.ts = next.ts;
+        return true;
+      case OpCode::kNumberSet:
+        if (!Wins(next.ts, next.source, next.number, into.ts, into.source, into.number)) return true;
+        into.number = next.number;
+        into.source = next.source;
+        into.ts = next.ts;
+        return true;
+      case OpCode::kMapIncr: {
+        for (const MapEntry& e : next.entries) {
+          auto it = std::find_if(into.entries.begin(), into.entries.end(),
+                                 [&](const MapEntry& x) { return x.key == e.key; });
+          if (it == into.entries.end()) into.entries.push_back(e);
+          else it->number += e.number;
+        }
+        break;
+      }
+      default:
+        return false;
+    }
+  }
+  into.ts = std::max(into.ts, next.ts);
+  into.id.clear();
+  return true;
+}
+
+Result<ListItem> MakeListItem(std::span<const std::pair<std::string, std::string>> fields,
+                              const TagConfig& cfg, TimestampMs ts, Source source) {
+  ListItem item;
+  item.ts = ts;
+  item.source = source;
+  JsonWriter w(&item.json);
+  w.BeginObject();
+  for (const auto& [name, raw] : fields) w.Key(name).Raw(raw);
+  w.EndObject();
+  auto find = [&](std::string_view name) -> const std::string* {
+    for (const auto& [n, raw] : fields) {
+      if (n == name) return &raw;
+    }
+    return nullptr;
+  };
+  if (cfg.sort_by.empty()) {
+    item.sort = static_cast<double>(ts);
+  } else {
+    const std::string* raw = find(cfg.sort_by);
+    if (!raw) return Status::InvalidArgument("tag \"" + cfg.name + "\": item has no sort_by field \"" + cfg.sort_by + "\"");
+    auto [p, ec] = std::from_chars(raw->data(), raw->data() + raw->size(), item.sort);
+    if (ec != std::errc() || p != raw->data() + raw->size()) {
+      return Status::InvalidArgument("tag \"" + cfg.name + "\": item field \"" + cfg.sort_by +
+                                     "\" must be a number, got " + *raw);
+    }
+  }
+  if (cfg.dedup_by.empty()) {
+    item.key = item.json;
+  } else {
+    for (size_t i = 0; i < cfg.dedup_by.size(); ++i) {
+      if (i) item.key.push_back('\x1f');
+      const std::string* raw = find(cfg.dedup_by[i]);
+      item.key += raw ? *raw : "null";
+    }
+  }
+  return item;
+}
+
+bool IsLive(const TagState& s, const TagConfig& cfg, TimestampMs now) {
+  if (!s.present) return false;
+  return cfg.ttl_ms <= 0 || s.updated_at + cfg.ttl_ms > now;
+}
+
+void RenderValue(const TagState& s, const TagConfig& cfg, TimestampMs now, std::string* out) {
+  JsonWriter w(out);
+  switch (s.type) {
+    case TagType::kString:
+      w.String(s.text);
+      break;
+    case TagType::kNumber:
+      w.Number(s.number);
+      break;
+    case TagType::kMap:
+      w.BeginObject();
+      for (const auto& [k, v] : s.map) w.Key(k).Raw(v.json);
+      w.EndObject();
+      break;
+    case TagType::kSet:
+      w.BeginArray();
+      for (const auto& m : s.members) w.Raw(m);
+      w.EndArray();
+      break;
+    case TagType::kList: {
+      double oldest = cfg.max_age_ms > 0 ? static_cast<double>(now - cfg.max_age_ms) : -1e300;
+      w.BeginArray();
+      if (cfg.descending) {
+        for (auto it = s.items.rbegin(); it != s.items.rend(); ++it) {
+          if (it->sort >= oldest) w.Raw(it->json);
+        }
+      } else {
+        for (const auto& item : s.items) {
+          if (item.sort >= oldest) w.Raw(item.json);
+        }
+      }
+      w.EndArray();
+      break;
+    }
+  }
+}
+
+namespace {
+constexpr uint8_t kStateFormat = 1;
+constexpr uint8_t kActionFormat = 1;
+
+void EncodeItem(Writer& w, const ListItem& it) {
+  w.Double(it.sort);
+  w.Bytes(it.key);
+  w.Bytes(it.json);
+  w.SignedVarint(it.ts);
+  w.U8(static_cast<uint8_t>(it.source));
+}
+
+bool DecodeItem(Reader& r, ListItem* it) {
+  it->sort = r.Double();
+  it->key = r.Bytes();
+  it->json = r.Bytes();
+  it->ts = r.SignedVarint();
+  uint8_t src = r.U8();
+  if (src > static_cast<uint8_t>(Source::kRealtime)) return false;
+  it->source = static_cast<Source>(src);
+  return r.ok();
+}
+
+bool ValidSource(uint8_t s) { return s <= static_cast<uint8_t>(Source::kRealtime); }
+}  // namespace
+
+void EncodeState(const TagState& s, std::string* out) {
+  Writer w(out);
+  w.U8(kStateFormat);
+  w.U8(static_cast<uint8_t>(s.type));
+  w.U8((s.present ? 1 : 0) | (s.number_was_set ? 2 : 0));
+  w.SignedVarint(s.updated_at);
+  w.SignedVarint(s.set_ts);
+  w.U8(static_cast<uint8_t>(s.set_source));
+  switch (s.type) {
+    case TagType::kString:
+      w.Bytes(s.text);
+      break;
+    case TagType::kNumber:
+      w.Double(s.number);
+      break;
+    case TagType::kMap:
+      w.Varint(s.map.size());
+      for (const auto& [k, v] : s.map) {
+        w.Bytes(k);
+        w.Bytes(v.json);
+        w.Double(v.number);
+        w.U8(v.is_number ? 1 : 0);
+        w.SignedVarint(v.ts);
+        w.U8(static_cast<uint8_t>(v.source));
+      }
+      break;
+    case TagType::kSet:
+      w.Varint(s.members.size());
+      for (const auto& m : s.members) w.Bytes(m);
+      break;
+    case TagType::kList:
+      w.Varint(s.items.size());
+      for (const auto& it : s.items) EncodeItem(w, it);
+      break;
+  }
+}
+
+Status DecodeState(std::string_view in, TagState* s) {
+  Reader r(in);
+  *s = TagState();
+  if (r.U8() != kStateFormat) return Status::Corruption("tag state: unknown format");
+  uint8_t type = r.U8();
+  if (type < 1 || type > static_cast<uint8_t>(TagType::kList)) return Status::Corruption("tag state: bad type");
+  s->type = static_cast<TagType>(type);
+  uint8_t flags = r.U8();
+  s->present = flags & 1;
+  s->number_was_set = flags & 2;
+  s->updated_at = r.SignedVarint();
+  s->set_ts = r.SignedVarint();
+  uint8_t src = r.U8();
+  if (!ValidSource(src)) return Status::Corruption("tag state: bad source");
+  s->set_source = static_cast<Source>(src);
+  switch (s->type) {
+    case TagType::kString:
+      s->text = r.Bytes();
+      break;
+    case TagType::kNumber:
+      s->number = r.Double();
+      break;
+    case TagType::kMap: {
+      uint64_t n = r.Varint();
+      for (uint64_t i = 0; i < n && r.ok(); ++i) {
+        std::string k(r.Bytes());
+        MapValue v;
+        v.json = r.Bytes();
+        v.number = r.Double();
+        v.is_number = r.U8() != 0;
+        v.ts = r.SignedVarint();
+        uint8_t vs = r.U8();
+        if (!ValidSource(vs)) return Status::Corruption("tag state: bad map source");
+        v.source = static_cast<Source>(vs);
+        s->map.emplace(std::move(k), std::move(v));
+      }
+      break;
+    }
+    case TagType::kSet: {
+      uint64_t n = r.Varint();
+      for (uint64_t i = 0; i < n && r.ok(); ++i) s->members.emplace(r.Bytes());
+      break;
+    }
+    case TagType::kList: {
+      uint64_t n = r.Varint();
+      if (n > in.size()) return Status::Corruption("tag state: bad item count");
+      s->items.resize(n);
+      for (uint64_t i = 0; i < n; ++i) {
+        if (!DecodeItem(r, &s->items[i])) return Status::Corruption("tag state: bad list item");
+      }
+      break;
+    }
+  }
+  if (!r.ok() || !r.done()) return Status::Corruption("tag state: truncated or trailing bytes");
+  return Status::Ok();
+}
+
+void EncodeAction(const Action& a, std::string* out) {
+  Writer w(out);
+  w.U8(kActionFormat);
+  w.U8(static_cast<uint8_t>(a.op));
+  w.SignedVarint(a.ts);
+  w.U8(static_cast<uint8_t>(a.source));
+  w.Bytes(a.id);
+  switch (a.op) {
+    case OpCode::kStringSet:
+      w.Bytes(a.text);
+      break;
+    case OpCode::kNumberSet:
+    case OpCode::kNumberIncr:
+    case OpCode::kNumberMax:
+    case OpCode::kNumberMin:
+      w.Double(a.number);
+      break;
+    case OpCode::kMapPut:
+    case OpCode::kMapIncr:
+    case OpCode::kMapMerge:
+    case OpCode::kMapDel:
+      w.Varint(a.entries.size());
+      for (const auto& e : a.entries) {
+        w.Bytes(e.key);
+        w.Bytes(e.json);
+        w.Double(e.number);
+      }
+      break;
+    case OpCode::kSetAdd:
+    case OpCode::kSetAddl:
+      w.Varint(a.members.size());
+      for (const auto& m : a.members) w.Bytes(m);
+      break;
+    case OpCode::kListRpush:
+    case OpCode::kListRpushl:
+      w.Varint(a.items.size());
+      for (const auto& it : a.items) EncodeItem(w, it);
+      break;
+    case OpCode::kTagDel:
+      break;
+  }
+}
+
+Status DecodeAction(std::string_view in, Action* a) {
+  Reader r(in);
+  if (r.U8() != kActionFormat) return Status::Corruption("action: unknown format");
+  uint8_t op = r.U8();
+  if (op < 1 || op > static_cast<uint8_t>(kLastOp)) return Status::Corruption("action: bad operator");
+  a->op = static_cast<OpCode>(op);
+  a->ts = r.SignedVarint();
+  uint8_t src = r.U8();
+  if (!ValidSource(src)) return Status::Corruption("action: bad source");
+  a->source = static_cast<Source>(src);
+  a->id = r.Bytes();
+  switch (a->op) {
+    case OpCode::kStringSet:
+      a->text = r.Bytes();
+      break;
+    case OpCode::kNumberSet:
+    case OpCode::kNumberIncr:
+    case OpCode::kNumberMax:
+    case OpCode::kNumberMin:
+      a->number = r.Double();
+      break;
+    case OpCode::kMapPut:
+    case OpCode::kMapIncr:
+    case OpCode::kMapMerge:
+    case OpCode::kMapDel: {
+      uint64_t n = r.Varint();
+      if (n > in.size()) return Status::Corruption("action: bad entry count");
+      a->entries.resize(n);
+      for (auto& e : a->entries) {
+        e.key = r.Bytes();
+        e.json = r.Bytes();
+        e.number = r.Double();
+      }
+      break;
+    }
+    case OpCode::kSetAdd:
+    case OpCode::kSetAddl: {
+      uint64_t n = r.Varint();
+      if (n > in.size()) return Status::Corruption("action: bad member count");
+      a->members.resize(n);
+      for (auto& m : a->members) m = r.Bytes();
+      break;
+    }
+    case OpCode::kListRpush:
+    case OpCode::kListRpushl: {
+      uint64_t n = r.Varint();
+      if (n > in.size()) return Status::Corruption("action: bad item count");
+      a->items.resize(n);
+      for (auto& it : a->items) {
+        if (!DecodeItem(r, &it)) return Status::Corruption("action: bad list item");
+      }
+      break;
+    }
+    case OpCode::kTagDel:
+      break;
+  }
+  if (!r.ok() || !r.done()) return Status::Corruption("action: truncated or trailing bytes");
+  return Status::Ok();
+}
+
+}  // namespace portrait::fusion

@@ -1,0 +1,68 @@
+// Log: the durable, partitioned event log between the collector and the processor.
+//
+// Records are opaque byte strings appended to a partition and numbered by Offset from 0.
+// Append returns once the records are durable per the configured fsync policy; a reader
+// sees only durable records, in order, each verified by its checksum (a corrupt record
+// is an error, never served). Log and LogReader are thread-safe for Append/Open/Commit;
+// one LogReader is used by one thread at a time.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/config.h"
+#include "core/metrics.h"
+#include "core/status.h"
+#include "core/types.h"
+
+namespace portrait {
+
+struct LogEntry {
+  PartitionId partition;
+  std::string_view payload;
+};
+
+struct LogRecord {
+  Offset offset;
+  std::string_view payload;  // valid until the reader's next Read
+};
+
+class LogReader {
+ public:
+  virtual ~LogReader() = default;
+  // Appends to `out` up to about `max_bytes` of durable records from the current position
+  // (at least one if any is available); leaves `out` empty when there is nothing new.
+  virtual Status Read(size_t max_bytes, std::vector<LogRecord>* out) = 0;
+  virtual Offset position() const = 0;  // the next offset Read returns
+};
+
+class Log {
+ public:
+  virtual ~Log() = default;
+  virtual int partitions() const = 0;
+  // Appends entries, keeping the order of entries within a partition; returns when they
+  // are durable. `first_offsets`, if given, receives the offset of each entry.
+  virtual Status Append(std::span<const LogEntry> entries, std::vector<Offset>* offsets = nullptr) = 0;
+  virtual Result<std::unique_ptr<LogReader>> OpenReader(PartitionId p, Offset from) = 0;
+  // Offset the next durable record of `p` will get (the readable end).
+  virtual Offset EndOffset(PartitionId p) const = 0;
+  virtual Status CommitOffset(std::string_view consumer, PartitionId p, Offset next) = 0;
+  // Offset(0) when the consumer never committed.
+  virtual Result<Offset> CommittedOffset(std::string_view consumer, PartitionId p) = 0;
+  // A counter that moves whenever new records become readable; WaitForData blocks until
+  // it differs from `seen` or the timeout passes (or the log closes).
+  virtual uint64_t DataEpoch() const = 0;
+  virtual void WaitForData(uint64_t seen, std::chrono::milliseconds timeout) = 0;
+  // Makes everything appended durable and stops background work; Append fails after it.
+  virtual void Close() = 0;
+};
+
+// Opens the log backend named in `config` under `data_dir`.
+Result<std::unique_ptr<Log>> MakeLog(const LogConfig& config, const std::string& data_dir,
+                                     MetricsRegistry* metrics);
+
+}  // namespace portrait

@@ -1,0 +1,330 @@
+#include "pipeline/collector.h"
+
+#include <simdjson.h>
+
+#include <cmath>
+
+#include "core/json.h"
+
+namespace portrait {
+
+namespace {
+
+static_assert(Collector::kPadding >= simdjson::SIMDJSON_PADDING);
+
+constexpr size_t kMaxIdBytes = 256;
+
+struct EventError {
+  std::string reason;
+  std::string message;
+};
+
+std::string_view TypeName(simdjson::dom::element_type t) {
+  using T = simdjson::dom::element_type;
+  switch (t) {
+    case T::ARRAY: return "array";
+    case T::OBJECT: return "object";
+    case T::INT64:
+    case T::UINT64: return "integer";
+    case T::DOUBLE: return "number";
+    case T::STRING: return "string";
+    case T::BOOL: return "bool";
+    case T::NULL_VALUE: return "null";
+  }
+  return "?";
+}
+
+EventError ParseError(simdjson::error_code code, int max_depth) {
+  if (code == simdjson::DEPTH_ERROR) {
+    return {"too_deep", "JSON nesting is deeper than the limit of " + std::to_string(max_depth) + " levels"};
+  }
+  return {"malformed_json", std::string("malformed JSON: ") + simdjson::error_message(code)};
+}
+
+// An identifier-like field: a non-empty string, or an integer (stored as its decimal text).
+bool ReadId(simdjson::dom::element v, std::string_view name, std::string* out, EventError* err) {
+  if (v.is_string()) {
+    *out = std::string(v.get_string().value());
+  } else if (v.is_int64()) {
+    *out = std::to_string(v.get_int64().value());
+  } else if (v.is_uint64()) {
+    *out = std::to_string(v.get_uint64().value());
+  } else {
+    *err = {"wrong_type", "field \"" + std::string(name) + "\" must be a string or an integer, not " +
+                              std::string(TypeName(v.type()))};
+    return false;
+  }
+  if (out->size() > kMaxIdBytes) {
+    *err = {"invalid_value", "field \"" + std::string(name) + "\" is longer than " + std::to_string(kMaxIdBytes) + " bytes"};
+    return false;
+  }
+  return true;
+}
+
+bool CheckProp(const FieldSpec& f, simdjson::dom::element v, EventError* err) {
+  using T = simdjson::dom::element_type;
+  auto wrong = [&](std::string_view want) {
+    *err = {"wrong_type", "props." + f.name + " must be " + std::string(want) + ", not " + std::string(TypeName(v.type()))};
+    return false;
+  };
+  switch (f.type) {
+    case FieldType::kString:
+      if (!v.is_string()) return wrong("a string");
+      if (f.max_len && v.get_string().value().size() > f.max_len) {
+        *err = {"invalid_value", "props." + f.name + " is longer than " + std::to_string(f.max_len) + " bytes"};
+        return false;
+      }
+      return true;
+    case FieldType::kInt:
+      if (!v.is_int64() && !v.is_uint64()) return wrong("an integer");
+      break;
+    case FieldType::kNumber:
+      if (!v.is_number()) return wrong("a number");
+      break;
+    case FieldType::kBool:
+      if (!v.is_bool()) return wrong("true or false");
+      return true;
+    case FieldType::kObject:
+      if (v.type() != T::OBJECT) return wrong("an object");
+      return true;
+    case FieldType::kArray:
+      if (v.type() != T::ARRAY) return wrong("an array");
+      return true;
+    case FieldType::kAny:
+      return true;
+  }
+  double d = v.is_double() ? v.get_double().value() : v.is_int64() ? static_cast<double>(v.get_int64().value())
+                                                                   : static_cast<double>(v.get_uint64().value());
+  if ((f.min && d < *f.min) || (f.max && d > *f.max)) {
+    std::string range = "[" + (f.min ? std::to_string(*f.min) : std::string("-inf")) + ", " +
+                        (f.max ? std::to_string(*f.max) : std::string("inf")) + "]";
+    *err = {"invalid_value", "props." + f.name + " is out of range " + range};
+    return false;
+  }
+  return true;
+}
+
+// Validates one parsed document against the behaviour model and fills `e`.
+bool BuildEvent(const Config& cfg, simdjson::dom::element doc, Event* e, EventError* err) {
+  simdjson::dom::object obj;
+  if (doc.get_object().get(obj)) {
+    *err = {"not_object", std::string("an event must be a JSON object, not ") + std::string(TypeName(doc.type()))};
+    return false;
+  }
+  bool has_ts = false;
+  simdjson::dom::object props;
+  bool has_props = false;
+  for (auto field : obj) {
+    std::string_view k = field.key;
+    simdjson::dom::element v = field.value;
+    if (k == "uid") {
+      if (!ReadId(v, k, &e->uid, err)) return false;
+    } else if (k == "device_id") {
+      if (!ReadId(v, k, &e->device_id, err)) return false;
+    } else if (k == "channel") {
+      if (!ReadId(v, k, &e->channel, err)) return false;
+    } else if (k == "id") {
+      if (!ReadId(v, k, &e->id, err)) return false;
+    } else if (k == "type" || k == "product") {
+      if (!v.is_string()) {
+        *err = {"wrong_type", "field \"" + std::string(k) + "\" must be a string, not " + std::string(TypeName(v.type()))};
+        return false;
+      }
+      (k == "type" ? e->type : e->product) = std::string(v.get_string().value());
+    } else if (k == "ts") {
+      if (!v.is_int64()) {
+        *err = {"wrong_type", "field \"ts\" must be an integer (milliseconds since the epoch), not " +
+                                  std::string(TypeName(v.type()))};
+        return false;
+      }
+      e->ts = v.get_int64().value();
+      has_ts = true;
+    } else if (k == "props") {
+      if (v.get_object().get(props)) {
+        *err = {"wrong_type", "field \"props\" must be an object, not " + std::string(TypeName(v.type()))};
+        return false;
+      }
+      has_props = true;
+    } else {
+      *err = {"unknown_field", "unknown field \"" + std::string(k) +
+                                   "\"; events have id, uid, device_id, type, ts, product, channel and props"};
+      return false;
+    }
+  }
+  if (e->uid.empty() && e->device_id.empty()) {
+    *err = {"missing_field", "an event needs \"uid\" (or \"device_id\" before login)"};
+    return false;
+  }
+  if (e->type.empty()) {
+    *err = {"missing_field", "an event needs \"type\""};
+    return false;
+  }
+  auto spec_it = cfg.events.find(e->type);
+  if (spec_it == cfg.events.end()) {
+    std::string known;
+    for (const auto& [name, _] : cfg.events) known += (known.empty() ? "" : ", ") + name;
+    *err = {"unknown_type", "unknown event type \"" + e->type + "\"; declared types are: " + known};
+    return false;
+  }
+  if (!has_ts) {
+    *err = {"missing_field", "an event needs \"ts\" (milliseconds since the epoch)"};
+    return false;
+  }
+  // 2000-01-01 .. 2100-01-01: catches seconds-for-milliseconds and garbage.
+  if (e->ts < 946684800000LL || e->ts > 4102444800000LL) {
+    *err = {"invalid_value", "field \"ts\" = " + std::to_string(e->ts) +
+                                 " is not milliseconds between 2000 and 2100 (seconds given?)"};
+    return false;
+  }
+  const EventTypeSpec& spec = spec_it->second;
+  if (has_props) {
+    for (auto field : props) {
+      const FieldSpec* f = spec.FindProp(field.key);
+      if (f) {
+        if (!CheckProp(*f, field.value, err)) return false;
+      } else if (!spec.allow_unknown_props) {
+        *err = {"unknown_field", "event type \"" + e->type + "\" does not declare props." + std::string(field.key)};
+        return false;
+      }
+      e->props.emplace_back(std::string(field.key), simdjson::to_string(field.value));
+    }
+  }
+  for (const FieldSpec& f : spec.props) {
+    if (f.required && e->Prop(f.name).empty()) {
+      *err = {"missing_field", "event type \"" + e->type + "\" requires props." + f.name + " (" +
+                                   std::string(FieldTypeName(f.type)) + ")"};
+      return false;
+    }
+  }
+  if (e->id.empty()) e->id = DeriveEventId(*e);
+  return true;
+}
+
+simdjson::dom::parser& ThreadParser(int max_depth) {
+  thread_local simdjson::dom::parser parser;
+  thread_local int depth = -1;
+  if (depth != max_depth) {
+    // Only fails on out-of-memory; parse() then reports the same error per event.
+    simdjson::error_code err = parser.allocate(1 << 16, static_cast<size_t>(max_depth));
+    (void)err;
+    depth = max_depth;
+  }
+  return parser;
+}
+
+bool IsSpace(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+}  // namespace
+
+Collector::Collector(const Config& config, Log* log, MetricsRegistry* metrics)
+    : config_(config), log_(log), metrics_(metrics) {
+  accepted_ = metrics->GetCounter("portrait_events_accepted_total", "Events validated and durably logged");
+  requests_ = metrics->GetCounter("portrait_ingest_bodies_total", "Request bodies given to the collector");
+}
+
+void Collector::CountRejection(const Rejection& r) {
+  metrics_->GetCounter("portrait_events_rejected_total", "Events rejected, by reason", "reason=\"" + r.reason + "\"")->Inc();
+}
+
+void Collector::Parse(std::string_view body, std::vector<Event>* events, std::vector<size_t>* indexes,
+                      std::vector<Rejection>* rejected) {
+  const int depth = config_.server.max_json_depth;
+  simdjson::dom::parser& parser = ThreadParser(depth);
+  size_t start = 0;
+  while (start < body.size() && IsSpace(body[start])) ++start;
+  auto one = [&](simdjson::dom::element doc, size_t index) {
+    Event e;
+    EventError err;
+    if (BuildEvent(config_, doc, &e, &err)) {
+      events->push_back(std::move(e));
+      indexes->push_back(index);
+    } else {
+      rejected->push_back({index, std::move(err.reason), std::move(err.message)});
+    }
+  };
+  if (start == body.size()) {
+    rejected->push_back({0, "empty_body", "the request body holds no event"});
+    return;
+  }
+  if (body[start] == '[') {
+    simdjson::dom::element doc;
+    auto code = parser.parse(body.data(), body.size(), false).get(doc);
+    if (code) {
+      EventError err = ParseError(code, depth);
+      rejected->push_back({0, err.reason, err.message + " (the array could not be read; no event in it was kept)"});
+      return;
+    }
+    size_t i = 0;
+    for (simdjson::dom::element v : doc.get_array()) one(v, i++);
+    if (i == 0) rejected->push_back({0, "empty_body", "the array holds no event"});
+    return;
+  }
+  // NDJSON, or one (possibly pretty-printed) document.
+  std::vector<std::string_view> lines;
+  size_t pos = start;
+  while (pos < body.size()) {
+    size_t nl = body.find('\n', pos);
+    if (nl == std::string_view::npos) nl = body.size();
+    std::string_view line = body.substr(pos, nl - pos);
+    while (!line.empty() && IsSpace(line.back())) line.remove_suffix(1);
+    size_t lead = 0;
+    while (lead < line.size() && IsSpace(line[lead])) ++lead;
+    if (lead < line.size()) lines.push_back(line.substr(lead));
+    pos = nl + 1;
+  }
+  if (lines.size() > 1) {
+    simdjson::dom::element first;
+    if (parser.parse(lines[0].data(), lines[0].size(), false).get(first)) {
+      // The first line alone is not a document: maybe the body is one multi-line document.
+      simdjson::dom::element whole;
+      if (!parser.parse(body.data(), body.size(), false).get(whole)) {
+        one(whole, 0);
+        return;
+      }
+    }
+  }
+  for (size_t i = 0; i < lines.size(); ++i) {
+    simdjson::dom::element doc;
+    auto code = parser.parse(lines[i].data(), lines[i].size(), false).get(doc);
+    if (code) {
+      EventError err = ParseError(code, depth);
+      rejected->push_back({i, err.reason, err.message});
+      continue;
+    }
+    one(doc, i);
+  }
+}
+
+Result<IngestResult> Collector::Ingest(std::string_view body) {
+  requests_->Inc();
+  std::vector<Event> events;
+  std::vector<size_t> indexes;
+  IngestResult result;
+  Parse(body, &events, &indexes, &result.rejected);
+  for (const auto& r : result.rejected) CountRejection(r);
+  if (events.empty()) return result;
+
+  std::vector<std::string> payloads(events.size());
+  std::vector<LogEntry> entries(events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    EncodeEvent(events[i], &payloads[i]);
+    entries[i] = {PartitionFor(events[i].PartitionKey(), log_->partitions()), payloads[i]};
+  }
+  RETURN_IF_ERROR(log_->Append(entries));
+  result.accepted = events.size();
+  accepted_->Inc(events.size());
+  return result;
+}
+
+Result<Event> Collector::ParseOne(std::string_view json) {
+  simdjson::padded_string padded(json);
+  std::vector<Event> events;
+  std::vector<size_t> indexes;
+  std::vector<Rejection> rejected;
+  Parse(std::string_view(padded.data(), padded.size()), &events, &indexes, &rejected);
+  if (!rejected.empty()) return Status::InvalidArgument(rejected[0].reason + ": " + rejected[0].message);
+  if (events.size() != 1) return Status::InvalidArgument("expected exactly one event");
+  return std::move(events[0]);
+}
+
+}  // namespace portrait

@@ -1,0 +1,149 @@
+#include "pipeline/processor.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <unordered_map>
+
+#include "fusion/fusion.h"
+
+namespace portrait {
+
+Processor::Processor(const Config& config, Log* log, ProfileStore* store, MetricsRegistry* m)
+    : config_(config), log_(log), store_(store), rules_(config) {
+  for (int i = 0; i < log->partitions(); ++i) processed_.push_back(std::make_unique<std::atomic<int64_t>>(0));
+  events_ = m->GetCounter("portrait_processor_events_total", "Events turned into Actions");
+  actions_ = m->GetCounter("portrait_processor_actions_total", "Actions produced by tag rules (before combining)");
+  skipped_ = m->GetCounter("portrait_processor_rules_skipped_total", "Rule firings skipped for missing or unusable inputs");
+  bad_records_ = m->GetCounter("portrait_processor_bad_records_total", "Log records that could not be decoded");
+  store_errors_ = m->GetCounter("portrait_processor_store_errors_total", "Failed store writes (retried)");
+  batch_seconds_ = m->GetHistogram("portrait_processor_batch_seconds", "Time to process one batch");
+  lag_ = m->GetGauge("portrait_processor_lag_events", "Log records not yet processed, all partitions");
+}
+
+Processor::~Processor() { Stop(); }
+
+Status Processor::Start() {
+  for (int p = 0; p < log_->partitions(); ++p) {
+    ASSIGN_OR_RETURN(auto cp, store_->GetCheckpoint(kConsumer, PartitionId(p)));
+    int64_t from = cp ? cp->value : 0;
+    int64_t end = log_->EndOffset(PartitionId(p)).value;
+    if (from > end) {
+      return Status::FailedPrecondition(
+          "partition " + std::to_string(p) + ": the store has processed up to offset " + std::to_string(from) +
+          " but the log ends at " + std::to_string(end) +
+          "; the log lost acknowledged records (fsync = \"none\" and a machine crash?) or belongs to another data dir");
+    }
+    processed_[p]->store(from);
+  }
+  num_workers_ = std::min(config_.processor.workers, log_->partitions());
+  for (int w = 0; w < num_workers_; ++w) threads_.emplace_back([this, w] { Run(w); });
+  return Status::Ok();
+}
+
+void Processor::Stop() {
+  stop_.store(true);
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+bool Processor::CaughtUp() const {
+  for (int p = 0; p < log_->partitions(); ++p) {
+    if (processed_[p]->load() < log_->EndOffset(PartitionId(p)).value) return false;
+  }
+  return true;
+}
+
+void Processor::Run(int worker) {
+  std::vector<PartitionId> mine;
+  for (int p = worker; p < log_->partitions(); p += num_workers_) mine.push_back(PartitionId(p));
+  std::vector<std::unique_ptr<LogReader>> readers(mine.size());
+  auto open = [&](size_t i) -> bool {
+    auto r = log_->OpenReader(mine[i], Offset(processed_[mine[i].value]->load()));
+    if (!r.ok()) {
+      spdlog::error("processor: cannot read partition {}: {}", mine[i].value, r.status().ToString());
+      return false;
+    }
+    readers[i] = std::move(r).value();
+    return true;
+  };
+  for (size_t i = 0; i < mine.size(); ++i) open(i);
+
+  const size_t max_events = config_.processor.batch_max_events;
+  std::vector<LogRecord> records;
+  std::vector<Action> actions;
+  std::vector<Action> combined;
+  std::vector<Checkpoint> checkpoints;
+  std::unordered_map<std::string, size_t> slot;  // uid \x1f tag -> index in combined
+  Event event;
+  while (!stop_.load()) {
+    uint64_t epoch = log_->DataEpoch();
+    auto start = std::chrono::steady_clock::now();
+    actions.clear();
+    checkpoints.clear();
+    size_t n_events = 0;
+    size_t skipped = 0;
+    for (size_t i = 0; i < mine.size() && n_events < max_events; ++i) {
+      if (!readers[i] && !open(i)) continue;
+      // Budget the read by bytes; records are about 100-200 bytes each.
+      Status st = readers[i]->Read((max_events - n_events) * 128, &records);
+      if (!st.ok()) {
+        spdlog::error("processor: partition {}: {}", mine[i].value, st.ToString());
+        bad_records_->Inc();
+        readers[i].reset();
+        continue;
+      }
+      if (records.empty()) continue;
+      for (const LogRecord& rec : records) {
+        Status ds = DecodeEvent(rec.payload, &event);
+        if (!ds.ok()) {
+          bad_records_->Inc();
+          spdlog::error("processor: partition {} offset {}: {}", mine[i].value, rec.offset.value, ds.ToString());
+          continue;
+        }
+        rules_.Evaluate(event, &actions, &skipped);
+      }
+      n_events += records.size();
+      checkpoints.push_back({kConsumer, mine[i], readers[i]->position()});
+    }
+    if (checkpoints.empty()) {
+      log_->WaitForData(epoch, std::chrono::milliseconds(50));
+      continue;
+    }
+    // Pre-combine per (uid, tag), keeping order for operators that do not combine.
+    combined.clear();
+    slot.clear();
+    for (Action& a : actions) {
+      const TagConfig* cfg = config_.tags.Find(a.tag);
+      std::string k = a.uid;
+      k.push_back('\x1f');
+      k += a.tag;
+      auto [it, fresh] = slot.emplace(std::move(k), combined.size());
+      if (!fresh && cfg && fusion::TryCombine(combined[it->second], a, *cfg)) continue;
+      it->second = combined.size();
+      combined.push_back(std::move(a));
+    }
+    for (int attempt = 0;; ++attempt) {
+      Status st = store_->Apply(combined, checkpoints);
+      if (st.ok()) break;
+      store_errors_->Inc();
+      spdlog::error("processor: store write failed (attempt {}): {}", attempt + 1, st.ToString());
+      if (stop_.load()) return;  // nothing was committed; the next start replays this batch
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 50 << std::min(attempt, 6))));
+    }
+    for (const Checkpoint& c : checkpoints) processed_[c.partition.value]->store(c.next.value);
+    events_->Inc(n_events);
+    actions_->Inc(actions.size());
+    skipped_->Inc(skipped);
+    batch_seconds_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (worker == 0) {
+      int64_t lag = 0;
+      for (int p = 0; p < log_->partitions(); ++p) lag += log_->EndOffset(PartitionId(p)).value - processed_[p]->load();
+      lag_->Set(lag);
+    }
+  }
+}
+
+}  // namespace portrait

@@ -1,0 +1,61 @@
+// Processor: consumes the log, turns events into Actions through the tag rules, and
+// applies them to the profile store.
+//
+// `workers` threads each own the partitions p with p % workers == worker, so one user's
+// events are processed in order by one thread. A worker reads a batch, pre-combines the
+// batch's Actions per (uid, tag) with the fusion operators, and hands them to the store
+// together with the next offsets in one atomic write; on restart it resumes from the
+// stored offsets, so every event is applied exactly once. A failed store write is
+// retried with backoff; the batch is never skipped.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "core/config.h"
+#include "core/metrics.h"
+#include "log/log.h"
+#include "pipeline/rules.h"
+#include "store/profile_store.h"
+
+namespace portrait {
+
+class Processor {
+ public:
+  static constexpr const char* kConsumer = "processor";
+
+  Processor(const Config& config, Log* log, ProfileStore* store, MetricsRegistry* metrics);
+  ~Processor();
+
+  Status Start();
+  void Stop();
+
+  // Offsets processed so far, per partition (for lag metrics, tests and benchmarks).
+  Offset Processed(PartitionId p) const { return Offset(processed_[p.value]->load()); }
+  // True when every partition is processed up to the log's current end.
+  bool CaughtUp() const;
+
+ private:
+  void Run(int worker);
+
+  const Config& config_;
+  Log* log_;
+  ProfileStore* store_;
+  RuleSet rules_;
+  std::vector<std::unique_ptr<std::atomic<int64_t>>> processed_;
+  int num_workers_ = 1;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+
+  Counter* events_;
+  Counter* actions_;
+  Counter* skipped_;
+  Counter* bad_records_;
+  Counter* store_errors_;
+  Histogram* batch_seconds_;
+  Gauge* lag_;
+};
+
+}  // namespace portrait

@@ -1,0 +1,40 @@
+#include "serve/app.h"
+
+#include <filesystem>
+
+namespace portrait {
+
+Result<std::unique_ptr<App>> App::Start(Config config) {
+  std::unique_ptr<App> app(new App(std::move(config)));
+  const Config& cfg = app->config_;
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.data_dir, ec);
+  if (ec) return Status::IOError("data dir " + cfg.data_dir + ": " + ec.message());
+  HttpServerOptions http;
+  if (!ParseHostPort(cfg.server.listen, &http.host, &http.port)) {
+    return Status::InvalidArgument("listen address \"" + cfg.server.listen + "\" must be HOST:PORT");
+  }
+  http.threads = cfg.server.threads;
+  http.max_body_bytes = cfg.server.max_body_bytes;
+
+  ASSIGN_OR_RETURN(app->log_, MakeLog(cfg.log, cfg.data_dir, &app->metrics_));
+  ASSIGN_OR_RETURN(app->store_, MakeProfileStore(cfg.store, cfg.data_dir, &cfg.tags, &app->metrics_));
+  app->processor_ = std::make_unique<Processor>(cfg, app->log_.get(), app->store_.get(), &app->metrics_);
+  RETURN_IF_ERROR(app->processor_->Start());
+  app->collector_ = std::make_unique<Collector>(cfg, app->log_.get(), &app->metrics_);
+  app->api_ = std::make_unique<Api>(cfg, app->collector_.get(), app->store_.get(), &app->metrics_);
+  Api* api = app->api_.get();
+  app->http_ = std::make_unique<HttpServer>(http, [api](HttpRequest& r) { return api->Handle(r); }, &app->metrics_);
+  RETURN_IF_ERROR(app->http_->Start());
+  return app;
+}
+
+App::~App() { Stop(); }
+
+void App::Stop() {
+  if (http_) http_->Stop();
+  if (processor_) processor_->Stop();
+  if (log_) log_->Close();
+}
+
+}  // namespace portrait

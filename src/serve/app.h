@@ -1,0 +1,47 @@
+// App: one running portrait — log, store, processor, collector and HTTP API wired
+// together from a Config. Used by `portrait serve`, the end-to-end benchmark and tests
+// that want a whole server in-process. Start() either returns a running App or an error
+// naming what could not start; Stop() (also run by the destructor) shuts down in order:
+// HTTP first, then the processor, then the log (made durable) and the store.
+#pragma once
+
+#include <memory>
+
+#include "core/config.h"
+#include "core/metrics.h"
+#include "log/log.h"
+#include "pipeline/collector.h"
+#include "pipeline/processor.h"
+#include "serve/api.h"
+#include "serve/http_server.h"
+#include "store/profile_store.h"
+
+namespace portrait {
+
+class App {
+ public:
+  static Result<std::unique_ptr<App>> Start(Config config);
+  ~App();
+  void Stop();
+
+  int port() const { return http_->port(); }
+  const Config& config() const { return config_; }
+  MetricsRegistry& metrics() { return metrics_; }
+  Processor& processor() { return *processor_; }
+  ProfileStore& store() { return *store_; }
+  Collector& collector() { return *collector_; }
+
+ private:
+  explicit App(Config config) : config_(std::move(config)) {}
+
+  Config config_;
+  MetricsRegistry metrics_;
+  std::unique_ptr<Log> log_;
+  std::unique_ptr<ProfileStore> store_;
+  std::unique_ptr<Processor> processor_;
+  std::unique_ptr<Collector> collector_;
+  std::unique_ptr<Api> api_;
+  std::unique_ptr<HttpServer> http_;
+};
+
+}  // namespace portrait

@@ -1,0 +1,158 @@
+#include "serve/http_server.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/json.h"
+
+namespace portrait {
+
+struct HttpServer::Call {
+  HttpRequest req;
+  bool too_large = false;
+};
+
+namespace {
+
+MHD_Result Send(MHD_Connection* c, const HttpResponse& r) {
+  MHD_Response* resp =
+      MHD_create_response_from_buffer(r.body.size(), const_cast<char*>(r.body.data()), MHD_RESPMEM_MUST_COPY);
+  MHD_add_response_header(resp, "Content-Type", r.content_type.c_str());
+  MHD_Result ret = MHD_queue_response(c, static_cast<unsigned>(r.status), resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
+HttpResponse TooLarge(size_t limit) {
+  return {413, "application/json",
+          JsonError("body_too_large", "request body exceeds the limit of " + std::to_string(limit) +
+                                          " bytes ([server] max_body_bytes); split the batch")};
+}
+
+MHD_Result CollectKv(void* cls, MHD_ValueKind, const char* key, const char* value) {
+  auto* m = static_cast<std::map<std::string, std::string>*>(cls);
+  std::string k = key ? key : "";
+  (*m)[k] = value ? value : "";
+  return MHD_YES;
+}
+
+MHD_Result CollectHeader(void* cls, MHD_ValueKind, const char* key, const char* value) {
+  auto* m = static_cast<std::map<std::string, std::string>*>(cls);
+  std::string k = key ? key : "";
+  std::transform(k.begin(), k.end(), k.begin(), [](unsigned char ch) { return std::tolower(ch); });
+  (*m)[k] = value ? value : "";
+  return MHD_YES;
+}
+
+MHD_Result OnRequest(void* cls, MHD_Connection* c, const char* url, const char* method, const char*,
+                     const char* upload, size_t* upload_size, void** con_cls) {
+  auto* server = static_cast<HttpServer*>(cls);
+  const size_t limit = server->options().max_body_bytes;
+  auto* call = static_cast<HttpServer::Call*>(*con_cls);
+  if (!call) {
+    call = new HttpServer::Call();
+    *con_cls = call;
+    call->req.method = method;
+    call->req.path = url;
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, CollectKv, &call->req.query);
+    MHD_get_connection_values(c, MHD_HEADER_KIND, CollectHeader, &call->req.headers);
+    auto cl = call->req.headers.find("content-length");
+    if (cl != call->req.headers.end()) {
+      unsigned long long n = std::strtoull(cl->second.c_str(), nullptr, 10);
+      if (n > limit) {
+        server->too_large()->Inc();
+        return Send(c, TooLarge(limit));
+      }
+      call->req.body.reserve(n + 64);
+    }
+    return MHD_YES;
+  }
+  if (*upload_size > 0) {
+    if (!call->too_large && call->req.body.size() + *upload_size > limit) {
+      call->too_large = true;
+      call->req.body.clear();
+      call->req.body.shrink_to_fit();
+    }
+    if (!call->too_large) call->req.body.append(upload, *upload_size);
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (call->too_large) {
+    server->too_large()->Inc();
+    return Send(c, TooLarge(limit));
+  }
+  call->req.body.reserve(call->req.body.size() + 64);
+  HttpResponse resp = server->Dispatch(call->req);
+  return Send(c, resp);
+}
+
+void OnCompleted(void*, MHD_Connection*, void** con_cls, MHD_RequestTerminationCode) {
+  delete static_cast<HttpServer::Call*>(*con_cls);
+  *con_cls = nullptr;
+}
+
+void OnConnection(void*, MHD_Connection* c, void**, MHD_ConnectionNotificationCode code) {
+  if (code != MHD_CONNECTION_NOTIFY_STARTED) return;
+  const MHD_ConnectionInfo* info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (!info) return;
+  int one = 1;
+  setsockopt(info->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+}  // namespace
+
+bool ParseHostPort(const std::string& listen, std::string* host, int* port) {
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  *host = listen.substr(0, colon);
+  char* end = nullptr;
+  long p = std::strtol(listen.c_str() + colon + 1, &end, 10);
+  if (*end != '\0' || p < 0 || p > 65535 || colon + 1 == listen.size()) return false;
+  *port = static_cast<int>(p);
+  return true;
+}
+
+HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler, MetricsRegistry* metrics)
+    : options_(std::move(options)), handler_(std::move(handler)) {
+  too_large_ = metrics->GetCounter("portrait_http_bodies_too_large_total", "Request bodies refused for their size");
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+Status HttpServer::Start() {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(options_.port));
+  std::string host = options_.host == "localhost" ? "127.0.0.1" : options_.host;
+  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    return Status::InvalidArgument("listen address \"" + options_.host + "\" is not an IPv4 address");
+  }
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+  daemon_ = MHD_start_daemon(
+      flags, static_cast<uint16_t>(options_.port), nullptr, nullptr, &OnRequest, this, MHD_OPTION_SOCK_ADDR,
+      reinterpret_cast<sockaddr*>(&addr), MHD_OPTION_THREAD_POOL_SIZE, static_cast<unsigned>(options_.threads),
+      MHD_OPTION_NOTIFY_COMPLETED, &OnCompleted, nullptr, MHD_OPTION_NOTIFY_CONNECTION, &OnConnection, nullptr,
+      MHD_OPTION_CONNECTION_TIMEOUT, options_.timeout_seconds, MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_END);
+  if (!daemon_) {
+    return Status::Unavailable("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
+                               " (in use, or not allowed); pick another with --listen HOST:PORT");
+  }
+  const MHD_DaemonInfo* info = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
+  port_ = info ? info->port : options_.port;
+  return Status::Ok();
+}
+
+void HttpServer::Stop() {
+  if (daemon_) {
+    MHD_stop_daemon(daemon_);
+    daemon_ = nullptr;
+  }
+}
+
+}  // namespace portrait

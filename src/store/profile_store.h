@@ -1,0 +1,54 @@
+// ProfileStore: where fused profiles live, and where the processor records how far it got.
+//
+// Apply() takes a batch of Actions plus consumer checkpoints and makes them visible
+// atomically: after a crash either the whole batch (with its checkpoints) is there or
+// none of it, so replaying from the stored checkpoint applies every action exactly once.
+// Within one (uid, tag) actions apply in batch order. Get() never returns a tag expired
+// by its ttl. Implementations are thread-safe.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/action.h"
+#include "core/config.h"
+#include "core/metrics.h"
+#include "core/status.h"
+#include "fusion/fusion.h"
+
+namespace portrait {
+
+struct Checkpoint {
+  std::string consumer;
+  PartitionId partition;
+  Offset next;  // the next log offset to process
+};
+
+struct TagValue {
+  std::string name;
+  fusion::TagState state;
+};
+
+struct Profile {
+  std::string uid;
+  std::vector<TagValue> tags;  // sorted by name
+};
+
+class ProfileStore {
+ public:
+  virtual ~ProfileStore() = default;
+  virtual Status Apply(std::span<const Action> actions, std::span<const Checkpoint> checkpoints) = 0;
+  // Live tags of `uid`; all of them when `only` is empty. `now` decides ttl expiry.
+  virtual Result<Profile> Get(std::string_view uid, std::span<const std::string> only, TimestampMs now) = 0;
+  virtual Result<std::optional<Offset>> GetCheckpoint(std::string_view consumer, PartitionId p) = 0;
+};
+
+// Opens the store backend named in `config` under `data_dir`. `tags` must outlive it.
+Result<std::unique_ptr<ProfileStore>> MakeProfileStore(const StoreConfig& config, const std::string& data_dir,
+                                                       const TagRegistry* tags, MetricsRegistry* metrics);
+
+}  // namespace portrait

@@ -1,0 +1,178 @@
+// Property tests for the promise in fusion.h: the fused value depends neither on the
+// order in which actions arrive nor on how often each arrives, and pre-combining a
+// batch gives the same result as applying it action by action.
+#include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <rapidcheck/gtest.h>
+
+#include <algorithm>
+
+#include "fusion/fusion.h"
+#include "test_util.h"
+
+namespace portrait::fusion {
+namespace {
+
+struct ClickSpec {
+  int item;
+  int64_t et;
+  int64_t ts;
+  bool offline;
+};
+
+TagConfig ListConfig(size_t limit, bool key_has_sort) {
+  TagConfig cfg = testing_util::ClickList(limit);
+  if (!key_has_sort) cfg.dedup_by = {"item_id"};  // exercises the general merge path
+  return cfg;
+}
+
+std::vector<Action> MakeClicks(const std::vector<ClickSpec>& specs, const TagConfig& cfg) {
+  std::vector<Action> out;
+  for (const auto& s : specs) {
+    out.push_back(testing_util::Click(cfg, s.item, s.et, s.ts, s.offline ? Source::kOffline : Source::kRealtime));
+  }
+  return out;
+}
+
+rc::Gen<ClickSpec> GenClick() {
+  return rc::gen::build<ClickSpec>(rc::gen::set(&ClickSpec::item, rc::gen::inRange(0, 12)),
+                                   rc::gen::set(&ClickSpec::et, rc::gen::inRange<int64_t>(1, 40)),
+                                   rc::gen::set(&ClickSpec::ts, rc::gen::inRange<int64_t>(1, 5)),
+                                   rc::gen::set(&ClickSpec::offline, rc::gen::arbitrary<bool>()));
+}
+
+// A random permutation (rapidcheck's Debian build has no gen::shuffle).
+template <typename T>
+std::vector<T> Permute(std::vector<T> v) {
+  auto keys = *rc::gen::container<std::vector<uint32_t>>(v.size(), rc::gen::arbitrary<uint32_t>());
+  std::vector<size_t> idx(v.size());
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+  std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return keys[a] < keys[b]; });
+  std::vector<T> out;
+  out.reserve(v.size());
+  for (size_t i : idx) out.push_back(std::move(v[i]));
+  return out;
+}
+
+// A permutation of `actions` with some of them repeated.
+std::vector<Action> ShuffleWithDuplicates(const std::vector<Action>& actions) {
+  std::vector<Action> out = actions;
+  if (!actions.empty()) {
+    auto dups = *rc::gen::container<std::vector<size_t>>(rc::gen::inRange<size_t>(0, actions.size()));
+    for (size_t i : dups) out.push_back(actions[i]);
+  }
+  return Permute(std::move(out));
+}
+
+TagState ApplyAll(const std::vector<Action>& actions, const TagConfig& cfg) {
+  TagState s;
+  s.type = cfg.type;
+  for (const Action& a : actions) Apply(s, a, cfg);
+  return s;
+}
+
+RC_GTEST_PROP(FusionProperty, ListIsOrderAndDuplicateIndependent, ()) {
+  const size_t limit = *rc::gen::inRange<size_t>(1, 8);
+  const bool key_has_sort = *rc::gen::arbitrary<bool>();
+  TagConfig cfg = ListConfig(limit, key_has_sort);
+  auto specs = *rc::gen::container<std::vector<ClickSpec>>(GenClick());
+  auto actions = MakeClicks(specs, cfg);
+  TagState expected = ApplyAll(actions, cfg);
+  TagState shuffled = ApplyAll(ShuffleWithDuplicates(actions), cfg);
+  RC_ASSERT(shuffled.items == expected.items);
+  RC_ASSERT(shuffled.updated_at == expected.updated_at);
+  RC_ASSERT(expected.items.size() <= limit);
+}
+
+RC_GTEST_PROP(FusionProperty, ListEqualsNewestDistinctItems, ()) {
+  // The definition, computed the slow way: best item per key, sorted, newest `limit`.
+  const size_t limit = *rc::gen::inRange<size_t>(1, 8);
+  TagConfig cfg = ListConfig(limit, true);
+  auto specs = *rc::gen::container<std::vector<ClickSpec>>(GenClick());
+  auto actions = MakeClicks(specs, cfg);
+  std::vector<ListItem> all;
+  for (const auto& a : actions) all.push_back(a.items[0]);
+  std::sort(all.begin(), all.end(), [](const ListItem& a, const ListItem& b) {
+    return std::tie(a.key, a.sort, a.ts, a.source, a.json) > std::tie(b.key, b.sort, b.ts, b.source, b.json);
+  });
+  std::vector<ListItem> best;
+  for (const auto& it : all) {
+    if (best.empty() || best.back().key != it.key) best.push_back(it);
+  }
+  std::sort(best.begin(), best.end(),
+            [](const ListItem& a, const ListItem& b) { return std::tie(a.sort, a.key) < std::tie(b.sort, b.key); });
+  if (best.size() > limit) best.erase(best.begin(), best.end() - static_cast<ptrdiff_t>(limit));
+  RC_ASSERT(ApplyAll(actions, cfg).items == best);
+}
+
+RC_GTEST_PROP(FusionProperty, CombinedBatchEqualsSequential, ()) {
+  const size_t limit = *rc::gen::inRange<size_t>(1, 8);
+  TagConfig cfg = ListConfig(limit, *rc::gen::arbitrary<bool>());
+  auto specs = *rc::gen::nonEmpty(rc::gen::container<std::vector<ClickSpec>>(GenClick()));
+  auto actions = MakeClicks(specs, cfg);
+  Action combined = actions[0];
+  for (size_t i = 1; i < actions.size(); ++i) RC_ASSERT(TryCombine(combined, actions[i], cfg));
+  RC_ASSERT(ApplyAll({combined}, cfg).items == ApplyAll(actions, cfg).items);
+}
+
+RC_GTEST_PROP(FusionProperty, CommutativeOperatorsIgnoreOrder, ()) {
+  // number.incr / map.incr / set.add: any order gives the same value (duplicates count
+  // for incr; exactly-once delivery is the log's job, so only permute here).
+  auto amounts = *rc::gen::container<std::vector<int>>(rc::gen::inRange(-100, 100));
+  TagConfig num;
+  num.type = TagType::kNumber;
+  TagConfig map;
+  map.type = TagType::kMap;
+  TagConfig set;
+  set.type = TagType::kSet;
+  std::vector<Action> nums, maps, sets;
+  for (size_t i = 0; i < amounts.size(); ++i) {
+    Action a;
+    a.ts = static_cast<int64_t>(i);
+    a.op = OpCode::kNumberIncr;
+    a.number = amounts[i];
+    nums.push_back(a);
+    a.op = OpCode::kMapIncr;
+    a.entries = {{std::to_string(amounts[i] % 5), "", static_cast<double>(amounts[i])}};
+    maps.push_back(a);
+    a.entries.clear();
+    a.op = OpCode::kSetAdd;
+    a.members = {std::to_string(amounts[i] % 7)};
+    sets.push_back(a);
+  }
+  RC_ASSERT(ApplyAll(Permute(nums), num) == ApplyAll(nums, num));
+  RC_ASSERT(ApplyAll(Permute(maps), map).map == ApplyAll(maps, map).map);
+  RC_ASSERT(ApplyAll(ShuffleWithDuplicates(sets), set).members == ApplyAll(sets, set).members);
+}
+
+RC_GTEST_PROP(FusionProperty, LastWriterWinsIgnoresOrderAndDuplicates, ()) {
+  auto writes = *rc::gen::container<std::vector<std::pair<int, int>>>(
+      rc::gen::pair(rc::gen::inRange(0, 10), rc::gen::inRange(0, 4)));
+  TagConfig str;
+  str.type = TagType::kString;
+  TagConfig map;
+  map.type = TagType::kMap;
+  TagConfig mx;
+  mx.type = TagType::kNumber;
+  std::vector<Action> strs, puts, maxes;
+  for (auto [value, ts] : writes) {
+    Action a;
+    a.ts = ts;
+    a.op = OpCode::kStringSet;
+    a.text = "v" + std::to_string(value);
+    strs.push_back(a);
+    a.op = OpCode::kMapPut;
+    a.entries = {{"k" + std::to_string(value % 3), std::to_string(value), 0}};
+    puts.push_back(a);
+    a.entries.clear();
+    a.op = OpCode::kNumberMax;
+    a.number = value;
+    maxes.push_back(a);
+  }
+  RC_ASSERT(ApplyAll(ShuffleWithDuplicates(strs), str).text == ApplyAll(strs, str).text);
+  RC_ASSERT(ApplyAll(ShuffleWithDuplicates(puts), map).map == ApplyAll(puts, map).map);
+  RC_ASSERT(ApplyAll(ShuffleWithDuplicates(maxes), mx).number == ApplyAll(maxes, mx).number);
+}
+
+}  // namespace
+}  // namespace portrait::fusion
