@@ -1,0 +1,81 @@
+// Shared pieces of the end-to-end tests: the example config (with overrides) and
+// reading fused profiles back through the HTTP API.
+#pragma once
+
+#include <simdjson.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "e2e/http_client.h"
+
+namespace portrait::testing_util {
+
+// The example config users get, with `replacements` applied (each must match).
+inline std::string WriteExampleConfig(const std::string& dir,
+                                      const std::vector<std::pair<std::string, std::string>>& replacements = {}) {
+  std::ifstream in(std::string(PORTRAIT_SOURCE_DIR) + "/examples/portrait.toml");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  for (const auto& [from, to] : replacements) {
+    size_t at = text.find(from);
+    if (at == std::string::npos) return "";
+    text.replace(at, from.size(), to);
+  }
+  std::string path = dir + "/portrait.toml";
+  std::ofstream(path) << text;
+  return path;
+}
+
+struct ProfileView {
+  long status = 0;
+  std::vector<int64_t> click_items;  // in the order served
+  std::map<std::string, int64_t> category_prefs;
+  int64_t purchases = 0;
+  std::string last_seen;
+};
+
+inline ProfileView ReadProfile(HttpClient& http, const std::string& uid) {
+  ProfileView v;
+  HttpResult r = http.Get("/v1/profiles/" + uid);
+  v.status = r.status;
+  if (r.status != 200) return v;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc = parser.parse(r.body);
+  simdjson::dom::object tags = doc["tags"];
+  for (auto field : tags) {
+    std::string_view name = field.key;
+    simdjson::dom::element value = field.value["value"];
+    if (name == "clicks") {
+      for (auto item : value.get_array()) v.click_items.push_back(item["item_id"].get_int64());
+    } else if (name == "category_prefs") {
+      for (auto kv : value.get_object()) v.category_prefs[std::string(kv.key)] = kv.value.get_int64();
+    } else if (name == "purchases") {
+      v.purchases = value.get_int64();
+    } else if (name == "last_seen") {
+      v.last_seen = std::string(value.get_string().value());
+    }
+  }
+  return v;
+}
+
+// Polls until `done(profile)` holds or 20 s pass; returns the last profile read.
+template <typename Pred>
+ProfileView WaitForProfile(HttpClient& http, const std::string& uid, Pred done) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  ProfileView v;
+  while (std::chrono::steady_clock::now() < deadline) {
+    v = ReadProfile(http, uid);
+    if (done(v)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return v;
+}
+
+}  // namespace portrait::testing_util

@@ -1,0 +1,119 @@
+// Config loading: the shipped example is valid, and broken configs get errors that name
+// FILE:LINE:COL and the fix.
+#include "core/config.h"
+
+#include <gtest/gtest.h>
+
+namespace portrait {
+namespace {
+
+constexpr const char* kBase = R"(
+[events.click.props]
+item_id = "int"
+[tags.clicks]
+type = "list"
+size_limit = 10
+sort_by = "et"
+dedup_by = ["item_id", "et"]
+)";
+
+Status Parse(const std::string& extra) { return ParseConfig(std::string(kBase) + extra, "t.toml").status(); }
+
+TEST(ConfigTest, ExampleConfigLoads) {
+  auto cfg = LoadConfig(std::string(PORTRAIT_SOURCE_DIR) + "/examples/portrait.toml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  const TagConfig* clicks = cfg->tags.Find("clicks");
+  ASSERT_NE(clicks, nullptr);
+  EXPECT_EQ(clicks->size_limit, 1000u);
+  EXPECT_EQ(clicks->sort_by, "et");
+  EXPECT_EQ(clicks->dedup_by, (std::vector<std::string>{"item_id", "et"}));
+  EXPECT_FALSE(cfg->rules.empty());
+  EXPECT_EQ(cfg->log.fsync, FsyncPolicy::kBatch);
+}
+
+TEST(ConfigTest, SyntaxErrorNamesPosition) {
+  Status st = ParseConfig("[server]\nlisten = \n", "bad.toml").status();
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.message().rfind("bad.toml:2:", 0), 0u) << st.message();
+}
+
+TEST(ConfigTest, UnknownKeyIsNamedWithKnownKeys) {
+  Status st = Parse("[server]\nlisen = \"1:2\"\n");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("t.toml:10:1: [server]: unknown key \"lisen\"; known keys are: listen"), std::string::npos)
+      << st.message();
+}
+
+TEST(ConfigTest, BadListSettings) {
+  Status st = ParseConfig(R"(
+[events.e]
+[tags.l]
+type = "list"
+size_limit = 0
+order = "sideways"
+)", "t.toml").status();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("t.toml:5:14: tag \"l\": \"size_limit\" must be between 1"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("order must be \"asc\" or \"desc\""), std::string::npos);
+}
+
+TEST(ConfigTest, RuleProblemsAreAllReported) {
+  Status st = Parse(R"(
+[[rules]]
+on = "view"
+tag = "clicks"
+op = "list.rpush"
+value = { item_id = "$props.item_id" }
+
+[[rules]]
+on = "click"
+tag = "clicks"
+op = "number.incr"
+value = 1
+
+[[rules]]
+on = "click"
+tag = "nope"
+op = "string.set"
+value = "x"
+
+[[rules]]
+on = "click"
+tag = "clicks"
+op = "list.rpush"
+value = { item_id = "$props.itemid", et = "$ts" }
+)");
+  ASSERT_FALSE(st.ok());
+  const std::string& m = st.message();
+  EXPECT_NE(m.find("event type \"view\" is not declared"), std::string::npos) << m;
+  EXPECT_NE(m.find("the item lacks the tag's sort_by field \"et\""), std::string::npos) << m;
+  EXPECT_NE(m.find("operator number.incr is not allowed on list tag \"clicks\""), std::string::npos) << m;
+  EXPECT_NE(m.find("tag \"nope\" is not declared"), std::string::npos) << m;
+  EXPECT_NE(m.find("reads $props.itemid, which event type \"click\" does not declare"), std::string::npos) << m;
+}
+
+TEST(ConfigTest, UnknownFieldReferenceInTemplate) {
+  Status st = Parse("[[rules]]\non = \"click\"\ntag = \"clicks\"\nop = \"list.rpush\"\nvalue = { item_id = \"$item\", et = \"$ts\" }\n");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("unknown field \"$item\""), std::string::npos) << st.message();
+}
+
+TEST(ConfigTest, DurationsAndFsync) {
+  auto cfg = ParseConfig(std::string(kBase) + "[tags.s]\ntype = \"string\"\nttl = \"7d\"\n[log]\nfsync = \"always\"\n", "t");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->tags.Find("s")->ttl_ms, 7 * 86'400'000LL);
+  EXPECT_EQ(cfg->log.fsync, FsyncPolicy::kAlways);
+  EXPECT_EQ(ParseDurationMs("250ms"), 250);
+  EXPECT_EQ(ParseDurationMs("3x"), std::nullopt);
+  Status st = ParseConfig(std::string(kBase) + "[log]\nfsync = \"sometimes\"\n", "t").status();
+  EXPECT_NE(st.message().find("fsync must be \"always\", \"batch\" or \"none\""), std::string::npos);
+}
+
+TEST(ConfigTest, NoEventTypes) {
+  Status st = ParseConfig("", "empty.toml").status();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("no event types declared"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace portrait
