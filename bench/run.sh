@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# `make bench`: micro-benchmarks, then the end-to-end benchmark. Figures go to stdout;
+# docs/benchmarks.md records them with the machine and the command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== fusion and ingest micro-benchmarks"
+build/release/bench/fusion_bench --benchmark_min_time=0.3 --benchmark_counters_tabular=true
+echo
+echo "== end to end (embedded log + RocksDB, HTTP over loopback, load generator in the same process)"
+build/release/bench/e2e_bench "$@"
