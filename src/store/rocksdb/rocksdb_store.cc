@@ -152,7 +152,12 @@ class RocksDbStore : public ProfileStore {
       Writer(&v).Varint(static_cast<uint64_t>(c.next.value));
       batch.Put(CheckpointKey(c.consumer, c.partition), v);
     }
-    rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), &batch);
+    // No RocksDB WAL: the event log is the source of truth. Checkpoints share the memtable
+    // with the changes they cover, so a crash loses both together and the processor
+    // replays from the older checkpoint; close flushes the memtable.
+    rocksdb::WriteOptions wo;
+    wo.disableWAL = true;
+    rocksdb::Status s = db_->Write(wo, &batch);
     if (!s.ok()) return Status::IOError("rocksdb write: " + s.ToString());
     applied_->Inc(actions.size());
     write_seconds_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
