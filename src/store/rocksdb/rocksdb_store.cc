@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <map>
+#include <optional>
 
 #include "core/coding.h"
 
@@ -18,24 +20,15 @@ namespace {
 
 constexpr char kProfilePrefix = 'p';
 constexpr char kCheckpointPrefix = 'o';
+constexpr uint8_t kProfileFormat = 1;
+constexpr uint8_t kOperandFormat = 1;
 
-std::string UserPrefix(std::string_view uid) {
+// One key per user holds all of the user's tags, so a batch writes one merge operand per
+// user (not one per tag) and a profile read is one bloom-filtered point lookup.
+std::string ProfileKey(std::string_view uid) {
   std::string k(1, kProfilePrefix);
-  Writer(&k).Bytes(uid);
+  k.append(uid);
   return k;
-}
-
-std::string TagKey(std::string_view uid, std::string_view tag) { return UserPrefix(uid).append(tag); }
-
-// Splits a profile key into (uid, tag); false if it is not one.
-bool ParseTagKey(std::string_view key, std::string_view* uid, std::string_view* tag) {
-  if (key.empty() || key[0] != kProfilePrefix) return false;
-  Reader r(key.substr(1));
-  *uid = r.Bytes();
-  if (!r.ok()) return false;
-  // Bytes() returned a view into key: the tag is everything after it.
-  *tag = key.substr(static_cast<size_t>(uid->data() - key.data()) + uid->size());
-  return true;
 }
 
 std::string CheckpointKey(std::string_view consumer, PartitionId p) {
@@ -46,59 +39,129 @@ std::string CheckpointKey(std::string_view consumer, PartitionId p) {
   return k;
 }
 
+// A stored profile: tag name -> encoded TagState. Tags are decoded only when touched, so
+// a merge that changes one tag does not pay for the others.
+struct StoredTag {
+  std::string raw;
+  std::optional<fusion::TagState> state;
+};
+using StoredProfile = std::map<std::string, StoredTag, std::less<>>;
+
+bool DecodeProfile(std::string_view in, StoredProfile* out) {
+  Reader r(in);
+  if (r.U8() != kProfileFormat) return false;
+  uint64_t n = r.Varint();
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    std::string name(r.Bytes());
+    std::string_view raw = r.Bytes();
+    (*out)[std::move(name)].raw = raw;
+  }
+  return r.ok() && r.done();
+}
+
+void EncodeProfile(StoredProfile& p, std::string* out) {
+  Writer w(out);
+  w.U8(kProfileFormat);
+  w.Varint(p.size());
+  std::string buf;
+  for (auto& [name, t] : p) {
+    w.Bytes(name);
+    if (t.state) {
+      buf.clear();
+      fusion::EncodeState(*t.state, &buf);
+      w.Bytes(buf);
+    } else {
+      w.Bytes(t.raw);
+    }
+  }
+}
+
+// A merge operand: (tag, encoded Action) pairs in application order.
+using OperandEntries = std::vector<std::pair<std::string_view, std::string_view>>;
+
+bool DecodeOperand(std::string_view in, OperandEntries* out) {
+  Reader r(in);
+  if (r.U8() != kOperandFormat) return false;
+  uint64_t n = r.Varint();
+  if (!r.ok() || n > in.size()) return false;
+  for (uint64_t i = 0; i < n; ++i) {
+    std::string_view tag = r.Bytes();
+    std::string_view action = r.Bytes();
+    out->emplace_back(tag, action);
+  }
+  return r.ok() && r.done();
+}
+
 // Runs the fusion operators inside RocksDB: FullMergeV2 folds operands into the stored
-// state; PartialMerge pre-combines operands that fusion can combine. Never fails: an
-// operand it cannot decode is skipped (and would have been rejected before writing).
+// profile; PartialMerge joins operands, pre-combining actions fusion can combine. Never
+// fails on content: an undecodable operand entry is skipped (writers only write valid
+// ones), a tag no longer in the config keeps its stored state untouched.
 class FusionMergeOperator : public rocksdb::MergeOperator {
  public:
   explicit FusionMergeOperator(const TagRegistry* tags) : tags_(tags) {}
 
   bool FullMergeV2(const MergeOperationInput& in, MergeOperationOutput* out) const override {
-    std::string_view uid, tag;
-    if (!ParseTagKey(std::string_view(in.key.data(), in.key.size()), &uid, &tag)) return false;
-    const TagConfig* cfg = tags_->Find(tag);
-    out->new_value.clear();  // RocksDB may hand over a reused buffer
-    fusion::TagState state;
-    bool have_base = false;
+    StoredProfile profile;
     if (in.existing_value) {
-      have_base = fusion::DecodeState(std::string_view(in.existing_value->data(), in.existing_value->size()), &state).ok();
-    }
-    if (!cfg) {
-      // The tag left the config: keep what is stored, drop the operands.
-      if (in.existing_value) {
-        out->new_value.assign(in.existing_value->data(), in.existing_value->size());
-      } else {
-        fusion::EncodeState(state, &out->new_value);
+      if (!DecodeProfile(std::string_view(in.existing_value->data(), in.existing_value->size()), &profile)) {
+        return false;  // surfaces as Corruption to the reader instead of silently dropping data
       }
-      return true;
     }
-    if (!have_base) state.type = cfg->type;
+    OperandEntries entries;
     Action a;
     for (const auto& op : in.operand_list) {
-      a = Action();
-      if (!fusion::DecodeAction(std::string_view(op.data(), op.size()), &a).ok()) continue;
-      fusion::Apply(state, a, *cfg);
+      entries.clear();
+      if (!DecodeOperand(std::string_view(op.data(), op.size()), &entries)) continue;
+      for (const auto& [tag, action] : entries) {
+        const TagConfig* cfg = tags_->Find(tag);
+        if (!cfg) continue;
+        a = Action();
+        if (!fusion::DecodeAction(action, &a).ok()) continue;
+        StoredTag& t = profile[std::string(tag)];
+        if (!t.state) {
+          t.state.emplace();
+          if (t.raw.empty() || !fusion::DecodeState(t.raw, &*t.state).ok()) {
+            *t.state = fusion::TagState();
+            t.state->type = cfg->type;
+          }
+        }
+        fusion::Apply(*t.state, a, *cfg);
+      }
     }
-    fusion::EncodeState(state, &out->new_value);
+    out->new_value.clear();  // RocksDB may hand over a reused buffer
+    EncodeProfile(profile, &out->new_value);
     return true;
   }
 
   bool PartialMerge(const rocksdb::Slice& key, const rocksdb::Slice& left, const rocksdb::Slice& right,
                     std::string* new_value, rocksdb::Logger*) const override {
-    std::string_view uid, tag;
-    if (!ParseTagKey(std::string_view(key.data(), key.size()), &uid, &tag)) return false;
-    const TagConfig* cfg = tags_->Find(tag);
-    if (!cfg) return false;
-    Action l, r;
-    if (!fusion::DecodeAction(std::string_view(left.data(), left.size()), &l).ok()) return false;
-    if (!fusion::DecodeAction(std::string_view(right.data(), right.size()), &r).ok()) return false;
-    if (!fusion::TryCombine(l, r, *cfg)) return false;
+    OperandEntries entries;
+    if (!DecodeOperand(std::string_view(left.data(), left.size()), &entries)) return false;
+    if (!DecodeOperand(std::string_view(right.data(), right.size()), &entries)) return false;
+    std::vector<std::pair<std::string_view, Action>> merged;
+    for (const auto& [tag, raw] : entries) {
+      Action a;
+      if (!fusion::DecodeAction(raw, &a).ok()) return false;
+      const TagConfig* cfg = tags_->Find(tag);
+      auto last = std::find_if(merged.rbegin(), merged.rend(), [&](auto& m) { return m.first == tag; });
+      if (cfg && last != merged.rend() && fusion::TryCombine(last->second, a, *cfg)) continue;
+      merged.emplace_back(tag, std::move(a));
+    }
     new_value->clear();
-    fusion::EncodeAction(l, new_value);
+    Writer w(new_value);
+    w.U8(kOperandFormat);
+    w.Varint(merged.size());
+    std::string buf;
+    for (const auto& [tag, a] : merged) {
+      w.Bytes(tag);
+      buf.clear();
+      fusion::EncodeAction(a, &buf);
+      w.Bytes(buf);
+    }
     return true;
   }
 
-  const char* Name() const override { return "portrait.fusion"; }
+  const char* Name() const override { return "portrait.fusion.profile"; }
 
  private:
   const TagRegistry* tags_;
@@ -135,17 +198,29 @@ class RocksDbStore : public ProfileStore {
 
   Status Apply(std::span<const Action> actions, std::span<const Checkpoint> checkpoints) override {
     auto start = std::chrono::steady_clock::now();
-    // Key order makes memtable inserts cheap; stable so one key's operands keep their order.
-    std::vector<std::pair<std::string, size_t>> keys;
-    keys.reserve(actions.size());
-    for (size_t i = 0; i < actions.size(); ++i) keys.emplace_back(TagKey(actions[i].uid, actions[i].tag), i);
-    std::stable_sort(keys.begin(), keys.end(), [](auto& a, auto& b) { return a.first < b.first; });
+    // One operand per user; users in key order, which makes memtable inserts cheaper.
+    std::vector<size_t> order(actions.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return actions[x].uid < actions[y].uid; });
     rocksdb::WriteBatch batch;
-    std::string operand;
-    for (const auto& [key, i] : keys) {
+    std::string operand, action, key;
+    for (size_t i = 0; i < order.size();) {
+      size_t j = i;
+      while (j < order.size() && actions[order[j]].uid == actions[order[i]].uid) ++j;
       operand.clear();
-      fusion::EncodeAction(actions[i], &operand);
+      Writer w(&operand);
+      w.U8(kOperandFormat);
+      w.Varint(j - i);
+      for (size_t k = i; k < j; ++k) {
+        const Action& a = actions[order[k]];
+        w.Bytes(a.tag);
+        action.clear();
+        fusion::EncodeAction(a, &action);
+        w.Bytes(action);
+      }
+      key = ProfileKey(actions[order[i]].uid);
       batch.Merge(key, operand);
+      i = j;
     }
     for (const auto& c : checkpoints) {
       std::string v;
@@ -167,31 +242,23 @@ class RocksDbStore : public ProfileStore {
   Result<Profile> Get(std::string_view uid, std::span<const std::string> only, TimestampMs now) override {
     Profile p;
     p.uid = uid;
-    std::string prefix = UserPrefix(uid);
-    // Upper bound: the prefix with its last byte incremented (unless that byte is 0xff,
-    // where the starts_with check below ends the scan instead).
-    std::string upper = prefix;
-    upper.back() = static_cast<char>(upper.back() + 1);
-    rocksdb::ReadOptions ro;
-    rocksdb::Slice upper_slice(upper);
-    bool bounded = static_cast<unsigned char>(prefix.back()) != 0xff;
-    if (bounded) ro.iterate_upper_bound = &upper_slice;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
-    for (it->Seek(prefix); it->Valid(); it->Next()) {
-      std::string_view key(it->key().data(), it->key().size());
-      if (!key.starts_with(prefix)) break;
-      std::string_view tag = key.substr(prefix.size());
-      if (!only.empty() && std::find(only.begin(), only.end(), tag) == only.end()) continue;
-      const TagConfig* cfg = tags_->Find(tag);
+    std::string value;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), ProfileKey(uid), &value);
+    if (s.IsNotFound()) return p;
+    if (!s.ok()) return Status::IOError("rocksdb read profile " + std::string(uid) + ": " + s.ToString());
+    StoredProfile stored;
+    if (!DecodeProfile(value, &stored)) return Status::Corruption("profile " + std::string(uid) + " is unreadable");
+    for (auto& [name, t] : stored) {
+      if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) continue;
+      const TagConfig* cfg = tags_->Find(name);
       if (!cfg) continue;
       TagValue tv;
-      tv.name = tag;
-      Status st = fusion::DecodeState(std::string_view(it->value().data(), it->value().size()), &tv.state);
-      if (!st.ok()) return st.WithContext("profile " + std::string(uid) + " tag " + tv.name);
+      tv.name = name;
+      Status st = fusion::DecodeState(t.raw, &tv.state);
+      if (!st.ok()) return st.WithContext("profile " + std::string(uid) + " tag " + name);
       if (tv.state.type != cfg->type || !fusion::IsLive(tv.state, *cfg, now)) continue;
       p.tags.push_back(std::move(tv));
     }
-    if (!it->status().ok()) return Status::IOError("rocksdb read: " + it->status().ToString());
     return p;
   }
 

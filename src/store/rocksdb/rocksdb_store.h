@@ -1,6 +1,7 @@
-// The RocksDB profile store. Each (uid, tag) is one key; Actions are written as merge
-// operands and folded by a merge operator that runs the fusion operators, so applying
-// an action never reads the profile first. Checkpoints share the write batch.
+// The RocksDB profile store. Each user is one key holding all of the user's tags; a
+// batch's Actions for a user are written as one merge operand and folded by a merge
+// operator that runs the fusion operators, so applying an action never reads the profile
+// first. Checkpoints share the write batch.
 #pragma once
 
 #include <memory>
