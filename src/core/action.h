@@ -71,6 +71,10 @@ struct Action {
   OpCode op = OpCode::kStringSet;
   TimestampMs ts = 0;
   Source source = Source::kRealtime;
+  // The log record that carried it (set by the processor; -1 otherwise). Stores that
+  // cannot commit a batch atomically use it to skip what they already applied.
+  PartitionId partition{-1};
+  Offset offset{-1};
 
   // Operand, by operator:
   std::string text;                  // string.set

@@ -1,6 +1,7 @@
 #include "core/config.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <set>
@@ -275,6 +276,13 @@ void ParseTags(Checker& c, const toml::table& t, Config* cfg) {
     c.KnownKeys(*tt, what, {"type", "ops", "size_limit", "sort_by", "order", "dedup_by", "ttl", "max_age"});
     TagConfig tag;
     tag.name = name.str();
+    if (tag.name.empty() || tag.name.size() > 128 ||
+        !std::all_of(tag.name.begin(), tag.name.end(), [](unsigned char ch) {
+          return std::isalnum(ch) || ch == '_' || ch == '-' || ch == '.' || ch == ':';
+        })) {
+      c.Error(node, what + ": tag names use letters, digits, _ - . : (up to 128)");
+      continue;
+    }
     auto type = c.Get<std::string>(*tt, "type", what, "a string");
     if (!type) {
       if (!tt->get("type")) c.Error(node, what + ": needs type = \"string\" | \"number\" | \"map\" | \"set\" | \"list\"");

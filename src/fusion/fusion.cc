@@ -4,6 +4,7 @@
 #include <charconv>
 #include <tuple>
 #include <unordered_map>
+#include <utility>
 
 #include "core/coding.h"
 #include "core/json.h"
@@ -172,7 +173,67 @@ void Apply(TagState& s, const Action& a, const TagConfig& cfg) {
   }
 }
 
+bool NeedsExactlyOnce(OpCode op) { return op == OpCode::kNumberIncr || op == OpCode::kMapIncr; }
+
+bool AppliedIds::Record(const std::string& id, TimestampMs ts) {
+  auto [it, fresh] = ids.emplace(id, ts);
+  if (!fresh) return false;
+  if (ids.size() > kMaxAppliedIds) {
+    // Forget ids outside the window behind the newest, then the oldest, down to 90%.
+    TimestampMs newest = 0;
+    for (const auto& [_, t] : ids) newest = std::max(newest, t);
+    std::vector<std::pair<TimestampMs, std::string>> by_age;
+    for (const auto& [k, t] : ids) by_age.emplace_back(t, k);
+    std::sort(by_age.begin(), by_age.end());
+    size_t keep = kMaxAppliedIds * 9 / 10;
+    for (const auto& [t, k] : by_age) {
+      if (ids.size() <= keep && t >= newest - kAppliedIdWindowMs) break;
+      ids.erase(k);
+    }
+  }
+  return true;
+}
+
+void AppliedIds::Encode(std::string* out) const {
+  Writer w(out);
+  w.Varint(ids.size());
+  for (const auto& [id, ts] : ids) {
+    w.Bytes(id);
+    w.SignedVarint(ts);
+  }
+}
+
+bool AppliedIds::Decode(std::string_view in) {
+  Reader r(in);
+  ids.clear();
+  uint64_t n = r.Varint();
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    std::string id(r.Bytes());
+    ids[std::move(id)] = r.SignedVarint();
+  }
+  return r.ok() && r.done();
+}
+
+void ProfileMeta::Observe(const Action& a) {
+  if (a.source == Source::kRealtime) realtime_updated_at = std::max(realtime_updated_at, a.ts);
+}
+
+void ProfileMeta::Encode(std::string* out) const {
+  Writer w(out);
+  w.SignedVarint(realtime_updated_at);
+  w.Bytes(snapshot);
+}
+
+bool ProfileMeta::Decode(std::string_view in) {
+  Reader r(in);
+  realtime_updated_at = r.SignedVarint();
+  snapshot = r.Bytes();
+  return r.ok() && r.done();
+}
+
 bool TryCombine(Action& into, const Action& next, const TagConfig& cfg) {
+  // An id must stay with its action so that the store can apply it exactly once.
+  if (NeedsExactlyOnce(into.op) && (!into.id.empty() || !next.id.empty())) return false;
   auto is_list = [](OpCode op) { return op == OpCode::kListRpush || op == OpCode::kListRpushl; };
   auto is_set = [](OpCode op) { return op == OpCode::kSetAdd || op == OpCode::kSetAddl; };
   if (is_list(into.op) && is_list(next.op)) {
@@ -195,16 +256,24 @@ bool TryCombine(Action& into, const Action& next, const TagConfig& cfg) {
         into.number = std::min(into.number, next.number);
         break;
       case OpCode::kStringSet:
-        if (!Wins(next.ts, next.source, next.text, into.ts, into.source, into.text)) return true;
+        if (!Wins(next.ts, next.source, next.text, into.ts, into.source, into.text)) {
+          into.offset = std::max(into.offset, next.offset);
+          return true;
+        }
         into.text = next.text;
         into.source = next.source;
         into.ts = next.ts;
+        into.offset = std::max(into.offset, next.offset);
         return true;
       case OpCode::kNumberSet:
-        if (!Wins(next.ts, next.source, next.number, into.ts, into.source, into.number)) return true;
+        if (!Wins(next.ts, next.source, next.number, into.ts, into.source, into.number)) {
+          into.offset = std::max(into.offset, next.offset);
+          return true;
+        }
         into.number = next.number;
         into.source = next.source;
         into.ts = next.ts;
+        into.offset = std::max(into.offset, next.offset);
         return true;
       case OpCode::kMapIncr: {
         for (const MapEntry& e : next.entries) {
@@ -220,6 +289,7 @@ bool TryCombine(Action& into, const Action& next, const TagConfig& cfg) {
     }
   }
   into.ts = std::max(into.ts, next.ts);
+  into.offset = std::max(into.offset, next.offset);
   into.id.clear();
   return true;
 }

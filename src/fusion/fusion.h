@@ -58,6 +58,34 @@ struct TagState {
 // another type than the state resets the state (the tag's type changed in config).
 void Apply(TagState& state, const Action& action, const TagConfig& cfg);
 
+// Operators whose repetition changes the value; they are applied at most once per
+// action id (see AppliedIds).
+bool NeedsExactlyOnce(OpCode op);
+
+// Ids of exactly-once actions already applied to one user, with their ts. Bounded: past
+// kMaxAppliedIds entries, ids older than kAppliedIdWindowMs behind the newest and then the
+// oldest are forgotten, so a retry must come within the window to be recognised.
+struct AppliedIds {
+  static constexpr int64_t kAppliedIdWindowMs = 7LL * 24 * 3600 * 1000;
+  static constexpr size_t kMaxAppliedIds = 100000;
+  std::map<std::string, TimestampMs> ids;
+  // True if `id` is new (and records it); false if it was applied before.
+  bool Record(const std::string& id, TimestampMs ts);
+  void Encode(std::string* out) const;
+  bool Decode(std::string_view in);
+};
+
+// Per-user facts that are not tags: when the stream last changed the profile, and which
+// offline snapshot it includes.
+struct ProfileMeta {
+  TimestampMs realtime_updated_at = 0;  // greatest ts of a realtime action applied
+  std::string snapshot;                  // "date/version" of the offline snapshot, or empty
+  void Observe(const Action& a);
+  void Encode(std::string* out) const;
+  bool Decode(std::string_view in);
+  bool operator==(const ProfileMeta&) const = default;
+};
+
 // Folds `next` into `into` when the two can travel as one action (same effect as applying
 // them in turn); returns false and leaves `into` unchanged otherwise. Used to pre-combine
 // a batch and as the store's partial merge.

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/json.h"
+#include "pipeline/json_body.h"
 
 namespace portrait {
 
@@ -12,59 +13,14 @@ namespace {
 
 static_assert(Collector::kPadding >= simdjson::SIMDJSON_PADDING);
 
-constexpr size_t kMaxIdBytes = 256;
 
-struct EventError {
-  std::string reason;
-  std::string message;
-};
-
-std::string_view TypeName(simdjson::dom::element_type t) {
-  using T = simdjson::dom::element_type;
-  switch (t) {
-    case T::ARRAY: return "array";
-    case T::OBJECT: return "object";
-    case T::INT64:
-    case T::UINT64: return "integer";
-    case T::DOUBLE: return "number";
-    case T::STRING: return "string";
-    case T::BOOL: return "bool";
-    case T::NULL_VALUE: return "null";
-  }
-  return "?";
-}
-
-EventError ParseError(simdjson::error_code code, int max_depth) {
-  if (code == simdjson::DEPTH_ERROR) {
-    return {"too_deep", "JSON nesting is deeper than the limit of " + std::to_string(max_depth) + " levels"};
-  }
-  return {"malformed_json", std::string("malformed JSON: ") + simdjson::error_message(code)};
-}
+using EventError = BodyError;
 
 // An identifier-like field: a non-empty string, or an integer (stored as its decimal text).
-bool ReadId(simdjson::dom::element v, std::string_view name, std::string* out, EventError* err) {
-  if (v.is_string()) {
-    *out = std::string(v.get_string().value());
-  } else if (v.is_int64()) {
-    *out = std::to_string(v.get_int64().value());
-  } else if (v.is_uint64()) {
-    *out = std::to_string(v.get_uint64().value());
-  } else {
-    *err = {"wrong_type", "field \"" + std::string(name) + "\" must be a string or an integer, not " +
-                              std::string(TypeName(v.type()))};
-    return false;
-  }
-  if (out->size() > kMaxIdBytes) {
-    *err = {"invalid_value", "field \"" + std::string(name) + "\" is longer than " + std::to_string(kMaxIdBytes) + " bytes"};
-    return false;
-  }
-  return true;
-}
-
 bool CheckProp(const FieldSpec& f, simdjson::dom::element v, EventError* err) {
   using T = simdjson::dom::element_type;
   auto wrong = [&](std::string_view want) {
-    *err = {"wrong_type", "props." + f.name + " must be " + std::string(want) + ", not " + std::string(TypeName(v.type()))};
+    *err = {"wrong_type", "props." + f.name + " must be " + std::string(want) + ", not " + std::string(JsonTypeName(v.type()))};
     return false;
   };
   switch (f.type) {
@@ -108,7 +64,7 @@ bool CheckProp(const FieldSpec& f, simdjson::dom::element v, EventError* err) {
 bool BuildEvent(const Config& cfg, simdjson::dom::element doc, Event* e, EventError* err) {
   simdjson::dom::object obj;
   if (doc.get_object().get(obj)) {
-    *err = {"not_object", std::string("an event must be a JSON object, not ") + std::string(TypeName(doc.type()))};
+    *err = {"not_object", std::string("an event must be a JSON object, not ") + std::string(JsonTypeName(doc.type()))};
     return false;
   }
   bool has_ts = false;
@@ -118,30 +74,30 @@ bool BuildEvent(const Config& cfg, simdjson::dom::element doc, Event* e, EventEr
     std::string_view k = field.key;
     simdjson::dom::element v = field.value;
     if (k == "uid") {
-      if (!ReadId(v, k, &e->uid, err)) return false;
+      if (!ReadIdField(v, k, &e->uid, err)) return false;
     } else if (k == "device_id") {
-      if (!ReadId(v, k, &e->device_id, err)) return false;
+      if (!ReadIdField(v, k, &e->device_id, err)) return false;
     } else if (k == "channel") {
-      if (!ReadId(v, k, &e->channel, err)) return false;
+      if (!ReadIdField(v, k, &e->channel, err)) return false;
     } else if (k == "id") {
-      if (!ReadId(v, k, &e->id, err)) return false;
+      if (!ReadIdField(v, k, &e->id, err)) return false;
     } else if (k == "type" || k == "product") {
       if (!v.is_string()) {
-        *err = {"wrong_type", "field \"" + std::string(k) + "\" must be a string, not " + std::string(TypeName(v.type()))};
+        *err = {"wrong_type", "field \"" + std::string(k) + "\" must be a string, not " + std::string(JsonTypeName(v.type()))};
         return false;
       }
       (k == "type" ? e->type : e->product) = std::string(v.get_string().value());
     } else if (k == "ts") {
       if (!v.is_int64()) {
         *err = {"wrong_type", "field \"ts\" must be an integer (milliseconds since the epoch), not " +
-                                  std::string(TypeName(v.type()))};
+                                  std::string(JsonTypeName(v.type()))};
         return false;
       }
       e->ts = v.get_int64().value();
       has_ts = true;
     } else if (k == "props") {
       if (v.get_object().get(props)) {
-        *err = {"wrong_type", "field \"props\" must be an object, not " + std::string(TypeName(v.type()))};
+        *err = {"wrong_type", "field \"props\" must be an object, not " + std::string(JsonTypeName(v.type()))};
         return false;
       }
       has_props = true;
@@ -200,99 +156,44 @@ bool BuildEvent(const Config& cfg, simdjson::dom::element doc, Event* e, EventEr
   return true;
 }
 
-simdjson::dom::parser& ThreadParser(int max_depth) {
-  thread_local simdjson::dom::parser parser;
-  thread_local int depth = -1;
-  if (depth != max_depth) {
-    // Only fails on out-of-memory; parse() then reports the same error per event.
-    simdjson::error_code err = parser.allocate(1 << 16, static_cast<size_t>(max_depth));
-    (void)err;
-    depth = max_depth;
-  }
-  return parser;
-}
-
-bool IsSpace(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
-
 }  // namespace
 
 Collector::Collector(const Config& config, Log* log, MetricsRegistry* metrics)
     : config_(config), log_(log), metrics_(metrics) {
   accepted_ = metrics->GetCounter("portrait_events_accepted_total", "Events validated and durably logged");
+  actions_accepted_ = metrics->GetCounter("portrait_actions_accepted_total", "Actions validated and durably logged");
+  deletions_ = metrics->GetCounter("portrait_profile_deletions_total", "Profile erasures logged");
   requests_ = metrics->GetCounter("portrait_ingest_bodies_total", "Request bodies given to the collector");
 }
 
-void Collector::CountRejection(const Rejection& r) {
-  metrics_->GetCounter("portrait_events_rejected_total", "Events rejected, by reason", "reason=\"" + r.reason + "\"")->Inc();
+void Collector::CountRejection(const Rejection& r, std::string_view what) {
+  std::string name = "portrait_" + std::string(what) + "_rejected_total";
+  metrics_->GetCounter(name, "Rejected " + std::string(what) + ", by reason", "reason=\"" + r.reason + "\"")->Inc();
+}
+
+Status Collector::AppendRecords(const std::vector<std::string>& payloads, const std::vector<std::string_view>& keys) {
+  std::vector<LogEntry> entries(payloads.size());
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    entries[i] = {PartitionFor(keys[i], log_->partitions()), payloads[i]};
+  }
+  return log_->Append(entries);
 }
 
 void Collector::Parse(std::string_view body, std::vector<Event>* events, std::vector<size_t>* indexes,
                       std::vector<Rejection>* rejected) {
-  const int depth = config_.server.max_json_depth;
-  simdjson::dom::parser& parser = ThreadParser(depth);
-  size_t start = 0;
-  while (start < body.size() && IsSpace(body[start])) ++start;
-  auto one = [&](simdjson::dom::element doc, size_t index) {
-    Event e;
-    EventError err;
-    if (BuildEvent(config_, doc, &e, &err)) {
-      events->push_back(std::move(e));
-      indexes->push_back(index);
-    } else {
-      rejected->push_back({index, std::move(err.reason), std::move(err.message)});
-    }
-  };
-  if (start == body.size()) {
-    rejected->push_back({0, "empty_body", "the request body holds no event"});
-    return;
-  }
-  if (body[start] == '[') {
-    simdjson::dom::element doc;
-    auto code = parser.parse(body.data(), body.size(), false).get(doc);
-    if (code) {
-      EventError err = ParseError(code, depth);
-      rejected->push_back({0, err.reason, err.message + " (the array could not be read; no event in it was kept)"});
-      return;
-    }
-    size_t i = 0;
-    for (simdjson::dom::element v : doc.get_array()) one(v, i++);
-    if (i == 0) rejected->push_back({0, "empty_body", "the array holds no event"});
-    return;
-  }
-  // NDJSON, or one (possibly pretty-printed) document.
-  std::vector<std::string_view> lines;
-  size_t pos = start;
-  while (pos < body.size()) {
-    size_t nl = body.find('\n', pos);
-    if (nl == std::string_view::npos) nl = body.size();
-    std::string_view line = body.substr(pos, nl - pos);
-    while (!line.empty() && IsSpace(line.back())) line.remove_suffix(1);
-    size_t lead = 0;
-    while (lead < line.size() && IsSpace(line[lead])) ++lead;
-    if (lead < line.size()) lines.push_back(line.substr(lead));
-    pos = nl + 1;
-  }
-  if (lines.size() > 1) {
-    simdjson::dom::element first;
-    if (parser.parse(lines[0].data(), lines[0].size(), false).get(first)) {
-      // The first line alone is not a document: maybe the body is one multi-line document.
-      simdjson::dom::element whole;
-      if (!parser.parse(body.data(), body.size(), false).get(whole)) {
-        one(whole, 0);
-        return;
-      }
-    }
-  }
-  for (size_t i = 0; i < lines.size(); ++i) {
-    simdjson::dom::element doc;
-    auto code = parser.parse(lines[i].data(), lines[i].size(), false).get(doc);
-    if (code) {
-      EventError err = ParseError(code, depth);
-      rejected->push_back({i, err.reason, err.message});
-      continue;
-    }
-    one(doc, i);
-  }
+  ForEachDocument(
+      body, config_.server.max_json_depth,
+      [&](simdjson::dom::element doc, size_t index) {
+        Event e;
+        EventError err;
+        if (BuildEvent(config_, doc, &e, &err)) {
+          events->push_back(std::move(e));
+          indexes->push_back(index);
+        } else {
+          rejected->push_back({index, std::move(err.reason), std::move(err.message)});
+        }
+      },
+      [&](size_t index, BodyError err) { rejected->push_back({index, std::move(err.reason), std::move(err.message)}); });
 }
 
 Result<IngestResult> Collector::Ingest(std::string_view body) {
@@ -301,16 +202,16 @@ Result<IngestResult> Collector::Ingest(std::string_view body) {
   std::vector<size_t> indexes;
   IngestResult result;
   Parse(body, &events, &indexes, &result.rejected);
-  for (const auto& r : result.rejected) CountRejection(r);
+  for (const auto& r : result.rejected) CountRejection(r, "events");
   if (events.empty()) return result;
 
   std::vector<std::string> payloads(events.size());
-  std::vector<LogEntry> entries(events.size());
+  std::vector<std::string_view> keys(events.size());
   for (size_t i = 0; i < events.size(); ++i) {
     EncodeEvent(events[i], &payloads[i]);
-    entries[i] = {PartitionFor(events[i].PartitionKey(), log_->partitions()), payloads[i]};
+    keys[i] = events[i].PartitionKey();
   }
-  RETURN_IF_ERROR(log_->Append(entries));
+  RETURN_IF_ERROR(AppendRecords(payloads, keys));
   result.accepted = events.size();
   accepted_->Inc(events.size());
   return result;

@@ -41,17 +41,31 @@ class Collector {
   // Parses and validates one event (for tests and tools); `json` needs no padding.
   Result<Event> ParseOne(std::string_view json);
 
+  // Actions sent by other systems (POST /v1/actions): one, an array, or NDJSON; each is
+  // checked against its tag (declared, operator allowed, operand shaped for the
+  // operator) and logged; returns once durable. Same padding rule as Ingest.
+  Result<IngestResult> IngestActions(std::string_view body);
+  Result<Action> ParseAction(std::string_view json);
+
+  // Logs the erasure of `uid`'s profile; returns once durable. The processor erases the
+  // profile when it reaches the record, so a replay of the log erases it again.
+  Status DeleteProfile(std::string_view uid);
+
   static constexpr size_t kPadding = 64;
 
  private:
   void Parse(std::string_view body, std::vector<Event>* events, std::vector<size_t>* indexes,
              std::vector<Rejection>* rejected);
-  void CountRejection(const Rejection& r);
+  void CountRejection(const Rejection& r, std::string_view what);
+  void ParseActions(std::string_view body, std::vector<Action>* actions, std::vector<Rejection>* rejected);
+  Status AppendRecords(const std::vector<std::string>& payloads, const std::vector<std::string_view>& keys);
 
   const Config& config_;
   Log* log_;
   MetricsRegistry* metrics_;
   Counter* accepted_;
+  Counter* actions_accepted_;
+  Counter* deletions_;
   Counter* requests_;
 };
 

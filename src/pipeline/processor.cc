@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "fusion/fusion.h"
+#include "pipeline/records.h"
 
 namespace portrait {
 
@@ -16,6 +17,7 @@ Processor::Processor(const Config& config, Log* log, ProfileStore* store, Metric
   actions_ = m->GetCounter("portrait_processor_actions_total", "Actions produced by tag rules (before combining)");
   skipped_ = m->GetCounter("portrait_processor_rules_skipped_total", "Rule firings skipped for missing or unusable inputs");
   bad_records_ = m->GetCounter("portrait_processor_bad_records_total", "Log records that could not be decoded");
+  deletions_ = m->GetCounter("portrait_processor_profile_deletions_total", "Profiles erased");
   store_errors_ = m->GetCounter("portrait_processor_store_errors_total", "Failed store writes (retried)");
   batch_seconds_ = m->GetHistogram("portrait_processor_batch_seconds", "Time to process one batch");
   lag_ = m->GetGauge("portrait_processor_lag_events", "Log records not yet processed, all partitions");
@@ -78,41 +80,10 @@ void Processor::Run(int worker) {
   std::vector<Checkpoint> checkpoints;
   std::unordered_map<std::string, size_t> slot;  // uid \x1f tag -> index in combined
   Event event;
-  while (!stop_.load()) {
-    uint64_t epoch = log_->DataEpoch();
-    auto start = std::chrono::steady_clock::now();
-    actions.clear();
-    checkpoints.clear();
-    size_t n_events = 0;
-    size_t skipped = 0;
-    for (size_t i = 0; i < mine.size() && n_events < max_events; ++i) {
-      if (!readers[i] && !open(i)) continue;
-      // Budget the read by bytes; records are about 100-200 bytes each.
-      Status st = readers[i]->Read((max_events - n_events) * 128, &records);
-      if (!st.ok()) {
-        spdlog::error("processor: partition {}: {}", mine[i].value, st.ToString());
-        bad_records_->Inc();
-        readers[i].reset();
-        continue;
-      }
-      if (records.empty()) continue;
-      for (const LogRecord& rec : records) {
-        Status ds = DecodeEvent(rec.payload, &event);
-        if (!ds.ok()) {
-          bad_records_->Inc();
-          spdlog::error("processor: partition {} offset {}: {}", mine[i].value, rec.offset.value, ds.ToString());
-          continue;
-        }
-        rules_.Evaluate(event, &actions, &skipped);
-      }
-      n_events += records.size();
-      checkpoints.push_back({kConsumer, mine[i], readers[i]->position()});
-    }
-    if (checkpoints.empty()) {
-      log_->WaitForData(epoch, std::chrono::milliseconds(50));
-      continue;
-    }
-    // Pre-combine per (uid, tag), keeping order for operators that do not combine.
+  size_t skipped = 0;
+  // Pre-combines `actions` per (uid, tag) and writes them with `checkpoints` in one
+  // atomic store write, retrying until it succeeds (or the processor stops).
+  auto flush = [&]() -> bool {
     combined.clear();
     slot.clear();
     for (Action& a : actions) {
@@ -125,18 +96,97 @@ void Processor::Run(int worker) {
       it->second = combined.size();
       combined.push_back(std::move(a));
     }
+    actions_->Inc(actions.size());
+    actions.clear();
     for (int attempt = 0;; ++attempt) {
       Status st = store_->Apply(combined, checkpoints);
       if (st.ok()) break;
       store_errors_->Inc();
       spdlog::error("processor: store write failed (attempt {}): {}", attempt + 1, st.ToString());
-      if (stop_.load()) return;  // nothing was committed; the next start replays this batch
+      if (stop_.load()) return false;  // nothing was committed; the next start replays this batch
       std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 50 << std::min(attempt, 6))));
     }
     for (const Checkpoint& c : checkpoints) processed_[c.partition.value]->store(c.next.value);
+    checkpoints.clear();
+    return true;
+  };
+  while (!stop_.load()) {
+    uint64_t epoch = log_->DataEpoch();
+    auto start = std::chrono::steady_clock::now();
+    size_t n_events = 0;
+    bool any = false;
+    for (size_t i = 0; i < mine.size() && n_events < max_events; ++i) {
+      if (!readers[i] && !open(i)) continue;
+      // Budget the read by bytes; records are about 100-200 bytes each.
+      Status st = readers[i]->Read((max_events - n_events) * 128, &records);
+      if (!st.ok()) {
+        spdlog::error("processor: partition {}: {}", mine[i].value, st.ToString());
+        bad_records_->Inc();
+        readers[i].reset();
+        continue;
+      }
+      if (records.empty()) continue;
+      any = true;
+      for (const LogRecord& rec : records) {
+        size_t first_new = actions.size();
+        Status ds;
+        switch (PeekRecordKind(rec.payload)) {
+          case RecordKind::kEvent:
+            ds = DecodeEvent(rec.payload, &event);
+            if (ds.ok()) rules_.Evaluate(event, &actions, &skipped);
+            break;
+          case RecordKind::kAction: {
+            Action a;
+            ds = DecodeActionRecord(rec.payload, &a);
+            if (ds.ok() && config_.tags.Find(a.tag)) actions.push_back(std::move(a));
+            break;
+          }
+          case RecordKind::kDeleteProfile: {
+            std::string uid;
+            TimestampMs ts;
+            ds = DecodeDeleteRecord(rec.payload, &uid, &ts);
+            if (!ds.ok()) break;
+            // Everything before the deletion is written first, then the deletion itself.
+            checkpoints.push_back({kConsumer, mine[i], rec.offset});
+            if (!flush()) return;
+            Checkpoint after{kConsumer, mine[i], Offset(rec.offset.value + 1)};
+            for (int attempt = 0;; ++attempt) {
+              Status st = store_->DeleteProfile(uid, {&after, 1});
+              if (st.ok()) break;
+              store_errors_->Inc();
+              spdlog::error("processor: profile deletion failed (attempt {}): {}", attempt + 1, st.ToString());
+              if (stop_.load()) return;
+              std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 50 << std::min(attempt, 6))));
+            }
+            processed_[mine[i].value]->store(after.next.value);
+            deletions_->Inc();
+            break;
+          }
+          case RecordKind::kUnknown:
+            ds = Status::Corruption("unknown record kind");
+            break;
+        }
+        if (!ds.ok()) {
+          bad_records_->Inc();
+          spdlog::error("processor: partition {} offset {}: {}", mine[i].value, rec.offset.value, ds.ToString());
+          continue;
+        }
+        for (size_t k = first_new; k < actions.size(); ++k) {
+          actions[k].partition = mine[i];
+          actions[k].offset = rec.offset;
+        }
+      }
+      n_events += records.size();
+      checkpoints.push_back({kConsumer, mine[i], readers[i]->position()});
+    }
+    if (!any) {
+      log_->WaitForData(epoch, std::chrono::milliseconds(50));
+      continue;
+    }
+    if (!checkpoints.empty() && !flush()) return;
     events_->Inc(n_events);
-    actions_->Inc(actions.size());
     skipped_->Inc(skipped);
+    skipped = 0;
     batch_seconds_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     if (worker == 0) {
       int64_t lag = 0;

@@ -1,5 +1,6 @@
-// Processor: consumes the log, turns events into Actions through the tag rules, and
-// applies them to the profile store.
+// Processor: consumes the log, turns events into Actions through the tag rules (and
+// takes logged Actions as they are), and applies them to the profile store; a logged
+// profile deletion is applied in log order, after everything before it.
 //
 // `workers` threads each own the partitions p with p % workers == worker, so one user's
 // events are processed in order by one thread. A worker reads a batch, pre-combines the
@@ -54,6 +55,7 @@ class Processor {
   Counter* skipped_;
   Counter* bad_records_;
   Counter* store_errors_;
+  Counter* deletions_;
   Histogram* batch_seconds_;
   Gauge* lag_;
 };

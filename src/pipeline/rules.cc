@@ -78,7 +78,6 @@ void RuleSet::Evaluate(const Event& e, std::vector<Action>* out, size_t* skipped
     a.op = r.op;
     a.ts = e.ts;
     a.source = Source::kRealtime;
-    a.id = e.id;
     if (r.key && !Eval(*r.key, e, &key)) {
       ++*skipped;
       continue;

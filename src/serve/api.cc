@@ -4,6 +4,7 @@
 
 #include "core/json.h"
 #include "fusion/fusion.h"
+#include <simdjson.h>
 
 namespace portrait {
 
@@ -57,10 +58,30 @@ HttpResponse Api::Handle(HttpRequest& req) {
   if (path == "/v1/events") {
     route = "events";
     resp = method_is("POST") ? PostEvents(req) : Error(405, "method_not_allowed", "use POST for /v1/events");
+  } else if (path == "/v1/actions") {
+    route = "actions";
+    resp = method_is("POST") ? PostActions(req) : Error(405, "method_not_allowed", "use POST for /v1/actions");
+  } else if (path == "/v1/profiles:batchGet") {
+    route = "profiles_batch";
+    resp = method_is("POST") ? BatchGet(req)
+                             : Error(405, "method_not_allowed", "use POST for /v1/profiles:batchGet");
   } else if (path.starts_with("/v1/profiles/") && path.size() > 13) {
-    route = "profile";
-    resp = method_is("GET") ? GetProfile(req, path.substr(13))
-                            : Error(405, "method_not_allowed", "use GET for /v1/profiles/{uid}");
+    std::string_view rest = path.substr(13);
+    size_t tags_at = rest.rfind("/tags/");
+    if (tags_at != std::string_view::npos && tags_at > 0 && tags_at + 6 < rest.size()) {
+      route = "profile_tag";
+      resp = method_is("GET") ? GetTag(rest.substr(0, tags_at), rest.substr(tags_at + 6))
+                              : Error(405, "method_not_allowed", "use GET for /v1/profiles/{uid}/tags/{tag}");
+    } else if (method_is("GET")) {
+      route = "profile";
+      resp = GetProfile(req, rest);
+    } else if (method_is("DELETE")) {
+      route = "profile_delete";
+      resp = DeleteProfile(rest);
+    } else {
+      route = "profile";
+      resp = Error(405, "method_not_allowed", "use GET or DELETE for /v1/profiles/{uid}");
+    }
   } else if (path == "/healthz") {
     route = "healthz";
     resp = {200, "application/json", "{\"status\":\"ok\"}"};
@@ -70,14 +91,18 @@ HttpResponse Api::Handle(HttpRequest& req) {
   } else {
     route = "unknown";
     resp = Error(404, "not_found", "no route " + std::string(path) +
-                                       "; see /v1/events, /v1/profiles/{uid}, /healthz, /metrics");
+                                       "; see /v1/events, /v1/actions, /v1/profiles/{uid}, "
+                                       "/v1/profiles/{uid}/tags/{tag}, /v1/profiles:batchGet, /healthz, /metrics");
   }
   Count(route, resp.status, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return resp;
 }
 
-HttpResponse Api::PostEvents(HttpRequest& req) {
-  auto result = collector_->Ingest(req.body);
+HttpResponse Api::PostEvents(HttpRequest& req) { return IngestAnswer(collector_->Ingest(req.body)); }
+
+HttpResponse Api::PostActions(HttpRequest& req) { return IngestAnswer(collector_->IngestActions(req.body)); }
+
+HttpResponse Api::IngestAnswer(const Result<IngestResult>& result) {
   if (!result.ok()) {
     return Error(HttpStatusFor(result.status()), "ingest_failed", result.status().message());
   }
@@ -104,26 +129,30 @@ HttpResponse Api::PostEvents(HttpRequest& req) {
   return {status, "application/json", std::move(body)};
 }
 
-HttpResponse Api::GetProfile(const HttpRequest& req, std::string_view uid) {
-  std::vector<std::string> only;
-  if (auto it = req.query.find("tags"); it != req.query.end()) {
-    only = SplitComma(it->second);
-    for (const auto& t : only) {
-      if (!config_.tags.Find(t)) {
-        std::string known;
-        for (const auto& [name, _] : config_.tags.all()) known += (known.empty() ? "" : ", ") + name;
-        return Error(400, "unknown_tag", "unknown tag \"" + t + "\"; known tags are: " + known);
-      }
+Status Api::CheckTagNames(const std::vector<std::string>& names) const {
+  for (const auto& t : names) {
+    if (!config_.tags.Find(t)) {
+      std::string known;
+      for (const auto& [name, _] : config_.tags.all()) known += (known.empty() ? "" : ", ") + name;
+      return Status::InvalidArgument("unknown tag \"" + t + "\"; known tags are: " + known);
     }
   }
-  TimestampMs now = NowMs();
-  auto profile = store_->Get(uid, only, now);
-  if (!profile.ok()) return Error(HttpStatusFor(profile.status()), "store_error", profile.status().message());
-  if (profile->tags.empty()) return Error(404, "not_found", "no profile for user \"" + std::string(uid) + "\"");
-  std::string body;
-  JsonWriter w(&body);
-  w.BeginObject().Key("uid").String(uid).Key("tags").BeginObject();
-  for (const TagValue& t : profile->tags) {
+  return Status::Ok();
+}
+
+void Api::RenderFreshness(const Profile& p, JsonWriter& w) const {
+  w.Key("freshness").BeginObject().Key("realtime_updated_at");
+  if (p.meta.realtime_updated_at > 0) w.Int(p.meta.realtime_updated_at);
+  else w.Null();
+  w.Key("snapshot");
+  if (p.meta.snapshot.empty()) w.Null();
+  else w.String(p.meta.snapshot);
+  w.EndObject();
+}
+
+void Api::RenderProfile(const Profile& p, TimestampMs now, JsonWriter& w) const {
+  w.BeginObject().Key("uid").String(p.uid).Key("tags").BeginObject();
+  for (const TagValue& t : p.tags) {
     const TagConfig* cfg = config_.tags.Find(t.name);
     w.Key(t.name).BeginObject().Key("value");
     std::string value;
@@ -131,7 +160,91 @@ HttpResponse Api::GetProfile(const HttpRequest& req, std::string_view uid) {
     w.Raw(value);
     w.Key("updated_at").Int(t.state.updated_at).EndObject();
   }
-  w.EndObject().EndObject();
+  w.EndObject();
+  RenderFreshness(p, w);
+  w.EndObject();
+}
+
+HttpResponse Api::GetProfile(const HttpRequest& req, std::string_view uid) {
+  std::vector<std::string> only;
+  if (auto it = req.query.find("tags"); it != req.query.end()) {
+    only = SplitComma(it->second);
+    if (Status st = CheckTagNames(only); !st.ok()) return Error(400, "unknown_tag", st.message());
+  }
+  TimestampMs now = NowMs();
+  auto profile = store_->Get(uid, only, now);
+  if (!profile.ok()) return Error(HttpStatusFor(profile.status()), "store_error", profile.status().message());
+  if (profile->tags.empty()) return Error(404, "not_found", "no profile for user \"" + std::string(uid) + "\"");
+  std::string body;
+  JsonWriter w(&body);
+  RenderProfile(*profile, now, w);
+  return {200, "application/json", std::move(body)};
+}
+
+HttpResponse Api::GetTag(std::string_view uid, std::string_view tag) {
+  std::vector<std::string> only = {std::string(tag)};
+  if (Status st = CheckTagNames(only); !st.ok()) return Error(400, "unknown_tag", st.message());
+  TimestampMs now = NowMs();
+  auto profile = store_->Get(uid, only, now);
+  if (!profile.ok()) return Error(HttpStatusFor(profile.status()), "store_error", profile.status().message());
+  if (profile->tags.empty()) {
+    return Error(404, "not_found", "user \"" + std::string(uid) + "\" has no tag \"" + std::string(tag) + "\"");
+  }
+  const TagValue& t = profile->tags[0];
+  std::string body, value;
+  fusion::RenderValue(t.state, *config_.tags.Find(t.name), now, &value);
+  JsonWriter w(&body);
+  w.BeginObject().Key("uid").String(uid).Key("tag").String(tag).Key("value").Raw(value);
+  w.Key("updated_at").Int(t.state.updated_at);
+  RenderFreshness(*profile, w);
+  w.EndObject();
+  return {200, "application/json", std::move(body)};
+}
+
+HttpResponse Api::BatchGet(const HttpRequest& req) {
+  constexpr size_t kMaxUids = 1000;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(req.body).get(doc)) {
+    return Error(400, "malformed_json", "the body must be {\"uids\": [...], \"tags\": [...]}");
+  }
+  std::vector<std::string> uids, only;
+  simdjson::dom::object obj;
+  if (doc.get_object().get(obj)) return Error(400, "not_object", "the body must be a JSON object");
+  for (auto f : obj) {
+    std::vector<std::string>* dst = f.key == "uids" ? &uids : f.key == "tags" ? &only : nullptr;
+    if (!dst) return Error(400, "unknown_field", "unknown field \"" + std::string(f.key) + "\"; use uids and tags");
+    simdjson::dom::array arr;
+    if (f.value.get_array().get(arr)) return Error(400, "wrong_type", std::string(f.key) + " must be an array of strings");
+    for (auto v : arr) {
+      if (!v.is_string()) return Error(400, "wrong_type", std::string(f.key) + " must be an array of strings");
+      dst->emplace_back(v.get_string().value());
+    }
+  }
+  if (uids.empty()) return Error(400, "missing_field", "uids must list at least one user");
+  if (uids.size() > kMaxUids) {
+    return Error(400, "too_many", "at most " + std::to_string(kMaxUids) + " uids per request");
+  }
+  if (Status st = CheckTagNames(only); !st.ok()) return Error(400, "unknown_tag", st.message());
+  TimestampMs now = NowMs();
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject().Key("profiles").BeginArray();
+  for (const auto& uid : uids) {
+    auto profile = store_->Get(uid, only, now);
+    if (!profile.ok()) return Error(HttpStatusFor(profile.status()), "store_error", profile.status().message());
+    RenderProfile(*profile, now, w);
+  }
+  w.EndArray().EndObject();
+  return {200, "application/json", std::move(body)};
+}
+
+HttpResponse Api::DeleteProfile(std::string_view uid) {
+  Status st = collector_->DeleteProfile(uid);
+  if (!st.ok()) return Error(HttpStatusFor(st), "delete_failed", st.message());
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject().Key("deleted").String(uid).EndObject();
   return {200, "application/json", std::move(body)};
 }
 

@@ -1,13 +1,18 @@
 // Api: the HTTP routes of portrait, as a pure request -> response function.
 //
-//   POST /v1/events            one event, a JSON array, or NDJSON; answers once durable
-//   GET  /v1/profiles/{uid}    the user's tags (?tags=a,b to pick some)
+//   POST   /v1/events                     one event, a JSON array, or NDJSON; answers once durable
+//   POST   /v1/actions                    Actions from other systems, same shapes, same answer
+//   GET    /v1/profiles/{uid}             the user's tags (?tags=a,b to pick some) and freshness
+//   GET    /v1/profiles/{uid}/tags/{tag}  one tag
+//   POST   /v1/profiles:batchGet          {"uids": [...], "tags": [...]} -> {"profiles": [...]}
+//   DELETE /v1/profiles/{uid}             logs the erasure; answers once durable
 //   GET  /healthz              liveness
 //   GET  /metrics              Prometheus text format
 // Errors are {"error": {"code", "message"}} with a 4xx/5xx status. Thread-safe.
 #pragma once
 
 #include "core/config.h"
+#include "core/json.h"
 #include "core/metrics.h"
 #include "pipeline/collector.h"
 #include "serve/http_server.h"
@@ -22,7 +27,15 @@ class Api {
 
  private:
   HttpResponse PostEvents(HttpRequest& req);
+  HttpResponse PostActions(HttpRequest& req);
+  HttpResponse IngestAnswer(const Result<IngestResult>& result);
   HttpResponse GetProfile(const HttpRequest& req, std::string_view uid);
+  HttpResponse GetTag(std::string_view uid, std::string_view tag);
+  HttpResponse BatchGet(const HttpRequest& req);
+  HttpResponse DeleteProfile(std::string_view uid);
+  Status CheckTagNames(const std::vector<std::string>& names) const;
+  void RenderProfile(const Profile& p, TimestampMs now, JsonWriter& w) const;
+  void RenderFreshness(const Profile& p, JsonWriter& w) const;
   void Count(std::string_view route, int status, double seconds);
 
   const Config& config_;

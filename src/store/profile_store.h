@@ -3,8 +3,9 @@
 // Apply() takes a batch of Actions plus consumer checkpoints and makes them visible
 // atomically: after a crash either the whole batch (with its checkpoints) is there or
 // none of it, so replaying from the stored checkpoint applies every action exactly once.
-// Within one (uid, tag) actions apply in batch order. Get() never returns a tag expired
-// by its ttl. Implementations are thread-safe.
+// Within one (uid, tag) actions apply in batch order. An action with an id whose operator
+// is not idempotent (fusion::NeedsExactlyOnce) is applied at most once per user and id.
+// Get() never returns a tag expired by its ttl. Implementations are thread-safe.
 #pragma once
 
 #include <memory>
@@ -36,6 +37,7 @@ struct TagValue {
 struct Profile {
   std::string uid;
   std::vector<TagValue> tags;  // sorted by name
+  fusion::ProfileMeta meta;    // freshness
 };
 
 class ProfileStore {
@@ -45,6 +47,9 @@ class ProfileStore {
   // Live tags of `uid`; all of them when `only` is empty. `now` decides ttl expiry.
   virtual Result<Profile> Get(std::string_view uid, std::span<const std::string> only, TimestampMs now) = 0;
   virtual Result<std::optional<Offset>> GetCheckpoint(std::string_view consumer, PartitionId p) = 0;
+  // Erases everything stored for `uid` (tags, applied ids, freshness) and records the
+  // checkpoints, atomically.
+  virtual Status DeleteProfile(std::string_view uid, std::span<const Checkpoint> checkpoints) = 0;
 };
 
 // Opens the store backend named in `config` under `data_dir`. `tags` must outlive it.

@@ -153,6 +153,52 @@ TEST_P(ProfileStoreTest, RandomBatchingAndOrderGiveTheFusionResult) {
   }
 }
 
+TEST_P(ProfileStoreTest, IncrementsWithAnIdApplyOnce) {
+  Action a = Incr("u", 5, 10);
+  a.id = "job-1";
+  ASSERT_TRUE(store_->Apply(std::vector<Action>{a}, {}).ok());
+  ASSERT_TRUE(store_->Apply(std::vector<Action>{a, a}, {}).ok());  // retried, also within one batch
+  Reopen();
+  ASSERT_TRUE(store_->Apply(std::vector<Action>{a}, {}).ok());
+  Action b = Incr("u", 1, 11);
+  b.id = "job-2";
+  Action anonymous = Incr("u", 100, 12);  // no id: counted every time
+  ASSERT_TRUE(store_->Apply(std::vector<Action>{b, anonymous, anonymous}, {}).ok());
+  EXPECT_EQ(Get("u").tags[0].state.number, 206);
+  Action other_user = a;
+  other_user.uid = "v";  // ids are per user
+  ASSERT_TRUE(store_->Apply(std::vector<Action>{other_user}, {}).ok());
+  EXPECT_EQ(Get("v").tags[0].state.number, 5);
+}
+
+TEST_P(ProfileStoreTest, DeleteErasesEverythingOfTheUserOnly) {
+  Action a = Incr("u", 5, 10);
+  a.id = "job-1";
+  a.source = Source::kRealtime;
+  ASSERT_TRUE(store_->Apply(std::vector<Action>{a, Incr("w", 1, 1)}, {}).ok());
+  EXPECT_EQ(Get("u").meta.realtime_updated_at, 10);
+  std::vector<Checkpoint> cps = {{"processor", PartitionId(0), Offset(9)}};
+  ASSERT_TRUE(store_->DeleteProfile("u", cps).ok());
+  EXPECT_TRUE(Get("u").tags.empty());
+  EXPECT_EQ(Get("u").meta.realtime_updated_at, 0);
+  EXPECT_EQ(store_->GetCheckpoint("processor", PartitionId(0)).value(), Offset(9));
+  EXPECT_EQ(Get("w").tags.size(), 1u);
+  // Applied ids went with the profile: the same id counts again for the new profile.
+  ASSERT_TRUE(store_->Apply(std::vector<Action>{a}, {}).ok());
+  EXPECT_EQ(Get("u").tags[0].state.number, 5);
+}
+
+TEST_P(ProfileStoreTest, FreshnessFollowsRealtimeActionsOnly) {
+  Action ext = Incr("u", 1, 500);
+  ext.source = Source::kExternal;
+  ASSERT_TRUE(store_->Apply(std::vector<Action>{ext}, {}).ok());
+  EXPECT_EQ(Get("u").meta.realtime_updated_at, 0);
+  Action rt = Incr("u", 1, 300);
+  rt.source = Source::kRealtime;
+  ASSERT_TRUE(store_->Apply(std::vector<Action>{rt}, {}).ok());
+  EXPECT_EQ(Get("u").meta.realtime_updated_at, 300);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Backends, ProfileStoreTest,
     ::testing::Values(Backend{"rocksdb",

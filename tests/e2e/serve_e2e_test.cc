@@ -60,7 +60,8 @@ TEST_F(ServeTest, EventsInFusedProfileOut) {
 
   // ?tags= picks tags; updated_at is the newest event time of the tag.
   r = http_->Get("/v1/profiles/alice?tags=purchases");
-  EXPECT_EQ(r.body, R"({"uid":"alice","tags":{"purchases":{"value":1,"updated_at":1700000004000}}})");
+  EXPECT_EQ(r.body, R"({"uid":"alice","tags":{"purchases":{"value":1,"updated_at":1700000004000}},)"
+                    R"("freshness":{"realtime_updated_at":1700000004000,"snapshot":null}})");
 
   // A restart serves the same profile.
   server_->Kill(SIGTERM);

@@ -22,6 +22,9 @@ constexpr char kProfilePrefix = 'p';
 constexpr char kCheckpointPrefix = 'o';
 constexpr uint8_t kProfileFormat = 1;
 constexpr uint8_t kOperandFormat = 1;
+// Entries of a stored profile that are not tags (tag names cannot start with \x01).
+constexpr std::string_view kIdsEntry = "\x01ids";
+constexpr std::string_view kMetaEntry = "\x01meta";
 
 // One key per user holds all of the user's tags, so a batch writes one merge operand per
 // user (not one per tag) and a profile read is one bloom-filtered point lookup.
@@ -109,6 +112,8 @@ class FusionMergeOperator : public rocksdb::MergeOperator {
     }
     OperandEntries entries;
     Action a;
+    std::optional<fusion::AppliedIds> ids;
+    std::optional<fusion::ProfileMeta> meta;
     for (const auto& op : in.operand_list) {
       entries.clear();
       if (!DecodeOperand(std::string_view(op.data(), op.size()), &entries)) continue;
@@ -117,6 +122,20 @@ class FusionMergeOperator : public rocksdb::MergeOperator {
         if (!cfg) continue;
         a = Action();
         if (!fusion::DecodeAction(action, &a).ok()) continue;
+        if (!a.id.empty() && fusion::NeedsExactlyOnce(a.op)) {
+          if (!ids) {
+            ids.emplace();
+            auto it = profile.find(kIdsEntry);
+            if (it != profile.end()) ids->Decode(it->second.raw);
+          }
+          if (!ids->Record(a.id, a.ts)) continue;  // applied before: a retry
+        }
+        if (!meta) {
+          meta.emplace();
+          auto it = profile.find(kMetaEntry);
+          if (it != profile.end()) meta->Decode(it->second.raw);
+        }
+        meta->Observe(a);
         StoredTag& t = profile[std::string(tag)];
         if (!t.state) {
           t.state.emplace();
@@ -127,6 +146,16 @@ class FusionMergeOperator : public rocksdb::MergeOperator {
         }
         fusion::Apply(*t.state, a, *cfg);
       }
+    }
+    if (ids) {
+      StoredTag& t = profile[std::string(kIdsEntry)];
+      t.raw.clear();
+      ids->Encode(&t.raw);
+    }
+    if (meta) {
+      StoredTag& t = profile[std::string(kMetaEntry)];
+      t.raw.clear();
+      meta->Encode(&t.raw);
     }
     out->new_value.clear();  // RocksDB may hand over a reused buffer
     EncodeProfile(profile, &out->new_value);
@@ -222,11 +251,7 @@ class RocksDbStore : public ProfileStore {
       batch.Merge(key, operand);
       i = j;
     }
-    for (const auto& c : checkpoints) {
-      std::string v;
-      Writer(&v).Varint(static_cast<uint64_t>(c.next.value));
-      batch.Put(CheckpointKey(c.consumer, c.partition), v);
-    }
+    AddCheckpoints(checkpoints, &batch);
     // No RocksDB WAL: the event log is the source of truth. Checkpoints share the memtable
     // with the changes they cover, so a crash loses both together and the processor
     // replays from the older checkpoint; close flushes the memtable.
@@ -248,7 +273,9 @@ class RocksDbStore : public ProfileStore {
     if (!s.ok()) return Status::IOError("rocksdb read profile " + std::string(uid) + ": " + s.ToString());
     StoredProfile stored;
     if (!DecodeProfile(value, &stored)) return Status::Corruption("profile " + std::string(uid) + " is unreadable");
+    if (auto it = stored.find(kMetaEntry); it != stored.end()) p.meta.Decode(it->second.raw);
     for (auto& [name, t] : stored) {
+      if (name.starts_with('\x01')) continue;
       if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) continue;
       const TagConfig* cfg = tags_->Find(name);
       if (!cfg) continue;
@@ -260,6 +287,17 @@ class RocksDbStore : public ProfileStore {
       p.tags.push_back(std::move(tv));
     }
     return p;
+  }
+
+  Status DeleteProfile(std::string_view uid, std::span<const Checkpoint> checkpoints) override {
+    rocksdb::WriteBatch batch;
+    batch.Delete(ProfileKey(uid));
+    AddCheckpoints(checkpoints, &batch);
+    rocksdb::WriteOptions wo;
+    wo.disableWAL = true;
+    rocksdb::Status s = db_->Write(wo, &batch);
+    if (!s.ok()) return Status::IOError("rocksdb delete: " + s.ToString());
+    return Status::Ok();
   }
 
   Result<std::optional<Offset>> GetCheckpoint(std::string_view consumer, PartitionId p) override {
@@ -274,6 +312,14 @@ class RocksDbStore : public ProfileStore {
   }
 
  private:
+  static void AddCheckpoints(std::span<const Checkpoint> checkpoints, rocksdb::WriteBatch* batch) {
+    for (const auto& c : checkpoints) {
+      std::string v;
+      Writer(&v).Varint(static_cast<uint64_t>(c.next.value));
+      batch->Put(CheckpointKey(c.consumer, c.partition), v);
+    }
+  }
+
   const TagRegistry* tags_;
   std::unique_ptr<rocksdb::DB> db_;
   Counter* applied_;
