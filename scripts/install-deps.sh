@@ -14,6 +14,8 @@ packages=(
   libxxhash-dev           # log record checksums, event ids, partitioning
   libzstd-dev
   libcurl4-openssl-dev    # HTTP client in tests and benchmarks
+  libhiredis-dev          # Redis profile store (client; cluster support is ours)
+  redis-server            # real Redis servers started by the tests (standalone and cluster)
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
 )
 

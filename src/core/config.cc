@@ -199,12 +199,32 @@ void ParseLog(Checker& c, const toml::table& t, LogConfig* l) {
 }
 
 void ParseStore(Checker& c, const toml::table& t, StoreConfig* s) {
-  c.KnownKeys(t, "[store]", {"backend", "block_cache_mb"});
+  c.KnownKeys(t, "[store]", {"backend", "block_cache_mb", "url", "cluster_nodes"});
   if (auto v = c.Get<std::string>(t, "backend", "[store]", "a string")) {
-    if (*v != "rocksdb") c.Error(*t.get("backend"), "[store]: backend \"" + *v + "\" is not available; use \"rocksdb\"");
+    if (*v != "rocksdb" && *v != "redis") {
+      c.Error(*t.get("backend"), "[store]: backend \"" + *v + "\" is unknown; use \"rocksdb\" or \"redis\"");
+    }
     s->backend = *v;
   }
   if (auto v = c.GetInt(t, "block_cache_mb", "[store]", 0, 1 << 20)) s->block_cache_mb = *v;
+  if (auto v = c.Get<std::string>(t, "url", "[store]", "a string such as \"redis://127.0.0.1:6379\"")) {
+    if (!v->starts_with("redis://") || v->find(':', 8) == std::string::npos) {
+      c.Error(*t.get("url"), "[store]: url must look like \"redis://host:port\"");
+    }
+    s->redis_url = *v;
+  }
+  if (const toml::node* n = t.get("cluster_nodes")) {
+    const toml::array* arr = n->as_array();
+    if (!arr || arr->empty()) c.Error(*n, "[store]: cluster_nodes must list \"host:port\" seed nodes");
+    for (size_t i = 0; arr && i < arr->size(); ++i) {
+      auto node = (*arr)[i].value<std::string>();
+      if (!node || node->find(':') == std::string::npos) c.Error((*arr)[i], "[store]: cluster_nodes entries are \"host:port\"");
+      else s->cluster_nodes.push_back(*node);
+    }
+  }
+  if (s->backend == "redis" && s->redis_url.empty() && s->cluster_nodes.empty()) {
+    c.Error(t, "[store]: backend \"redis\" needs url = \"redis://host:port\" or cluster_nodes = [\"host:port\", ...]");
+  }
 }
 
 void ParseProcessor(Checker& c, const toml::table& t, ProcessorConfig* p) {

@@ -108,7 +108,9 @@ struct LogConfig {
 
 struct StoreConfig {
   std::string backend = "rocksdb";
-  size_t block_cache_mb = 256;
+  size_t block_cache_mb = 256;              // rocksdb
+  std::string redis_url;                    // redis: "redis://host:port" (standalone)
+  std::vector<std::string> cluster_nodes;   // redis: "host:port" seed nodes of a cluster
 };
 
 struct ProcessorConfig {

@@ -92,7 +92,8 @@ void Processor::Run(int worker) {
       k.push_back('\x1f');
       k += a.tag;
       auto [it, fresh] = slot.emplace(std::move(k), combined.size());
-      if (!fresh && cfg && fusion::TryCombine(combined[it->second], a, *cfg)) continue;
+      bool may_combine = store_->AppliesBatchesAtomically() || !fusion::NeedsExactlyOnce(a.op);
+      if (!fresh && cfg && may_combine && fusion::TryCombine(combined[it->second], a, *cfg)) continue;
       it->second = combined.size();
       combined.push_back(std::move(a));
     }

@@ -50,6 +50,10 @@ class ProfileStore {
   // Erases everything stored for `uid` (tags, applied ids, freshness) and records the
   // checkpoints, atomically.
   virtual Status DeleteProfile(std::string_view uid, std::span<const Checkpoint> checkpoints) = 0;
+  // False when Apply() may land partly (a cluster): the store then skips, per user, what
+  // it already applied by log offset, and the processor must not pre-combine actions
+  // that are not idempotent (fusion::NeedsExactlyOnce) across log records.
+  virtual bool AppliesBatchesAtomically() const { return true; }
 };
 
 // Opens the store backend named in `config` under `data_dir`. `tags` must outlive it.

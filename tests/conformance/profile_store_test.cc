@@ -6,6 +6,8 @@
 
 #include <random>
 
+#include "redis_util.h"
+#include "store/redis/redis_store.h"
 #include "store/rocksdb/rocksdb_store.h"
 #include "temp_dir.h"
 #include "test_util.h"
@@ -18,7 +20,40 @@ using testing_util::Click;
 struct Backend {
   std::string name;
   std::function<Result<std::unique_ptr<ProfileStore>>(const std::string& dir, const TagRegistry*, MetricsRegistry*)> open;
+  std::function<void()> reset;  // wipes shared servers between tests
 };
+
+// One standalone server and one 3-master cluster for the whole suite.
+// Function-local statics: started on first use, killed when the test binary exits.
+testing_util::RedisServer& Standalone() {
+  static testing_util::RedisServer s;
+  static bool started = s.Start();
+  if (!started) ADD_FAILURE() << "cannot start redis-server";
+  return s;
+}
+
+testing_util::RedisCluster& Cluster() {
+  static testing_util::RedisCluster c;
+  static bool started = c.Start();
+  if (!started) ADD_FAILURE() << "cannot start the 3-master redis cluster";
+  return c;
+}
+
+const Backend kRocksDb{"rocksdb",
+                       [](const std::string& dir, const TagRegistry* tags, MetricsRegistry* m) {
+                         return OpenRocksDbStore({dir + "/db", 8}, tags, m);
+                       },
+                       [] {}};
+const Backend kRedis{"redis",
+                     [](const std::string&, const TagRegistry* tags, MetricsRegistry* m) {
+                       return OpenRedisStore({{Standalone().addr()}, false, 5000}, tags, m);
+                     },
+                     [] { Standalone().Cli("FLUSHALL"); }};
+const Backend kRedisCluster{"redis_cluster",
+                            [](const std::string&, const TagRegistry* tags, MetricsRegistry* m) {
+                              return OpenRedisStore({Cluster().addrs(), true, 5000}, tags, m);
+                            },
+                            [] { Cluster().FlushAll(); }};
 
 void PrintTo(const Backend& b, std::ostream* os) { *os << b.name; }
 
@@ -39,6 +74,7 @@ class ProfileStoreTest : public ::testing::TestWithParam<Backend> {
     s.type = TagType::kString;
     s.ttl_ms = 1000;
     tags_.Add(s);
+    GetParam().reset();
     Reopen();
   }
 
@@ -80,10 +116,11 @@ TEST_P(ProfileStoreTest, AppliesAndReadsEveryTagOfAUser) {
   str.tag = "seen";
   str.op = OpCode::kStringSet;
   str.text = "hello";
-  str.ts = 500;
+  const TimestampMs now = NowMs();  // ttl'd tags: Redis expires keys by its own clock
+  str.ts = now - 100;
   std::vector<Action> batch = {click, Incr("u1", 2, 10), Incr("u1", 3, 20), str, Incr("u2", 1, 5)};
   ASSERT_TRUE(store_->Apply(batch, {}).ok());
-  Profile p = Get("u1", {}, 600);
+  Profile p = Get("u1", {}, now);
   ASSERT_EQ(p.tags.size(), 3u);
   EXPECT_EQ(p.tags[0].name, "clicks");
   EXPECT_EQ(p.tags[0].state.items.size(), 1u);
@@ -91,12 +128,12 @@ TEST_P(ProfileStoreTest, AppliesAndReadsEveryTagOfAUser) {
   EXPECT_EQ(p.tags[1].state.number, 5);
   EXPECT_EQ(p.tags[1].state.updated_at, 20);
   EXPECT_EQ(p.tags[2].state.text, "hello");
-  EXPECT_EQ(Get("u1", {"count"}, 600).tags.size(), 1u);
-  EXPECT_EQ(Get("u2", {}, 600).tags[0].state.number, 1);
+  EXPECT_EQ(Get("u1", {"count"}, now).tags.size(), 1u);
+  EXPECT_EQ(Get("u2", {}, now).tags[0].state.number, 1);
   EXPECT_TRUE(Get("nobody").tags.empty());
   // "u1" must not see a user whose id merely starts with it.
   ASSERT_TRUE(store_->Apply(std::vector<Action>{Incr("u10", 1, 1)}, {}).ok());
-  EXPECT_EQ(Get("u1", {"count"}, 600).tags[0].state.number, 5);
+  EXPECT_EQ(Get("u1", {"count"}, now).tags[0].state.number, 5);
 }
 
 TEST_P(ProfileStoreTest, ExpiredTagsAreNeverReturned) {
@@ -105,10 +142,16 @@ TEST_P(ProfileStoreTest, ExpiredTagsAreNeverReturned) {
   str.tag = "seen";
   str.op = OpCode::kStringSet;
   str.text = "x";
-  str.ts = 1000;
+  const TimestampMs now = NowMs();
+  str.ts = now - 400;  // ttl is 1 s
   ASSERT_TRUE(store_->Apply(std::vector<Action>{str}, {}).ok());
-  EXPECT_EQ(Get("u", {}, 1999).tags.size(), 1u);
-  EXPECT_EQ(Get("u", {}, 2000).tags.size(), 0u);
+  EXPECT_EQ(Get("u", {}, now).tags.size(), 1u);
+  EXPECT_EQ(Get("u", {}, now + 600).tags.size(), 0u);  // the reader's clock decides too
+  Action old = str;
+  old.uid = "v";
+  old.ts = now - 5000;  // written already expired: never visible
+  ASSERT_TRUE(store_->Apply(std::vector<Action>{old}, {}).ok());
+  EXPECT_EQ(Get("v", {}, now).tags.size(), 0u);
 }
 
 TEST_P(ProfileStoreTest, CheckpointsPersistWithTheirBatch) {
@@ -199,13 +242,8 @@ TEST_P(ProfileStoreTest, FreshnessFollowsRealtimeActionsOnly) {
   EXPECT_EQ(Get("u").meta.realtime_updated_at, 300);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Backends, ProfileStoreTest,
-    ::testing::Values(Backend{"rocksdb",
-                              [](const std::string& dir, const TagRegistry* tags, MetricsRegistry* m) {
-                                return OpenRocksDbStore({dir + "/db", 8}, tags, m);
-                              }}),
-    [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Backends, ProfileStoreTest, ::testing::Values(kRocksDb, kRedis, kRedisCluster),
+                         [](const auto& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace portrait
