@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <random>
+#include <thread>
 
 #include "redis_util.h"
 #include "store/redis/redis_store.h"
@@ -242,8 +244,186 @@ TEST_P(ProfileStoreTest, FreshnessFollowsRealtimeActionsOnly) {
   EXPECT_EQ(Get("u").meta.realtime_updated_at, 300);
 }
 
+// Every operator, on every tag type, with ids, duplicates, deletions, shuffled and split
+// into random batches: each backend must serve exactly what the pure fusion functions
+// compute for the same sequence.
+TEST_P(ProfileStoreTest, EveryOperatorMatchesTheFusionReference) {
+  TagRegistry tags;
+  TagConfig list = testing_util::ClickList(6);
+  list.name = "l";
+  list.max_age_ms = 30'000;  // items older than 30 s by their sort field are not served
+  list.descending = true;
+  TagConfig loose = testing_util::ClickList(4);
+  loose.name = "loose";
+  loose.dedup_by = {"item_id"};  // dedup without the sort field
+  auto plain = [](const char* name, TagType type) {
+    TagConfig c;
+    c.name = name;
+    c.type = type;
+    return c;
+  };
+  TagConfig str = plain("s", TagType::kString), num = plain("n", TagType::kNumber), map = plain("m", TagType::kMap),
+            set = plain("z", TagType::kSet), ttl = plain("t", TagType::kString);
+  ttl.ttl_ms = 20'000;
+  for (const TagConfig* c : {&list, &loose, &str, &num, &map, &set, &ttl}) tags.Add(*c);
+  store_.reset();
+  auto opened = GetParam().open(dir_.path() + "/every", &tags, &metrics_);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  store_ = std::move(opened).value();
+
+  std::mt19937 rng(11);
+  const TimestampMs now = NowMs();
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  std::vector<Action> actions;
+  for (int i = 0; i < 600; ++i) {
+    Action a;
+    a.uid = "e" + std::to_string(pick(3));
+    a.ts = now - 60'000 + pick(60) * 1000;
+    a.source = static_cast<Source>(pick(3));
+    if (pick(4) == 0) a.id = "id" + std::to_string(pick(40));
+    switch (pick(14)) {
+      case 0: a.tag = "s"; a.op = OpCode::kStringSet; a.text = "v" + std::to_string(pick(5)); break;
+      case 1: a.tag = "n"; a.op = OpCode::kNumberIncr; a.number = pick(7) - 3 + 0.25 * pick(3); break;
+      case 2: a.tag = "n"; a.op = pick(2) ? OpCode::kNumberMax : OpCode::kNumberMin; a.number = pick(100); break;
+      case 3: a.tag = "n"; a.op = OpCode::kNumberSet; a.number = pick(9) * 1.5; break;
+      case 4: a.tag = "m"; a.op = OpCode::kMapIncr; a.entries = {{"k" + std::to_string(pick(4)), "", 0.5 * pick(5)}}; break;
+      case 5: a.tag = "m"; a.op = OpCode::kMapPut; a.entries = {{"k" + std::to_string(pick(4)), "\"x" + std::to_string(pick(3)) + "\"", 0}}; break;
+      case 6: a.tag = "m"; a.op = OpCode::kMapMerge; a.entries = {{"a", std::to_string(pick(9)), 0}, {"b", "[1,2]", 0}}; break;
+      case 7: a.tag = "m"; a.op = OpCode::kMapDel; a.entries = {{"k" + std::to_string(pick(4)), "", 0}}; break;
+      case 8: a.tag = "z"; a.op = OpCode::kSetAddl; a.members = {"\"s" + std::to_string(pick(6)) + "\"", std::to_string(pick(4))}; break;
+      case 9: a.tag = "t"; a.op = OpCode::kStringSet; a.text = "ttl" + std::to_string(pick(3)); break;
+      case 10: case 11: {
+        a.tag = pick(2) ? "l" : "loose";
+        a.op = OpCode::kListRpushl;
+        const TagConfig& cfg = a.tag == "l" ? list : loose;
+        for (int k = 0, n = 1 + pick(3); k < n; ++k) {
+          std::vector<std::pair<std::string, std::string>> f = {{"item_id", std::to_string(pick(9))},
+                                                                 {"et", std::to_string(now - 50'000 + pick(50) * 1000)}};
+          a.items.push_back(fusion::MakeListItem(f, cfg, a.ts, a.source).value());
+        }
+        break;
+      }
+      case 12: a.tag = "z"; a.op = OpCode::kSetAdd; a.members = {"true"}; break;
+      default: a.tag = pick(2) ? "s" : "z"; a.op = OpCode::kTagDel; break;
+    }
+    actions.push_back(a);
+  }
+  for (int i = 0; i < 150; ++i) actions.push_back(actions[rng() % actions.size()]);  // duplicates
+  std::shuffle(actions.begin(), actions.end(), rng);
+
+  // Reference: the same sequence through the pure functions, with the same id rule.
+  std::map<std::string, std::map<std::string, fusion::TagState>> expected;
+  std::map<std::string, fusion::AppliedIds> ids;
+  for (const auto& a : actions) {
+    if (!a.id.empty() && fusion::NeedsExactlyOnce(a.op) && !ids[a.uid].Record(a.id, a.ts)) continue;
+    fusion::Apply(expected[a.uid][a.tag], a, *tags.Find(a.tag));
+  }
+  size_t pos = 0;
+  while (pos < actions.size()) {
+    size_t n = std::min<size_t>(1 + rng() % 40, actions.size() - pos);
+    ASSERT_TRUE(store_->Apply(std::span<const Action>(actions).subspan(pos, n), {}).ok());
+    pos += n;
+  }
+  for (const auto& [uid, by_tag] : expected) {
+    auto got = store_->Get(uid, {}, now);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    std::map<std::string, std::string> want_json, got_json;
+    for (const auto& [tag, state] : by_tag) {
+      const TagConfig& cfg = *tags.Find(tag);
+      if (!fusion::IsLive(state, cfg, now)) continue;
+      std::string v;
+      fusion::RenderValue(state, cfg, now, &v);
+      want_json[tag] = v + " @" + std::to_string(state.updated_at);
+    }
+    for (const auto& t : got->tags) {
+      std::string v;
+      fusion::RenderValue(t.state, *tags.Find(t.name), now, &v);
+      got_json[t.name] = v + " @" + std::to_string(t.state.updated_at);
+    }
+    EXPECT_EQ(got_json, want_json) << uid;
+  }
+  store_.reset();  // it points at `tags`, which dies with this scope
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ProfileStoreTest, ::testing::Values(kRocksDb, kRedis, kRedisCluster),
                          [](const auto& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace portrait
+
+namespace portrait {
+namespace {
+
+// Slots move (MOVED, ASK, TRYAGAIN) and a master restarts while batches are applied: every
+// increment lands exactly once.
+TEST(RedisClusterTest, ReshardingAndANodeRestartLoseAndDoubleNothing) {
+  testing_util::RedisCluster cluster;
+  ASSERT_TRUE(cluster.Start());
+  TagRegistry tags;
+  TagConfig count;
+  count.name = "count";
+  count.type = TagType::kNumber;
+  tags.Add(count);
+  MetricsRegistry metrics;
+  auto opened = OpenRedisStore({cluster.addrs(), true, 30000}, &tags, &metrics);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  auto store = std::move(opened).value();
+
+  std::atomic<bool> stop{false};
+  std::map<std::string, double> expected;
+  int batches = 0;
+  std::thread writer([&] {
+    std::mt19937 rng(3);
+    for (int b = 0; !stop.load() || b < 50; ++b) {
+      std::vector<Action> batch;
+      for (int i = 0; i < 20; ++i) {
+        Action a;
+        a.uid = "c" + std::to_string(rng() % 200);
+        a.tag = "count";
+        a.op = OpCode::kNumberIncr;
+        a.number = 1 + rng() % 3;
+        a.ts = 1700000000000 + b;
+        a.id = "b" + std::to_string(b) + "-" + std::to_string(i);
+        a.source = Source::kExternal;
+        batch.push_back(a);
+      }
+      // A failed batch is sent again; the ids keep the retry from counting twice.
+      while (!store->Apply(batch, {}).ok()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      for (const auto& a : batch) expected[a.uid] += a.number;
+      ++batches;
+    }
+  });
+  std::string from = cluster.node(0).Cli("CLUSTER MYID");
+  std::string to = cluster.node(1).Cli("CLUSTER MYID");
+  from.erase(from.find_last_not_of(" \n") + 1);
+  to.erase(to.find_last_not_of(" \n") + 1);
+  int code = 0;
+  std::string out = testing_util::Shell("redis-cli --cluster reshard " + cluster.node(0).addr() + " --cluster-from " +
+                                            from + " --cluster-to " + to + " --cluster-slots 1500 --cluster-yes",
+                                        &code);
+  EXPECT_EQ(code, 0) << out;
+  cluster.node(2).Kill(SIGKILL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  ASSERT_TRUE(cluster.node(2).Start());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  stop.store(true);
+  writer.join();
+  EXPECT_GT(batches, 50);
+  uint64_t moved = metrics.GetCounter("portrait_redis_redirections_total", "", "kind=\"moved\"")->value();
+  uint64_t asked = metrics.GetCounter("portrait_redis_redirections_total", "", "kind=\"ask\"")->value();
+  uint64_t retried = metrics.GetCounter("portrait_redis_retried_commands_total", "")->value();
+  std::printf("batches %d, MOVED %llu, ASK %llu, commands retried %llu\n", batches,
+              static_cast<unsigned long long>(moved), static_cast<unsigned long long>(asked),
+              static_cast<unsigned long long>(retried));
+  EXPECT_GT(moved, 0u) << "the resharding should have redirected some commands";
+  EXPECT_GT(retried, 0u) << "the node restart should have failed some commands";
+  for (const auto& [uid, want] : expected) {
+    auto p = store->Get(uid, {}, NowMs());
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    ASSERT_EQ(p->tags.size(), 1u) << uid;
+    EXPECT_EQ(p->tags[0].state.number, want) << uid;
+  }
+}
 
 }  // namespace
 }  // namespace portrait

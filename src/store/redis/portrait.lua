@@ -8,7 +8,8 @@
 --   P..'li:'..tag  list items: dedup key -> "ts|src|json"
 --   P..'ids'       zset of exactly-once action ids by ts;  P..'o' hash partition -> applied offset
 --   P..'k'         set of the user's value key names (for erasure)
--- Numbers travel as exact decimal text ('%.17g'); ties compare strings byte-wise (Lua's
+-- Callers declare every key a call may touch (for cluster slot migration); the functions
+-- build the names from P. Numbers travel as exact decimal text ('%.17g'); ties compare strings byte-wise (Lua's
 -- own '<' follows the server's locale).
 
 local OP_STRING_SET, OP_NUMBER_SET, OP_NUMBER_INCR, OP_NUMBER_MAX, OP_NUMBER_MIN = 1, 2, 3, 4, 5
@@ -199,7 +200,7 @@ local function apply_one(P, a, i, op, ts, src)
   end
 end
 
--- portrait_apply(KEYS[1] = P..'m'; ARGV: P, partition, count, then per action:
+-- portrait_apply(KEYS: the user's keys; ARGV: P, partition, count, then per action:
 --   offset, id, op, ts, src, field count, fields...). Skips actions at or below the
 -- partition's applied offset (a retried batch) and repeated exactly-once ids.
 local function apply(keys, a)
@@ -231,7 +232,7 @@ local function apply(keys, a)
   return done
 end
 
--- portrait_delete(KEYS[1] = P..'m'; ARGV: P, partition, offset)
+-- portrait_delete(KEYS: the user's keys; ARGV: P, partition, offset)
 local function delete(keys, a)
   local P, partition, offset = a[1], a[2], tonumber(a[3])
   local o = P .. 'o'
@@ -243,7 +244,7 @@ local function delete(keys, a)
   return 1
 end
 
--- portrait_get(KEYS[1] = P..'m'; ARGV: P, then tag, ttl_ms pairs)
+-- portrait_get(KEYS: the user's keys; ARGV: P, then tag, ttl_ms pairs)
 --   -> {rt, ss, {tag, type, u, w, ns, value...}...}; tags past their ttl by this server's
 --   clock are left out (their keys have expired).
 local function get(keys, a)

@@ -258,11 +258,13 @@ Status RedisClient::Execute(const std::vector<RedisCommand>& commands, std::vect
         if (r.is_error()) {
           const std::string& e = r.str;
           if (e.starts_with("MOVED ")) {
+            if (options_.moved) options_.moved->Inc();
             last_error = Status::Unavailable("redis: " + e);
             retry.push_back(i);
             continue;
           }
           if (e.starts_with("ASK ")) {
+            if (options_.ask) options_.ask->Inc();
             ask[i] = e.substr(e.rfind(' ') + 1);
             retry.push_back(i);
             continue;
@@ -284,6 +286,7 @@ Status RedisClient::Execute(const std::vector<RedisCommand>& commands, std::vect
       if (broken) Drop(node);
       if (reload && !broken) (void)LoadFunctions(node);
     }
+    if (options_.retried && !retry.empty()) options_.retried->Inc(retry.size());
     pending = std::move(retry);
   }
   return Status::Ok();

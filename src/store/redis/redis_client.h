@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/metrics.h"
 #include "core/status.h"
 
 struct redisContext;
@@ -41,6 +42,11 @@ struct RedisOptions {
   int timeout_ms = 2000;           // connect and per-reply timeout
   int retry_deadline_ms = 15000;   // how long Execute keeps retrying
   std::string function_library;    // loaded on every master, and again where it is missing
+  // Optional counters (owned by a MetricsRegistry): redirections followed, and commands
+  // sent again after a failure that may pass.
+  Counter* moved = nullptr;
+  Counter* ask = nullptr;
+  Counter* retried = nullptr;
 };
 
 // Redis Cluster's hash slot of a key (CRC16 of its {hash tag}, mod 16384).

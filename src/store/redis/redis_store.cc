@@ -32,6 +32,27 @@ double ToDouble(const std::string& s) {
   return d;
 }
 
+// Every key a function call may touch is declared, so that Redis Cluster answers
+// TRYAGAIN / ASK instead of running on a user whose keys are half migrated.
+std::vector<std::string> UserKeys(const std::string& p, const std::vector<std::string_view>& tags) {
+  std::vector<std::string> keys = {p + "m", p + "o", p + "ids", p + "k"};
+  for (std::string_view t : tags) {
+    keys.push_back(p + "t:" + std::string(t));
+    keys.push_back(p + "mw:" + std::string(t));
+    keys.push_back(p + "li:" + std::string(t));
+  }
+  return keys;
+}
+
+// FCALL name numkeys keys... then the arguments.
+RedisCommand FunctionCall(const char* fn, const std::vector<std::string>& keys) {
+  RedisCommand c;
+  c.key = keys[0];
+  c.args = {std::string(fn[0] == 'g' ? "FCALL_RO" : "FCALL"), std::string("portrait_") + fn, std::to_string(keys.size())};
+  c.args.insert(c.args.end(), keys.begin(), keys.end());
+  return c;
+}
+
 std::string Prefix(std::string_view uid) {
   std::string p = "p:{";
   p.append(uid);
@@ -161,6 +182,9 @@ class RedisStore : public ProfileStore {
   RedisStore(RedisStoreOptions o, const TagRegistry* tags, MetricsRegistry* m) : options_(std::move(o)), tags_(tags) {
     applied_ = m->GetCounter("portrait_store_actions_applied_total", "Actions written to the store", "backend=\"redis\"");
     write_seconds_ = m->GetHistogram("portrait_store_write_seconds", "Time of one store write", "backend=\"redis\"");
+    moved_ = m->GetCounter("portrait_redis_redirections_total", "Cluster redirections followed", "kind=\"moved\"");
+    ask_ = m->GetCounter("portrait_redis_redirections_total", "Cluster redirections followed", "kind=\"ask\"");
+    retried_ = m->GetCounter("portrait_redis_retried_commands_total", "Redis commands sent again after a failure");
   }
 
   Status Open() {
@@ -186,9 +210,16 @@ class RedisStore : public ProfileStore {
         ++j;
       }
       std::string p = Prefix(uid);
-      RedisCommand c;
-      c.key = p + "m";
-      c.args = {"FCALL", "portrait_apply", "1", c.key, p, std::to_string(partition), "0"};
+      std::vector<std::string_view> call_tags;
+      for (size_t k = i; k < j; ++k) {
+        std::string_view t = actions[order[k]].tag;
+        if (std::find(call_tags.begin(), call_tags.end(), t) == call_tags.end()) call_tags.push_back(t);
+      }
+      RedisCommand c = FunctionCall("apply", UserKeys(p, call_tags));
+      size_t count_at = c.args.size() + 2;
+      c.args.push_back(p);
+      c.args.push_back(std::to_string(partition));
+      c.args.push_back("0");
       size_t count = 0;
       for (size_t k = i; k < j; ++k) {
         const Action& a = actions[order[k]];
@@ -197,7 +228,7 @@ class RedisStore : public ProfileStore {
         EncodeOperand(a, *cfg, &c.args);
         ++count;
       }
-      c.args[6] = std::to_string(count);
+      c.args[count_at] = std::to_string(count);
       if (count > 0) cmds.push_back(std::move(c));
       i = j;
     }
@@ -212,19 +243,21 @@ class RedisStore : public ProfileStore {
     Profile profile;
     profile.uid = uid;
     std::string p = Prefix(uid);
-    RedisCommand c;
-    c.key = p + "m";
-    c.args = {"FCALL_RO", "portrait_get", "1", c.key, p};
-    auto add = [&](const TagConfig& cfg) {
-      c.args.push_back(cfg.name);
-      c.args.push_back(std::to_string(cfg.ttl_ms));
-    };
+    std::vector<const TagConfig*> wanted;
     if (only.empty()) {
-      for (const auto& [_, cfg] : tags_->all()) add(cfg);
+      for (const auto& [_, cfg] : tags_->all()) wanted.push_back(&cfg);
     } else {
       for (const auto& name : only) {
-        if (const TagConfig* cfg = tags_->Find(name)) add(*cfg);
+        if (const TagConfig* cfg = tags_->Find(name)) wanted.push_back(cfg);
       }
+    }
+    std::vector<std::string_view> names;
+    for (const TagConfig* cfg : wanted) names.push_back(cfg->name);
+    RedisCommand c = FunctionCall("get", UserKeys(p, names));
+    c.args.push_back(p);
+    for (const TagConfig* cfg : wanted) {
+      c.args.push_back(cfg->name);
+      c.args.push_back(std::to_string(cfg->ttl_ms));
     }
     std::vector<RedisReply> replies;
     RETURN_IF_ERROR(Run({c}, &replies));
@@ -262,7 +295,10 @@ class RedisStore : public ProfileStore {
       partition = std::to_string(checkpoints[0].partition.value);
       offset = std::to_string(checkpoints[0].next.value - 1);
     }
-    RedisCommand c{{"FCALL", "portrait_delete", "1", p + "m", p, partition, offset}, p + "m"};
+    std::vector<std::string_view> names;
+    for (const auto& [name, _] : tags_->all()) names.push_back(name);
+    RedisCommand c = FunctionCall("delete", UserKeys(p, names));
+    c.args.insert(c.args.end(), {p, partition, offset});
     RETURN_IF_ERROR(Run({c}));
     return WriteCheckpoints(checkpoints);
   }
@@ -312,6 +348,9 @@ class RedisStore : public ProfileStore {
     ro.cluster = options_.cluster;
     ro.retry_deadline_ms = options_.retry_deadline_ms;
     ro.function_library = RedisFunctionLibrary();
+    ro.moved = moved_;
+    ro.ask = ask_;
+    ro.retried = retried_;
     return RedisClient::Connect(std::move(ro));
   }
 
@@ -326,6 +365,9 @@ class RedisStore : public ProfileStore {
   std::vector<std::unique_ptr<RedisClient>> idle_;
   Counter* applied_;
   Histogram* write_seconds_;
+  Counter* moved_;
+  Counter* ask_;
+  Counter* retried_;
 };
 
 }  // namespace
