@@ -6,5 +6,8 @@ cd "$(dirname "$0")/.."
 echo "== fusion and ingest micro-benchmarks"
 build/release/bench/fusion_bench --benchmark_min_time=0.3 --benchmark_counters_tabular=true
 echo
+echo "== profile stores: RocksDB, Redis, Redis Cluster, and the naive client-side baseline"
+build/release/bench/store_bench
+echo
 echo "== end to end (embedded log + RocksDB, HTTP over loopback, load generator in the same process)"
 build/release/bench/e2e_bench "$@"

@@ -174,5 +174,84 @@ RC_GTEST_PROP(FusionProperty, LastWriterWinsIgnoresOrderAndDuplicates, ()) {
   RC_ASSERT(ApplyAll(ShuffleWithDuplicates(maxes), mx).number == ApplyAll(maxes, mx).number);
 }
 
+// Every replacing or set-like operator: any permutation with any duplicates gives the
+// same state as the original sequence (mixed operators per tag type included).
+RC_GTEST_PROP(FusionProperty, IdempotentOperatorsIgnoreOrderAndDuplicates, ()) {
+  auto gen_ts = rc::gen::inRange<int64_t>(1, 6);
+  TagConfig num;
+  num.type = TagType::kNumber;
+  TagConfig str;
+  str.type = TagType::kString;
+  TagConfig map;
+  map.type = TagType::kMap;
+  TagConfig set;
+  set.type = TagType::kSet;
+  const bool use_max = *rc::gen::arbitrary<bool>();
+  std::vector<Action> nums, strs, maps, sets;
+  const int n = *rc::gen::inRange(0, 30);
+  for (int i = 0; i < n; ++i) {
+    Action a;
+    a.ts = *gen_ts;
+    a.source = static_cast<Source>(*rc::gen::inRange(0, 3));
+    a.op = use_max ? OpCode::kNumberMax : OpCode::kNumberMin;  // (mixing with number.set follows arrival)
+    a.number = *rc::gen::inRange(-5, 5);
+    nums.push_back(a);
+    Action s1 = a;
+    s1.op = OpCode::kStringSet;
+    s1.text = std::string(1, static_cast<char>('a' + *rc::gen::inRange(0, 4)));
+    strs.push_back(s1);
+    Action m = a;
+    m.op = *rc::gen::arbitrary<bool>() ? OpCode::kMapPut : OpCode::kMapMerge;
+    m.entries = {{"k" + std::to_string(*rc::gen::inRange(0, 3)), std::to_string(*rc::gen::inRange(0, 9)), 0}};
+    if (m.op == OpCode::kMapMerge) m.entries.push_back({"z", "\"" + s1.text + "\"", 0});
+    maps.push_back(m);
+    Action st = a;
+    st.op = *rc::gen::arbitrary<bool>() ? OpCode::kSetAdd : OpCode::kSetAddl;
+    st.members = {std::to_string(*rc::gen::inRange(0, 6))};
+    if (st.op == OpCode::kSetAddl) st.members.push_back("\"" + s1.text + "\"");
+    sets.push_back(st);
+  }
+  RC_ASSERT(ApplyAll(ShuffleWithDuplicates(nums), num) == ApplyAll(nums, num));
+  RC_ASSERT(ApplyAll(ShuffleWithDuplicates(strs), str) == ApplyAll(strs, str));
+  RC_ASSERT(ApplyAll(ShuffleWithDuplicates(maps), map) == ApplyAll(maps, map));
+  RC_ASSERT(ApplyAll(ShuffleWithDuplicates(sets), set) == ApplyAll(sets, set));
+  // number.set alone is last-writer-wins as well.
+  for (auto& a : nums) a.op = OpCode::kNumberSet;
+  RC_ASSERT(ApplyAll(ShuffleWithDuplicates(nums), num).number == ApplyAll(nums, num).number);
+}
+
+// number.incr / map.incr with ids, through AppliedIds as every store uses it: duplicated
+// and permuted deliveries count each id once.
+RC_GTEST_PROP(FusionProperty, IncrementsCountEachIdOnce, ()) {
+  TagConfig num;
+  num.type = TagType::kNumber;
+  TagConfig map;
+  map.type = TagType::kMap;
+  std::vector<Action> nums, maps;
+  const int n = *rc::gen::inRange(0, 30);
+  for (int i = 0; i < n; ++i) {
+    Action a;
+    a.id = "id" + std::to_string(i);
+    a.ts = *rc::gen::inRange<int64_t>(1, 100);
+    a.op = OpCode::kNumberIncr;
+    a.number = *rc::gen::inRange(-10, 10);
+    nums.push_back(a);
+    a.op = OpCode::kMapIncr;
+    a.entries = {{"k" + std::to_string(i % 3), "", a.number}};
+    maps.push_back(a);
+  }
+  auto once = [](const std::vector<Action>& actions, const TagConfig& cfg) {
+    TagState s;
+    s.type = cfg.type;
+    AppliedIds ids;
+    for (const Action& a : actions) {
+      if (ids.Record(a.id, a.ts)) Apply(s, a, cfg);
+    }
+    return s;
+  };
+  RC_ASSERT(once(ShuffleWithDuplicates(nums), num) == ApplyAll(nums, num));
+  RC_ASSERT(once(ShuffleWithDuplicates(maps), map).map == ApplyAll(maps, map).map);
+}
+
 }  // namespace
 }  // namespace portrait::fusion
