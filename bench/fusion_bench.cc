@@ -67,7 +67,7 @@ void BM_CollectorIngest1000(benchmark::State& st) {
   o.partitions = 8;
   o.fsync = FsyncPolicy::kNone;
   auto log = OpenSegmentLog(o, &metrics).value();
-  Collector collector(cfg, log.get(), &metrics);
+  Collector collector(cfg, log.get(), nullptr, &metrics);
   std::string body;
   std::mt19937 rng(1);
   for (int i = 0; i < 1000; ++i) {

@@ -8,6 +8,8 @@
 #include <iostream>
 
 #include "core/config.h"
+#include "log/log.h"
+#include "pipeline/failed.h"
 #include "serve/app.h"
 
 namespace {
@@ -50,6 +52,29 @@ int Serve(const std::string& config_path, const std::string& listen, const std::
   return 0;
 }
 
+int FailedList(const std::string& config_path, const std::string& data_dir, size_t limit) {
+  auto loaded = portrait::LoadConfig(config_path);
+  if (!loaded.ok()) {
+    std::cerr << "portrait: invalid config:\n" << loaded.status().message() << "\n";
+    return 2;
+  }
+  std::string dir = data_dir.empty() ? loaded->data_dir : data_dir;
+  portrait::MetricsRegistry metrics;
+  // Read-only: safe while a server writes the same topic.
+  auto log = portrait::MakeLog(loaded->log, dir, "failed", 1, &metrics, /*read_only=*/true);
+  if (!log.ok()) {
+    std::cerr << "portrait: " << log.status().message() << "\n";
+    return 1;
+  }
+  auto records = portrait::ReadLatestFailed(**log, limit);
+  if (!records.ok()) {
+    std::cerr << "portrait: " << records.status().message() << "\n";
+    return 1;
+  }
+  for (const auto& [offset, r] : *records) std::printf("%s\n", portrait::FailedToJson(r, offset).c_str());
+  return 0;
+}
+
 int CheckConfig(const std::string& path) {
   auto loaded = portrait::LoadConfig(path);
   if (!loaded.ok()) {
@@ -78,8 +103,18 @@ int main(int argc, char** argv) {
   auto* check = cli.add_subcommand("check-config", "Validate a config file; errors name FILE:LINE:COL and the fix");
   check->add_option("file", check_path, "Config file (TOML)")->required();
 
+  auto* failed = cli.add_subcommand("failed", "Rejected events and Actions kept in the failed topic");
+  failed->require_subcommand(1);
+  auto* failed_list = failed->add_subcommand("list", "Print the newest failed records as NDJSON, newest first");
+  std::string failed_config = "examples/portrait.toml", failed_dir;
+  size_t failed_limit = 100;
+  failed_list->add_option("--config", failed_config, "Config file (for data_dir and the log backend)");
+  failed_list->add_option("--data-dir", failed_dir, "Data directory; overrides the config's data_dir");
+  failed_list->add_option("--limit", failed_limit, "How many records")->check(CLI::Range(1, 1000000));
+
   CLI11_PARSE(cli, argc, argv);
   if (*serve) return Serve(config_path, listen, data_dir);
+  if (*failed_list) return FailedList(failed_config, failed_dir, failed_limit);
   if (*check) return CheckConfig(check_path);
   return 1;
 }

@@ -61,8 +61,9 @@ class Log {
   virtual void Close() = 0;
 };
 
-// Opens the log backend named in `config` under `data_dir`.
-Result<std::unique_ptr<Log>> MakeLog(const LogConfig& config, const std::string& data_dir,
-                                     MetricsRegistry* metrics);
+// Opens topic `topic` of the log backend named in `config` under `data_dir`, with
+// `partitions` partitions (0 = the configured count).
+Result<std::unique_ptr<Log>> MakeLog(const LogConfig& config, const std::string& data_dir, const std::string& topic,
+                                     int partitions, MetricsRegistry* metrics, bool read_only = false);
 
 }  // namespace portrait

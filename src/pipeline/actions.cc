@@ -295,24 +295,28 @@ bool BuildAction(const Config& cfg, simdjson::dom::element doc, Action* a, Actio
 void Collector::ParseActions(std::string_view body, std::vector<Action>* actions, std::vector<Rejection>* rejected) {
   ForEachDocument(
       body, config_.server.max_json_depth,
-      [&](simdjson::dom::element doc, size_t index) {
+      [&](simdjson::dom::element doc, size_t index, std::string_view raw) {
         Action a;
         ActionError err;
         if (BuildAction(config_, doc, &a, &err)) {
           actions->push_back(std::move(a));
         } else {
-          rejected->push_back({index, std::move(err.reason), std::move(err.message)});
+          rejected->push_back({index, std::move(err.reason), std::move(err.message),
+                               raw.empty() ? simdjson::to_string(doc) : std::string(raw)});
         }
       },
-      [&](size_t index, BodyError err) { rejected->push_back({index, std::move(err.reason), std::move(err.message)}); });
+      [&](size_t index, BodyError err, std::string_view raw) {
+        rejected->push_back({index, std::move(err.reason), std::move(err.message), std::string(raw)});
+      });
 }
 
-Result<IngestResult> Collector::IngestActions(std::string_view body) {
+Result<IngestResult> Collector::IngestActions(std::string_view body, std::string_view source) {
   requests_->Inc();
   std::vector<Action> actions;
   IngestResult result;
   ParseActions(body, &actions, &result.rejected);
   for (const auto& r : result.rejected) CountRejection(r, "actions");
+  KeepFailed(result.rejected, source, "action");
   if (actions.empty()) return result;
   std::vector<std::string> payloads(actions.size());
   std::vector<std::string_view> keys(actions.size());

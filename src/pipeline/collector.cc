@@ -5,7 +5,10 @@
 #include <cmath>
 
 #include "core/json.h"
+#include "pipeline/failed.h"
 #include "pipeline/json_body.h"
+
+#include <spdlog/spdlog.h>
 
 namespace portrait {
 
@@ -158,8 +161,11 @@ bool BuildEvent(const Config& cfg, simdjson::dom::element doc, Event* e, EventEr
 
 }  // namespace
 
-Collector::Collector(const Config& config, Log* log, MetricsRegistry* metrics)
-    : config_(config), log_(log), metrics_(metrics) {
+Collector::Collector(const Config& config, Log* log, Log* failed, MetricsRegistry* metrics)
+    : config_(config), log_(log), failed_(failed), metrics_(metrics) {
+  failed_kept_ = metrics->GetCounter("portrait_failed_records_total", "Rejected events and Actions kept in the failed topic");
+  failed_errors_ = metrics->GetCounter("portrait_failed_record_errors_total",
+                                       "Rejected events and Actions that could not be written to the failed topic");
   accepted_ = metrics->GetCounter("portrait_events_accepted_total", "Events validated and durably logged");
   actions_accepted_ = metrics->GetCounter("portrait_actions_accepted_total", "Actions validated and durably logged");
   deletions_ = metrics->GetCounter("portrait_profile_deletions_total", "Profile erasures logged");
@@ -169,6 +175,26 @@ Collector::Collector(const Config& config, Log* log, MetricsRegistry* metrics)
 void Collector::CountRejection(const Rejection& r, std::string_view what) {
   std::string name = "portrait_" + std::string(what) + "_rejected_total";
   metrics_->GetCounter(name, "Rejected " + std::string(what) + ", by reason", "reason=\"" + r.reason + "\"")->Inc();
+}
+
+void Collector::KeepFailed(const std::vector<Rejection>& rejected, std::string_view source, std::string_view kind) {
+  if (!failed_ || rejected.empty()) return;
+  std::vector<std::string> payloads(rejected.size());
+  std::vector<LogEntry> entries(rejected.size());
+  TimestampMs now = NowMs();
+  for (size_t i = 0; i < rejected.size(); ++i) {
+    FailedRecord f{now, std::string(source), std::string(kind), rejected[i].reason, rejected[i].message,
+                   rejected[i].payload};
+    EncodeFailed(f, &payloads[i]);
+    entries[i] = {PartitionId(0), payloads[i]};
+  }
+  Status st = failed_->Append(entries);
+  if (st.ok()) {
+    failed_kept_->Inc(rejected.size());
+  } else {
+    failed_errors_->Inc(rejected.size());
+    spdlog::error("collector: cannot keep {} rejected {}s in the failed topic: {}", rejected.size(), kind, st.ToString());
+  }
 }
 
 Status Collector::AppendRecords(const std::vector<std::string>& payloads, const std::vector<std::string_view>& keys) {
@@ -183,26 +209,30 @@ void Collector::Parse(std::string_view body, std::vector<Event>* events, std::ve
                       std::vector<Rejection>* rejected) {
   ForEachDocument(
       body, config_.server.max_json_depth,
-      [&](simdjson::dom::element doc, size_t index) {
+      [&](simdjson::dom::element doc, size_t index, std::string_view raw) {
         Event e;
         EventError err;
         if (BuildEvent(config_, doc, &e, &err)) {
           events->push_back(std::move(e));
           indexes->push_back(index);
         } else {
-          rejected->push_back({index, std::move(err.reason), std::move(err.message)});
+          rejected->push_back({index, std::move(err.reason), std::move(err.message),
+                               raw.empty() ? simdjson::to_string(doc) : std::string(raw)});
         }
       },
-      [&](size_t index, BodyError err) { rejected->push_back({index, std::move(err.reason), std::move(err.message)}); });
+      [&](size_t index, BodyError err, std::string_view raw) {
+        rejected->push_back({index, std::move(err.reason), std::move(err.message), std::string(raw)});
+      });
 }
 
-Result<IngestResult> Collector::Ingest(std::string_view body) {
+Result<IngestResult> Collector::Ingest(std::string_view body, std::string_view source) {
   requests_->Inc();
   std::vector<Event> events;
   std::vector<size_t> indexes;
   IngestResult result;
   Parse(body, &events, &indexes, &result.rejected);
   for (const auto& r : result.rejected) CountRejection(r, "events");
+  KeepFailed(result.rejected, source, "event");
   if (events.empty()) return result;
 
   std::vector<std::string> payloads(events.size());

@@ -24,6 +24,7 @@ struct Rejection {
   size_t index = 0;      // position of the event in the body (array index or line order)
   std::string reason;    // short code: malformed_json, too_deep, missing_field, wrong_type, ...
   std::string message;   // what is wrong, naming the field
+  std::string payload;   // the rejected text, kept in the failed topic
 };
 
 struct IngestResult {
@@ -33,10 +34,12 @@ struct IngestResult {
 
 class Collector {
  public:
-  Collector(const Config& config, Log* log, MetricsRegistry* metrics);
+  // `failed` (optional) receives a record of every rejected event or Action.
+  Collector(const Config& config, Log* log, Log* failed, MetricsRegistry* metrics);
 
-  // `body` must have at least kPadding readable bytes after its end (see PaddedBody).
-  Result<IngestResult> Ingest(std::string_view body);
+  // `body` must have at least kPadding readable bytes after its end. `source` names where
+  // the body came from in failed records ("http", "file:NAME", ...).
+  Result<IngestResult> Ingest(std::string_view body, std::string_view source = "http");
 
   // Parses and validates one event (for tests and tools); `json` needs no padding.
   Result<Event> ParseOne(std::string_view json);
@@ -44,7 +47,7 @@ class Collector {
   // Actions sent by other systems (POST /v1/actions): one, an array, or NDJSON; each is
   // checked against its tag (declared, operator allowed, operand shaped for the
   // operator) and logged; returns once durable. Same padding rule as Ingest.
-  Result<IngestResult> IngestActions(std::string_view body);
+  Result<IngestResult> IngestActions(std::string_view body, std::string_view source = "http");
   Result<Action> ParseAction(std::string_view json);
 
   // Logs the erasure of `uid`'s profile; returns once durable. The processor erases the
@@ -58,15 +61,19 @@ class Collector {
              std::vector<Rejection>* rejected);
   void CountRejection(const Rejection& r, std::string_view what);
   void ParseActions(std::string_view body, std::vector<Action>* actions, std::vector<Rejection>* rejected);
+  void KeepFailed(const std::vector<Rejection>& rejected, std::string_view source, std::string_view kind);
   Status AppendRecords(const std::vector<std::string>& payloads, const std::vector<std::string_view>& keys);
 
   const Config& config_;
   Log* log_;
+  Log* failed_;
   MetricsRegistry* metrics_;
   Counter* accepted_;
   Counter* actions_accepted_;
   Counter* deletions_;
   Counter* requests_;
+  Counter* failed_kept_;
+  Counter* failed_errors_;
 };
 
 }  // namespace portrait

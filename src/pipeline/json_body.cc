@@ -64,13 +64,13 @@ bool ReadIdField(simdjson::dom::element v, std::string_view name, std::string* o
 }
 
 void ForEachDocument(std::string_view body, int max_depth,
-                     const std::function<void(simdjson::dom::element, size_t index)>& on_doc,
-                     const std::function<void(size_t index, BodyError)>& on_error) {
+                     const std::function<void(simdjson::dom::element, size_t index, std::string_view raw)>& on_doc,
+                     const std::function<void(size_t index, BodyError, std::string_view raw)>& on_error) {
   simdjson::dom::parser& parser = ThreadParser(max_depth);
   size_t start = 0;
   while (start < body.size() && IsSpace(body[start])) ++start;
   if (start == body.size()) {
-    on_error(0, {"empty_body", "the request body holds no document"});
+    on_error(0, {"empty_body", "the request body holds no document"}, body);
     return;
   }
   if (body[start] == '[') {
@@ -79,12 +79,12 @@ void ForEachDocument(std::string_view body, int max_depth,
     if (code) {
       BodyError err = ParseError(code, max_depth);
       err.message += " (the array could not be read; nothing in it was kept)";
-      on_error(0, std::move(err));
+      on_error(0, std::move(err), body);
       return;
     }
     size_t i = 0;
-    for (simdjson::dom::element v : doc.get_array()) on_doc(v, i++);
-    if (i == 0) on_error(0, {"empty_body", "the array is empty"});
+    for (simdjson::dom::element v : doc.get_array()) on_doc(v, i++, {});
+    if (i == 0) on_error(0, {"empty_body", "the array is empty"}, body);
     return;
   }
   // NDJSON, or one (possibly pretty-printed) document.
@@ -106,7 +106,7 @@ void ForEachDocument(std::string_view body, int max_depth,
       // The first line alone is not a document: maybe the body is one multi-line document.
       simdjson::dom::element whole;
       if (!parser.parse(body.data(), body.size(), false).get(whole)) {
-        on_doc(whole, 0);
+        on_doc(whole, 0, body);
         return;
       }
     }
@@ -115,10 +115,10 @@ void ForEachDocument(std::string_view body, int max_depth,
     simdjson::dom::element doc;
     auto code = parser.parse(lines[i].data(), lines[i].size(), false).get(doc);
     if (code) {
-      on_error(i, ParseError(code, max_depth));
+      on_error(i, ParseError(code, max_depth), lines[i]);
       continue;
     }
-    on_doc(doc, i);
+    on_doc(doc, i, lines[i]);
   }
 }
 

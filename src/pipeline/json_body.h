@@ -17,9 +17,11 @@ struct BodyError {
   std::string message;
 };
 
+// `raw` is the document's text as sent: the line for NDJSON, the whole body for one
+// document or a malformed array, and empty for array elements (use simdjson::to_string).
 void ForEachDocument(std::string_view body, int max_depth,
-                     const std::function<void(simdjson::dom::element, size_t index)>& on_doc,
-                     const std::function<void(size_t index, BodyError)>& on_error);
+                     const std::function<void(simdjson::dom::element, size_t index, std::string_view raw)>& on_doc,
+                     const std::function<void(size_t index, BodyError, std::string_view raw)>& on_error);
 
 std::string_view JsonTypeName(simdjson::dom::element_type t);
 

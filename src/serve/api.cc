@@ -4,6 +4,7 @@
 
 #include "core/json.h"
 #include "fusion/fusion.h"
+#include "pipeline/failed.h"
 #include <simdjson.h>
 
 namespace portrait {
@@ -38,8 +39,8 @@ std::vector<std::string> SplitComma(const std::string& s) {
 
 }  // namespace
 
-Api::Api(const Config& config, Collector* collector, ProfileStore* store, MetricsRegistry* metrics)
-    : config_(config), collector_(collector), store_(store), metrics_(metrics) {}
+Api::Api(const Config& config, Collector* collector, ProfileStore* store, Log* failed, MetricsRegistry* metrics)
+    : config_(config), collector_(collector), store_(store), failed_(failed), metrics_(metrics) {}
 
 void Api::Count(std::string_view route, int status, double seconds) {
   std::string labels = "route=\"" + std::string(route) + "\"";
@@ -82,6 +83,9 @@ HttpResponse Api::Handle(HttpRequest& req) {
       route = "profile";
       resp = Error(405, "method_not_allowed", "use GET or DELETE for /v1/profiles/{uid}");
     }
+  } else if (path == "/v1/failed") {
+    route = "failed";
+    resp = method_is("GET") ? GetFailed(req) : Error(405, "method_not_allowed", "use GET for /v1/failed");
   } else if (path == "/healthz") {
     route = "healthz";
     resp = {200, "application/json", "{\"status\":\"ok\"}"};
@@ -245,6 +249,25 @@ HttpResponse Api::DeleteProfile(std::string_view uid) {
   std::string body;
   JsonWriter w(&body);
   w.BeginObject().Key("deleted").String(uid).EndObject();
+  return {200, "application/json", std::move(body)};
+}
+
+HttpResponse Api::GetFailed(const HttpRequest& req) {
+  size_t limit = 100;
+  if (auto it = req.query.find("limit"); it != req.query.end()) {
+    char* end = nullptr;
+    long v = std::strtol(it->second.c_str(), &end, 10);
+    if (*end != '\0' || v < 1 || v > 10000) return Error(400, "invalid_value", "limit must be 1 to 10000");
+    limit = static_cast<size_t>(v);
+  }
+  if (!failed_) return Error(404, "not_found", "this server keeps no failed topic");
+  auto records = ReadLatestFailed(*failed_, limit);
+  if (!records.ok()) return Error(500, "log_error", records.status().message());
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject().Key("failed").BeginArray();
+  for (const auto& [offset, r] : *records) w.Raw(FailedToJson(r, offset));
+  w.EndArray().EndObject();
   return {200, "application/json", std::move(body)};
 }
 

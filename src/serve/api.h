@@ -6,6 +6,7 @@
 //   GET    /v1/profiles/{uid}/tags/{tag}  one tag
 //   POST   /v1/profiles:batchGet          {"uids": [...], "tags": [...]} -> {"profiles": [...]}
 //   DELETE /v1/profiles/{uid}             logs the erasure; answers once durable
+//   GET    /v1/failed?limit=N             the newest rejected events and Actions
 //   GET  /healthz              liveness
 //   GET  /metrics              Prometheus text format
 // Errors are {"error": {"code", "message"}} with a 4xx/5xx status. Thread-safe.
@@ -14,6 +15,7 @@
 #include "core/config.h"
 #include "core/json.h"
 #include "core/metrics.h"
+#include "log/log.h"
 #include "pipeline/collector.h"
 #include "serve/http_server.h"
 #include "store/profile_store.h"
@@ -22,7 +24,7 @@ namespace portrait {
 
 class Api {
  public:
-  Api(const Config& config, Collector* collector, ProfileStore* store, MetricsRegistry* metrics);
+  Api(const Config& config, Collector* collector, ProfileStore* store, Log* failed, MetricsRegistry* metrics);
   HttpResponse Handle(HttpRequest& req);
 
  private:
@@ -33,6 +35,7 @@ class Api {
   HttpResponse GetTag(std::string_view uid, std::string_view tag);
   HttpResponse BatchGet(const HttpRequest& req);
   HttpResponse DeleteProfile(std::string_view uid);
+  HttpResponse GetFailed(const HttpRequest& req);
   Status CheckTagNames(const std::vector<std::string>& names) const;
   void RenderProfile(const Profile& p, TimestampMs now, JsonWriter& w) const;
   void RenderFreshness(const Profile& p, JsonWriter& w) const;
@@ -41,6 +44,7 @@ class Api {
   const Config& config_;
   Collector* collector_;
   ProfileStore* store_;
+  Log* failed_;
   MetricsRegistry* metrics_;
 };
 

@@ -17,12 +17,13 @@ Result<std::unique_ptr<App>> App::Start(Config config) {
   http.threads = cfg.server.threads;
   http.max_body_bytes = cfg.server.max_body_bytes;
 
-  ASSIGN_OR_RETURN(app->log_, MakeLog(cfg.log, cfg.data_dir, &app->metrics_));
+  ASSIGN_OR_RETURN(app->log_, MakeLog(cfg.log, cfg.data_dir, "events", 0, &app->metrics_));
+  ASSIGN_OR_RETURN(app->failed_, MakeLog(cfg.log, cfg.data_dir, "failed", 1, &app->metrics_));
   ASSIGN_OR_RETURN(app->store_, MakeProfileStore(cfg.store, cfg.data_dir, &cfg.tags, &app->metrics_));
   app->processor_ = std::make_unique<Processor>(cfg, app->log_.get(), app->store_.get(), &app->metrics_);
   RETURN_IF_ERROR(app->processor_->Start());
-  app->collector_ = std::make_unique<Collector>(cfg, app->log_.get(), &app->metrics_);
-  app->api_ = std::make_unique<Api>(cfg, app->collector_.get(), app->store_.get(), &app->metrics_);
+  app->collector_ = std::make_unique<Collector>(cfg, app->log_.get(), app->failed_.get(), &app->metrics_);
+  app->api_ = std::make_unique<Api>(cfg, app->collector_.get(), app->store_.get(), app->failed_.get(), &app->metrics_);
   Api* api = app->api_.get();
   app->http_ = std::make_unique<HttpServer>(http, [api](HttpRequest& r) { return api->Handle(r); }, &app->metrics_);
   RETURN_IF_ERROR(app->http_->Start());
@@ -35,6 +36,7 @@ void App::Stop() {
   if (http_) http_->Stop();
   if (processor_) processor_->Stop();
   if (log_) log_->Close();
+  if (failed_) failed_->Close();
 }
 
 }  // namespace portrait

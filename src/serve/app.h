@@ -37,6 +37,7 @@ class App {
   Config config_;
   MetricsRegistry metrics_;
   std::unique_ptr<Log> log_;
+  std::unique_ptr<Log> failed_;  // rejected events and Actions, one partition
   std::unique_ptr<ProfileStore> store_;
   std::unique_ptr<Processor> processor_;
   std::unique_ptr<Collector> collector_;

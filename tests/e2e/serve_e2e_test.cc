@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
+
 #include "e2e/e2e_util.h"
 #include "temp_dir.h"
 
@@ -111,6 +113,23 @@ TEST_F(ServeTest, BadInputGetsReasonsAndTheServerStaysUp) {
   EXPECT_NE(metrics.find("portrait_events_rejected_total{reason=\"too_deep\"} 1"), std::string::npos);
   EXPECT_NE(metrics.find("portrait_http_bodies_too_large_total 1"), std::string::npos);
   EXPECT_NE(metrics.find("portrait_events_accepted_total 2"), std::string::npos);
+
+  // The rejected events are kept (the 413 body was never read, so it is not among them).
+  HttpResult failed = http_->Get("/v1/failed?limit=2");
+  ASSERT_EQ(failed.status, 200);
+  EXPECT_NE(failed.body.find(R"("reason":"malformed_json","error":"malformed JSON)"), std::string::npos) << failed.body;
+  EXPECT_NE(failed.body.find(R"("payload":"{oops")"), std::string::npos) << failed.body;
+  EXPECT_NE(failed.body.find(R"("source":"http","kind":"event")"), std::string::npos) << failed.body;
+  EXPECT_EQ(http_->Get("/v1/failed?limit=0").status, 400);
+  std::string out;
+  ASSERT_EQ(RunCommand(std::string(PORTRAIT_BINARY) + " failed list --config " + config_ + " --data-dir " +
+                           dir_.path() + "/data --limit 100",
+                       &out),
+            0)
+      << out;
+  size_t lines = std::count(out.begin(), out.end(), '\n');
+  EXPECT_EQ(lines, 7u) << out;  // 6 bad bodies above (one was too large) + the {oops line
+  EXPECT_NE(out.find(R"("reason":"unknown_type")"), std::string::npos) << out;
 }
 
 TEST_F(ServeTest, RoutingErrorsAreJson) {

@@ -36,7 +36,7 @@ struct Env {
     o.partitions = 2;
     o.fsync = portrait::FsyncPolicy::kNone;
     log = portrait::OpenSegmentLog(o, &metrics).value();
-    collector = std::make_unique<portrait::Collector>(config, log.get(), &metrics);
+    collector = std::make_unique<portrait::Collector>(config, log.get(), nullptr, &metrics);
   }
 };
 

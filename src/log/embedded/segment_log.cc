@@ -126,10 +126,11 @@ class SegmentReader : public LogReader {
 class SegmentLog : public Log {
  public:
   SegmentLog(SegmentLogOptions o, MetricsRegistry* m) : opt_(std::move(o)) {
-    appended_records_ = m->GetCounter("portrait_log_appended_records_total", "Records appended to the log");
-    appended_bytes_ = m->GetCounter("portrait_log_appended_bytes_total", "Bytes appended to the log");
-    fsync_seconds_ = m->GetHistogram("portrait_log_fsync_seconds", "Time of one group-commit fsync round");
-    torn_bytes_ = m->GetCounter("portrait_log_torn_tail_bytes_total", "Bytes dropped from torn tails at open");
+    std::string label = "topic=\"" + opt_.topic + "\"";
+    appended_records_ = m->GetCounter("portrait_log_appended_records_total", "Records appended to the log", label);
+    appended_bytes_ = m->GetCounter("portrait_log_appended_bytes_total", "Bytes appended to the log", label);
+    fsync_seconds_ = m->GetHistogram("portrait_log_fsync_seconds", "Time of one group-commit fsync round", label);
+    torn_bytes_ = m->GetCounter("portrait_log_torn_tail_bytes_total", "Bytes dropped from torn tails at open", label);
   }
   ~SegmentLog() override { Close(); }
 
@@ -187,7 +188,10 @@ class SegmentLog : public Log {
 
 Status SegmentLog::Open(SegmentLogRecovery* rec) {
   std::error_code ec;
-  fs::create_directories(opt_.dir, ec);
+  if (opt_.read_only && !fs::is_directory(opt_.dir)) {
+    return Status::NotFound("log " + opt_.dir + " does not exist (wrong --data-dir?)");
+  }
+  if (!opt_.read_only) fs::create_directories(opt_.dir, ec);
   if (ec) return Status::IOError("log dir " + opt_.dir + ": " + ec.message());
   fs::create_directories(opt_.dir + "/offsets", ec);
   for (int i = 0; i < opt_.partitions; ++i) {
@@ -209,14 +213,22 @@ Status SegmentLog::Open(SegmentLogRecovery* rec) {
     }
   }
   dirty_.assign(opt_.partitions, false);
+  if (opt_.read_only) {
+    closing_ = true;  // Append refuses
+    return Status::Ok();
+  }
   if (opt_.fsync != FsyncPolicy::kNone) syncer_ = std::thread([this] { SyncLoop(); });
   return Status::Ok();
 }
 
 Status SegmentLog::RecoverPartition(Partition& p, SegmentLogRecovery* rec) {
   std::error_code ec;
-  fs::create_directories(p.dir, ec);
+  if (!opt_.read_only) fs::create_directories(p.dir, ec);
   if (ec) return Status::IOError("log dir " + p.dir + ": " + ec.message());
+  if (opt_.read_only && !fs::is_directory(p.dir)) {
+    p.segments.push_back({0, p.dir + "/" + SegmentName(0)});
+    return Status::Ok();
+  }
   for (const auto& entry : fs::directory_iterator(p.dir)) {
     std::string n = entry.path().filename().string();
     if (n.size() != 24 || !n.ends_with(".log")) continue;
@@ -226,7 +238,9 @@ Status SegmentLog::RecoverPartition(Partition& p, SegmentLogRecovery* rec) {
   if (p.segments.empty()) p.segments.push_back({0, p.dir + "/" + SegmentName(0)});
 
   Segment& last = p.segments.back();
-  int fd = ::open(last.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  int fd = opt_.read_only ? ::open(last.path.c_str(), O_RDONLY | O_CLOEXEC)
+                          : ::open(last.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0 && opt_.read_only && errno == ENOENT) return Status::Ok();
   if (fd < 0) return Status::IOError(Errno("open " + last.path));
   auto file = std::make_shared<File>(fd);
   struct stat st;
@@ -247,7 +261,7 @@ Status SegmentLog::RecoverPartition(Partition& p, SegmentLogRecovery* rec) {
     pos += kHeader + h.len;
     ++expect;
   }
-  if (pos < size) {
+  if (pos < size && !opt_.read_only) {
     uint64_t dropped = size - pos;
     if (::ftruncate(fd, static_cast<off_t>(pos)) != 0) return Status::IOError(Errno("truncate " + last.path));
     ::fsync(fd);
@@ -258,7 +272,7 @@ Status SegmentLog::RecoverPartition(Partition& p, SegmentLogRecovery* rec) {
                            " bytes of torn tail after offset " + std::to_string(expect - 1) + " in " + last.path);
     }
   }
-  ::lseek(fd, static_cast<off_t>(pos), SEEK_SET);
+  if (!opt_.read_only) ::lseek(fd, static_cast<off_t>(pos), SEEK_SET);
   p.active = std::move(file);
   p.write_pos = pos;
   p.next_offset = expect;
@@ -411,8 +425,10 @@ void SegmentLog::Close() {
     std::lock_guard lk(sync_mu_);
     done_cv_.notify_all();
   }
-  if (opt_.fsync == FsyncPolicy::kNone) {
-    for (auto& p : parts_) ::fdatasync(p->active->fd);
+  if (opt_.fsync == FsyncPolicy::kNone && !opt_.read_only) {
+    for (auto& p : parts_) {
+      if (p->active) ::fdatasync(p->active->fd);
+    }
   }
   Published();
 }

@@ -18,6 +18,10 @@ namespace portrait {
 
 struct SegmentLogOptions {
   std::string dir;
+  std::string topic = "events";  // for metric labels
+  // Inspect a log another process may be writing: nothing is created or truncated (a torn
+  // tail is only left unread) and Append fails.
+  bool read_only = false;
   int partitions = 8;
   FsyncPolicy fsync = FsyncPolicy::kBatch;
   int fsync_max_delay_ms = 2;

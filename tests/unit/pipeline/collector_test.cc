@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "log/embedded/segment_log.h"
+#include "pipeline/failed.h"
 #include "temp_dir.h"
 
 namespace portrait {
@@ -32,7 +33,11 @@ class CollectorTest : public ::testing::Test {
     o.dir = dir_.path();
     o.partitions = 4;
     log_ = std::move(OpenSegmentLog(o, &metrics_).value());
-    collector_ = std::make_unique<Collector>(config_, log_.get(), &metrics_);
+    SegmentLogOptions f;
+    f.dir = dir_.path() + "/failed";
+    f.partitions = 1;
+    failed_ = std::move(OpenSegmentLog(f, &metrics_).value());
+    collector_ = std::make_unique<Collector>(config_, log_.get(), failed_.get(), &metrics_);
   }
 
   IngestResult Ingest(std::string body) {
@@ -52,6 +57,7 @@ class CollectorTest : public ::testing::Test {
   MetricsRegistry metrics_;
   Config config_;
   std::unique_ptr<Log> log_;
+  std::unique_ptr<Log> failed_;
   std::unique_ptr<Collector> collector_;
 };
 
@@ -93,6 +99,20 @@ TEST_F(CollectorTest, RejectsEachBadEventWithReasonAndKeepsTheRest) {
   EXPECT_NE(r.rejected[3].message.find("seconds given?"), std::string::npos);
   EXPECT_EQ(Logged(), 2);
   EXPECT_EQ(metrics_.GetCounter("portrait_events_rejected_total", "", "reason=\"invalid_value\"")->value(), 3u);
+
+  // Every rejected event is kept with its original text, reason and source.
+  auto kept = ReadLatestFailed(*failed_, 100);
+  ASSERT_TRUE(kept.ok()) << kept.status().ToString();
+  ASSERT_EQ(kept->size(), 12u);
+  const FailedRecord& newest = kept->front().second;
+  EXPECT_EQ(newest.reason, "wrong_type");
+  EXPECT_EQ(newest.kind, "event");
+  EXPECT_EQ(newest.source, "http");
+  EXPECT_EQ(newest.payload, R"({"uid":"u","type":"APPSTART","ts":"yesterday"})");
+  const FailedRecord& malformed = kept->at(10).second;  // second oldest
+  EXPECT_EQ(malformed.reason, "malformed_json");
+  EXPECT_EQ(malformed.payload, R"({"uid":"u","type":"click","ts":1700000000000)");
+  EXPECT_EQ(ReadLatestFailed(*failed_, 3)->size(), 3u);
 }
 
 TEST_F(CollectorTest, MalformedArrayRejectsWholeBody) {
