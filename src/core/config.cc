@@ -227,6 +227,11 @@ void ParseStore(Checker& c, const toml::table& t, StoreConfig* s) {
   }
 }
 
+void ParseCollector(Checker& c, const toml::table& t, CollectorConfig* col) {
+  c.KnownKeys(t, "[collector]", {"dedup_window"});
+  if (auto v = c.GetInt(t, "dedup_window", "[collector]", 1, 1'000'000'000)) col->dedup_window = *v;
+}
+
 void ParseProcessor(Checker& c, const toml::table& t, ProcessorConfig* p) {
   c.KnownKeys(t, "[processor]", {"workers", "batch_max_events"});
   if (auto v = c.GetInt(t, "workers", "[processor]", 1, 256)) p->workers = static_cast<int>(*v);
@@ -555,7 +560,8 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   Checker c(name);
   Config cfg;
   cfg.path = name;
-  c.KnownKeys(root, "top level", {"data_dir", "server", "log", "store", "processor", "events", "tags", "rules"});
+  c.KnownKeys(root, "top level",
+              {"data_dir", "server", "log", "store", "processor", "collector", "events", "tags", "rules"});
   if (auto v = c.Get<std::string>(root, "data_dir", "top level", "a directory path")) cfg.data_dir = *v;
   auto section = [&](std::string_view key) -> const toml::table* {
     const toml::node* n = root.get(key);
@@ -570,6 +576,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   if (auto* t = section("log")) ParseLog(c, *t, &cfg.log);
   if (auto* t = section("store")) ParseStore(c, *t, &cfg.store);
   if (auto* t = section("processor")) ParseProcessor(c, *t, &cfg.processor);
+  if (auto* t = section("collector")) ParseCollector(c, *t, &cfg.collector);
   if (auto* t = section("events")) ParseEvents(c, *t, &cfg);
   if (auto* t = section("tags")) ParseTags(c, *t, &cfg);
   if (const toml::node* n = root.get("rules")) {

@@ -113,6 +113,10 @@ struct StoreConfig {
   std::vector<std::string> cluster_nodes;   // redis: "host:port" seed nodes of a cluster
 };
 
+struct CollectorConfig {
+  size_t dedup_window = 1'000'000;  // recent event ids remembered (all partitions) to drop repeats
+};
+
 struct ProcessorConfig {
   int workers = 2;
   size_t batch_max_events = 8192;
@@ -125,6 +129,7 @@ struct Config {
   LogConfig log;
   StoreConfig store;
   ProcessorConfig processor;
+  CollectorConfig collector;
   std::map<std::string, EventTypeSpec, std::less<>> events;
   TagRegistry tags;
   std::vector<RuleSpec> rules;

@@ -2,11 +2,13 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/json.h"
 #include "pipeline/failed.h"
 #include "pipeline/json_body.h"
+#include "pipeline/records.h"
 
 #include <spdlog/spdlog.h>
 
@@ -163,6 +165,9 @@ bool BuildEvent(const Config& cfg, simdjson::dom::element doc, Event* e, EventEr
 
 Collector::Collector(const Config& config, Log* log, Log* failed, MetricsRegistry* metrics)
     : config_(config), log_(log), failed_(failed), metrics_(metrics) {
+  duplicates_ = metrics->GetCounter("portrait_events_duplicates_total", "Events already logged (same id), not logged again");
+  size_t per_partition = std::max<size_t>(1, config.collector.dedup_window / static_cast<size_t>(std::max(1, log ? log->partitions() : 1)));
+  for (int p = 0; log && p < log->partitions(); ++p) recent_.push_back(std::make_unique<RecentIds>(per_partition));
   failed_kept_ = metrics->GetCounter("portrait_failed_records_total", "Rejected events and Actions kept in the failed topic");
   failed_errors_ = metrics->GetCounter("portrait_failed_record_errors_total",
                                        "Rejected events and Actions that could not be written to the failed topic");
@@ -195,6 +200,26 @@ void Collector::KeepFailed(const std::vector<Rejection>& rejected, std::string_v
     failed_errors_->Inc(rejected.size());
     spdlog::error("collector: cannot keep {} rejected {}s in the failed topic: {}", rejected.size(), kind, st.ToString());
   }
+}
+
+Status Collector::LoadRecentIds() {
+  const int64_t window = static_cast<int64_t>(std::max<size_t>(1, config_.collector.dedup_window / recent_.size()));
+  Event e;
+  std::vector<LogRecord> recs;
+  for (int p = 0; p < log_->partitions(); ++p) {
+    int64_t end = log_->EndOffset(PartitionId(p)).value;
+    ASSIGN_OR_RETURN(auto reader, log_->OpenReader(PartitionId(p), Offset(std::max<int64_t>(0, end - window))));
+    while (reader->position().value < end) {
+      RETURN_IF_ERROR(reader->Read(4 << 20, &recs));
+      if (recs.empty()) break;
+      for (const auto& rec : recs) {
+        if (PeekRecordKind(rec.payload) == RecordKind::kEvent && DecodeEvent(rec.payload, &e).ok()) {
+          recent_[p]->Insert(RecentIds::Hash(e.id));
+        }
+      }
+    }
+  }
+  return Status::Ok();
 }
 
 Status Collector::AppendRecords(const std::vector<std::string>& payloads, const std::vector<std::string_view>& keys) {
@@ -235,15 +260,31 @@ Result<IngestResult> Collector::Ingest(std::string_view body, std::string_view s
   KeepFailed(result.rejected, source, "event");
   if (events.empty()) return result;
 
-  std::vector<std::string> payloads(events.size());
-  std::vector<std::string_view> keys(events.size());
-  for (size_t i = 0; i < events.size(); ++i) {
-    EncodeEvent(events[i], &payloads[i]);
-    keys[i] = events[i].PartitionKey();
+  // Drop repeats of recently logged ids (and repeats within this body).
+  std::vector<std::string> payloads;
+  std::vector<std::string_view> keys;
+  std::vector<std::pair<size_t, uint64_t>> claimed;  // (partition, id hash) to release on failure
+  payloads.reserve(events.size());
+  for (const Event& e : events) {
+    size_t p = static_cast<size_t>(PartitionFor(e.PartitionKey(), log_->partitions()).value);
+    uint64_t h = RecentIds::Hash(e.id);
+    if (!recent_[p]->Insert(h)) {
+      ++result.duplicates;
+      continue;
+    }
+    claimed.emplace_back(p, h);
+    payloads.emplace_back();
+    EncodeEvent(e, &payloads.back());
+    keys.push_back(e.PartitionKey());
   }
-  RETURN_IF_ERROR(AppendRecords(payloads, keys));
+  Status st = AppendRecords(payloads, keys);
+  if (!st.ok()) {
+    for (auto [p, h] : claimed) recent_[p]->Erase(h);
+    return st;
+  }
   result.accepted = events.size();
-  accepted_->Inc(events.size());
+  accepted_->Inc(events.size() - result.duplicates);
+  duplicates_->Inc(result.duplicates);
   return result;
 }
 

@@ -3,8 +3,9 @@
 // A body is one JSON event, a JSON array of events, or NDJSON (one event per line).
 // Each event is validated against the behaviour model in config; an invalid one is
 // rejected with its index and a reason, and never stops the valid ones around it.
-// Ingest returns after the accepted events are durable in the log. Thread-safe: each
-// thread uses its own parser.
+// Ingest returns after the accepted events are durable in the log. An event whose id is in
+// the window of recent ids is accepted but not logged again. Thread-safe: each thread uses
+// its own parser.
 #pragma once
 
 #include <memory>
@@ -17,6 +18,7 @@
 #include "core/metrics.h"
 #include "core/status.h"
 #include "log/log.h"
+#include "pipeline/recent_ids.h"
 
 namespace portrait {
 
@@ -28,7 +30,8 @@ struct Rejection {
 };
 
 struct IngestResult {
-  size_t accepted = 0;
+  size_t accepted = 0;     // valid events, including repeats
+  size_t duplicates = 0;   // accepted events whose id was seen recently: not logged again
   std::vector<Rejection> rejected;
 };
 
@@ -40,6 +43,10 @@ class Collector {
   // `body` must have at least kPadding readable bytes after its end. `source` names where
   // the body came from in failed records ("http", "file:NAME", ...).
   Result<IngestResult> Ingest(std::string_view body, std::string_view source = "http");
+
+  // Fills the window of recent ids from the newest records of the log (call once, before
+  // the first Ingest, so that repeats across a restart are caught too).
+  Status LoadRecentIds();
 
   // Parses and validates one event (for tests and tools); `json` needs no padding.
   Result<Event> ParseOne(std::string_view json);
@@ -72,6 +79,8 @@ class Collector {
   Counter* actions_accepted_;
   Counter* deletions_;
   Counter* requests_;
+  std::vector<std::unique_ptr<RecentIds>> recent_;  // per partition
+  Counter* duplicates_;
   Counter* failed_kept_;
   Counter* failed_errors_;
 };

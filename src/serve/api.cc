@@ -115,6 +115,7 @@ HttpResponse Api::IngestAnswer(const Result<IngestResult>& result) {
   JsonWriter w(&body);
   w.BeginObject();
   w.Key("accepted").Int(static_cast<int64_t>(r.accepted));
+  if (r.duplicates > 0) w.Key("duplicates").Int(static_cast<int64_t>(r.duplicates));
   w.Key("rejected").BeginArray();
   for (const Rejection& rej : r.rejected) {
     w.BeginObject().Key("index").Int(static_cast<int64_t>(rej.index));

@@ -23,6 +23,7 @@ Result<std::unique_ptr<App>> App::Start(Config config) {
   app->processor_ = std::make_unique<Processor>(cfg, app->log_.get(), app->store_.get(), &app->metrics_);
   RETURN_IF_ERROR(app->processor_->Start());
   app->collector_ = std::make_unique<Collector>(cfg, app->log_.get(), app->failed_.get(), &app->metrics_);
+  RETURN_IF_ERROR(app->collector_->LoadRecentIds());
   app->api_ = std::make_unique<Api>(cfg, app->collector_.get(), app->store_.get(), app->failed_.get(), &app->metrics_);
   Api* api = app->api_.get();
   app->http_ = std::make_unique<HttpServer>(http, [api](HttpRequest& r) { return api->Handle(r); }, &app->metrics_);
