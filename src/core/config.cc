@@ -171,7 +171,27 @@ std::optional<FieldType> ParseFieldType(std::string_view s) {
 }
 
 void ParseServer(Checker& c, const toml::table& t, ServerConfig* s) {
-  c.KnownKeys(t, "[server]", {"listen", "max_body_bytes", "threads", "max_json_depth"});
+  c.KnownKeys(t, "[server]", {"listen", "max_body_bytes", "threads", "max_json_depth", "cors_origins", "tokens"});
+  if (const toml::node* n = t.get("cors_origins")) {
+    const toml::array* arr = n->as_array();
+    if (!arr) c.Error(*n, "[server]: cors_origins must be an array such as [\"https://shop.example\"] or [\"*\"]");
+    for (size_t i = 0; arr && i < arr->size(); ++i) {
+      if (auto o = (*arr)[i].value<std::string>()) s->cors_origins.push_back(*o);
+      else c.Error((*arr)[i], "[server]: cors_origins entries are strings");
+    }
+  }
+  if (const toml::node* n = t.get("tokens")) {
+    const toml::table* tt = n->as_table();
+    if (!tt) c.Error(*n, "[server]: tokens must be a table of source = \"token\"");
+    for (auto&& [name, v] : tt ? *tt : toml::table{}) {
+      auto tok = v.value<std::string>();
+      if (!tok || tok->size() < 8) {
+        c.Error(v, "[server]: token of source \"" + std::string(name.str()) + "\" must be a string of 8 or more characters");
+      } else {
+        s->tokens[std::string(name.str())] = *tok;
+      }
+    }
+  }
   if (auto v = c.Get<std::string>(t, "listen", "[server]", "a \"host:port\" string")) {
     if (v->find(':') == std::string::npos) c.Error(*t.get("listen"), "[server]: listen must be \"host:port\"");
     s->listen = *v;

@@ -96,6 +96,8 @@ struct ServerConfig {
   size_t max_body_bytes = 16u << 20;
   int threads = 4;
   int max_json_depth = 32;
+  std::vector<std::string> cors_origins;     // origins allowed to call from a browser; "*" = any
+  std::map<std::string, std::string> tokens; // source name -> bearer token; empty = no auth
 };
 
 struct LogConfig {

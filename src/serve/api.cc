@@ -1,5 +1,7 @@
 #include "serve/api.h"
 
+#include <zlib.h>
+
 #include <chrono>
 
 #include "core/json.h"
@@ -56,7 +58,14 @@ HttpResponse Api::Handle(HttpRequest& req) {
   std::string route;
   HttpResponse resp;
   auto method_is = [&](std::string_view m) { return req.method == m; };
-  if (path == "/v1/events") {
+  if (method_is("OPTIONS")) {
+    route = "preflight";
+    resp = {204, "text/plain", "", {}};
+    AddCors(req, &resp);
+    resp.headers.emplace_back("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
+    resp.headers.emplace_back("Access-Control-Allow-Headers", "Content-Type, Content-Encoding, Authorization");
+    resp.headers.emplace_back("Access-Control-Max-Age", "600");
+  } else if (path == "/v1/events") {
     route = "events";
     resp = method_is("POST") ? PostEvents(req) : Error(405, "method_not_allowed", "use POST for /v1/events");
   } else if (path == "/v1/actions") {
@@ -78,7 +87,9 @@ HttpResponse Api::Handle(HttpRequest& req) {
       resp = GetProfile(req, rest);
     } else if (method_is("DELETE")) {
       route = "profile_delete";
-      resp = DeleteProfile(rest);
+      std::string source;
+      auto denied = Authorize(req, &source);
+      resp = denied ? *denied : DeleteProfile(rest);
     } else {
       route = "profile";
       resp = Error(405, "method_not_allowed", "use GET or DELETE for /v1/profiles/{uid}");
@@ -98,13 +109,101 @@ HttpResponse Api::Handle(HttpRequest& req) {
                                        "; see /v1/events, /v1/actions, /v1/profiles/{uid}, "
                                        "/v1/profiles/{uid}/tags/{tag}, /v1/profiles:batchGet, /healthz, /metrics");
   }
+  if (route != "preflight") AddCors(req, &resp);
   Count(route, resp.status, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return resp;
 }
 
-HttpResponse Api::PostEvents(HttpRequest& req) { return IngestAnswer(collector_->Ingest(req.body)); }
+void Api::AddCors(const HttpRequest& req, HttpResponse* resp) const {
+  auto origin = req.headers.find("origin");
+  if (origin == req.headers.end() || config_.server.cors_origins.empty()) return;
+  for (const auto& allowed : config_.server.cors_origins) {
+    if (allowed == "*" || allowed == origin->second) {
+      resp->headers.emplace_back("Access-Control-Allow-Origin", allowed == "*" ? "*" : origin->second);
+      if (allowed != "*") resp->headers.emplace_back("Vary", "Origin");
+      return;
+    }
+  }
+}
 
-HttpResponse Api::PostActions(HttpRequest& req) { return IngestAnswer(collector_->IngestActions(req.body)); }
+std::optional<HttpResponse> Api::Authorize(const HttpRequest& req, std::string* source) const {
+  *source = "http";
+  if (config_.server.tokens.empty()) return std::nullopt;
+  auto h = req.headers.find("authorization");
+  if (h == req.headers.end() || !h->second.starts_with("Bearer ")) {
+    metrics_->GetCounter("portrait_http_unauthorized_total", "Writes refused for a missing or unknown token")->Inc();
+    HttpResponse r = Error(401, "unauthorized", "this server needs \"Authorization: Bearer <token>\" for writes");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return r;
+  }
+  std::string_view token = std::string_view(h->second).substr(7);
+  for (const auto& [name, expected] : config_.server.tokens) {
+    // Constant-time comparison: no early exit on the first differing byte.
+    unsigned diff = expected.size() ^ token.size();
+    for (size_t i = 0; i < expected.size(); ++i) diff |= static_cast<unsigned char>(expected[i] ^ (i < token.size() ? token[i] : 0));
+    if (diff == 0) {
+      *source = "http:" + name;
+      return std::nullopt;
+    }
+  }
+  metrics_->GetCounter("portrait_http_unauthorized_total", "Writes refused for a missing or unknown token")->Inc();
+  return Error(401, "unauthorized", "unknown bearer token");
+}
+
+std::optional<HttpResponse> Api::Decode(HttpRequest& req) const {
+  auto enc = req.headers.find("content-encoding");
+  if (enc == req.headers.end() || enc->second == "identity") return std::nullopt;
+  if (enc->second != "gzip" && enc->second != "deflate") {
+    return Error(415, "unsupported_encoding", "Content-Encoding \"" + enc->second + "\" is not supported; use gzip or deflate");
+  }
+  z_stream z{};
+  // 15 + 32: zlib or gzip header, detected.
+  if (inflateInit2(&z, 15 + 32) != Z_OK) return Error(500, "internal", "cannot start inflating");
+  z.next_in = reinterpret_cast<Bytef*>(req.body.data());
+  z.avail_in = static_cast<uInt>(req.body.size());
+  std::string out;
+  const size_t limit = config_.server.max_body_bytes;
+  int rc = Z_OK;
+  char buf[64 << 10];
+  while (rc != Z_STREAM_END) {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof buf;
+    rc = inflate(&z, Z_NO_FLUSH);
+    if (rc != Z_OK && rc != Z_STREAM_END) {
+      inflateEnd(&z);
+      return Error(400, "malformed_body", "the " + enc->second + " body cannot be inflated: " + (z.msg ? z.msg : "truncated"));
+    }
+    out.append(buf, sizeof buf - z.avail_out);
+    if (out.size() > limit) {
+      inflateEnd(&z);
+      metrics_->GetCounter("portrait_http_bodies_too_large_total", "Request bodies refused for their size")->Inc();
+      return Error(413, "body_too_large", "the inflated body exceeds the limit of " + std::to_string(limit) +
+                                              " bytes ([server] max_body_bytes); split the batch");
+    }
+    if (rc == Z_OK && z.avail_in == 0 && z.avail_out != 0) {
+      inflateEnd(&z);
+      return Error(400, "malformed_body", "the " + enc->second + " body is truncated");
+    }
+  }
+  inflateEnd(&z);
+  out.reserve(out.size() + Collector::kPadding);
+  req.body = std::move(out);
+  return std::nullopt;
+}
+
+HttpResponse Api::PostEvents(HttpRequest& req) {
+  std::string source;
+  if (auto denied = Authorize(req, &source)) return *denied;
+  if (auto bad = Decode(req)) return *bad;
+  return IngestAnswer(collector_->Ingest(req.body, source));
+}
+
+HttpResponse Api::PostActions(HttpRequest& req) {
+  std::string source;
+  if (auto denied = Authorize(req, &source)) return *denied;
+  if (auto bad = Decode(req)) return *bad;
+  return IngestAnswer(collector_->IngestActions(req.body, source));
+}
 
 HttpResponse Api::IngestAnswer(const Result<IngestResult>& result) {
   if (!result.ok()) {

@@ -9,8 +9,13 @@
 //   GET    /v1/failed?limit=N             the newest rejected events and Actions
 //   GET  /healthz              liveness
 //   GET  /metrics              Prometheus text format
-// Errors are {"error": {"code", "message"}} with a 4xx/5xx status. Thread-safe.
+// Writes (POST events/actions, DELETE) need `Authorization: Bearer <token>` when
+// [server] tokens are set; bodies may be gzip or deflate; browsers from [server]
+// cors_origins get CORS headers and preflight answers. Errors are
+// {"error": {"code", "message"}} with a 4xx/5xx status. Thread-safe.
 #pragma once
+
+#include <optional>
 
 #include "core/config.h"
 #include "core/json.h"
@@ -37,6 +42,12 @@ class Api {
   HttpResponse DeleteProfile(std::string_view uid);
   HttpResponse GetFailed(const HttpRequest& req);
   Status CheckTagNames(const std::vector<std::string>& names) const;
+  // The source a write comes from ("http" or "http:<name>"), or an error response when
+  // tokens are configured and the request has none that matches.
+  std::optional<HttpResponse> Authorize(const HttpRequest& req, std::string* source) const;
+  // The body, inflated if it came with Content-Encoding: gzip or deflate.
+  std::optional<HttpResponse> Decode(HttpRequest& req) const;
+  void AddCors(const HttpRequest& req, HttpResponse* resp) const;
   void RenderProfile(const Profile& p, TimestampMs now, JsonWriter& w) const;
   void RenderFreshness(const Profile& p, JsonWriter& w) const;
   void Count(std::string_view route, int status, double seconds);

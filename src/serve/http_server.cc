@@ -24,6 +24,7 @@ MHD_Result Send(MHD_Connection* c, const HttpResponse& r) {
   MHD_Response* resp =
       MHD_create_response_from_buffer(r.body.size(), const_cast<char*>(r.body.data()), MHD_RESPMEM_MUST_COPY);
   MHD_add_response_header(resp, "Content-Type", r.content_type.c_str());
+  for (const auto& [k, v] : r.headers) MHD_add_response_header(resp, k.c_str(), v.c_str());
   MHD_Result ret = MHD_queue_response(c, static_cast<unsigned>(r.status), resp);
   MHD_destroy_response(resp);
   return ret;

@@ -26,7 +26,8 @@ HttpClient::~HttpClient() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
 HttpResult HttpClient::Get(const std::string& path) { return Request("GET", path); }
 HttpResult HttpClient::Post(const std::string& path, const std::string& body) { return Request("POST", path, body); }
 
-HttpResult HttpClient::Request(const std::string& method, const std::string& path, const std::string& body) {
+HttpResult HttpClient::Request(const std::string& method, const std::string& path, const std::string& body,
+                               const std::vector<std::string>& extra_headers) {
   CURL* c = static_cast<CURL*>(curl_);
   HttpResult r;
   std::string url = base_ + path;
@@ -36,7 +37,10 @@ HttpResult HttpClient::Request(const std::string& method, const std::string& pat
   curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &Append);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &Append);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &r.headers);
   curl_slist* headers = nullptr;
+  for (const auto& h : extra_headers) headers = curl_slist_append(headers, h.c_str());
   if (method == "POST") {
     headers = curl_slist_append(headers, "Content-Type: application/json");
     headers = curl_slist_append(headers, "Expect:");
@@ -46,6 +50,9 @@ HttpResult HttpClient::Request(const std::string& method, const std::string& pat
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   } else if (method != "GET") {
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  } else {
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   }
   if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
   curl_slist_free_all(headers);

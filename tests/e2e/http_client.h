@@ -5,12 +5,14 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 namespace portrait::testing_util {
 
 struct HttpResult {
   long status = 0;  // 0 when the request did not complete (connection refused, reset)
   std::string body;
+  std::string headers;  // raw response header lines
 };
 
 // One keep-alive connection; not thread-safe (use one client per thread).
@@ -21,7 +23,8 @@ class HttpClient {
   HttpClient(const HttpClient&) = delete;
   HttpResult Get(const std::string& path);
   HttpResult Post(const std::string& path, const std::string& body);
-  HttpResult Request(const std::string& method, const std::string& path, const std::string& body = "");
+  HttpResult Request(const std::string& method, const std::string& path, const std::string& body = "",
+                     const std::vector<std::string>& headers = {});
 
  private:
   std::string base_;
