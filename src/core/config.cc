@@ -252,6 +252,81 @@ void ParseCollector(Checker& c, const toml::table& t, CollectorConfig* col) {
   if (auto v = c.GetInt(t, "dedup_window", "[collector]", 1, 1'000'000'000)) col->dedup_window = *v;
 }
 
+void ParseSources(Checker& c, const toml::array& arr, Config* cfg) {
+  std::set<std::string> names;
+  for (size_t i = 0; i < arr.size(); ++i) {
+    const toml::table* t = arr[i].as_table();
+    std::string what = "source #" + std::to_string(i + 1);
+    if (!t) {
+      c.Error(arr[i], what + ": must be a table ([[sources]])");
+      continue;
+    }
+    c.KnownKeys(*t, what, {"name", "type", "path", "format", "columns", "header", "delimiter", "ts_unit", "type_map", "poll_ms"});
+    SourceConfig s;
+    s.where = c.Where(t->source());
+    if (auto v = c.Get<std::string>(*t, "name", what, "a name")) s.name = *v;
+    if (s.name.empty() || !std::all_of(s.name.begin(), s.name.end(), [](unsigned char ch) { return std::isalnum(ch) || ch == '_' || ch == '-'; })) {
+      c.Error(*t, what + ": needs name = \"...\" of letters, digits, _ and -");
+      continue;
+    }
+    if (!names.insert(s.name).second) c.Error(*t, what + ": another source is named \"" + s.name + "\"");
+    what = "source \"" + s.name + "\"";
+    if (auto v = c.Get<std::string>(*t, "type", what, "a string")) s.type = *v;
+    if (s.type != "file") {
+      c.Error(t->get("type") ? t->get("type")->source() : t->source(),
+              what + ": type must be \"file\" (kafka sources are not built yet)");
+      continue;
+    }
+    if (auto v = c.Get<std::string>(*t, "path", what, "a file path")) s.path = *v;
+    if (s.path.empty()) c.Error(*t, what + ": needs path = \"/path/to/file\"");
+    if (auto v = c.Get<std::string>(*t, "format", what, "\"ndjson\" or \"csv\"")) s.format = *v;
+    if (s.format != "ndjson" && s.format != "csv") c.Error(*t->get("format"), what + ": format must be \"ndjson\" or \"csv\"");
+    if (auto v = c.Get<bool>(*t, "header", what, "true or false")) s.header = *v;
+    if (auto v = c.Get<std::string>(*t, "delimiter", what, "one character")) {
+      if (v->size() != 1) c.Error(*t->get("delimiter"), what + ": delimiter must be one character");
+      else s.delimiter = (*v)[0];
+    }
+    if (auto v = c.Get<std::string>(*t, "ts_unit", what, "\"s\" or \"ms\"")) {
+      if (*v == "s") s.ts_scale = 1000;
+      else if (*v != "ms") c.Error(*t->get("ts_unit"), what + ": ts_unit must be \"s\" or \"ms\"");
+    }
+    if (auto v = c.GetInt(*t, "poll_ms", what, 1, 60'000)) s.poll_ms = static_cast<int>(*v);
+    if (const toml::node* n = t->get("columns")) {
+      const toml::array* cols = n->as_array();
+      if (!cols) c.Error(*n, what + ": columns must be an array of field names");
+      for (size_t k = 0; cols && k < cols->size(); ++k) {
+        auto col = (*cols)[k].value<std::string>();
+        static const std::set<std::string> kFields = {"", "uid", "device_id", "type", "ts", "product", "channel", "id"};
+        if (!col || (!kFields.count(*col) && !(col->starts_with("props.") && col->size() > 6))) {
+          c.Error((*cols)[k], what + ": column " + std::to_string(k + 1) +
+                                  " must be uid, device_id, type, ts, product, channel, id, props.NAME or \"\" (skip)");
+        } else {
+          s.columns.push_back(*col);
+        }
+      }
+    }
+    if (s.format == "csv") {
+      auto has = [&](const char* f) { return std::find(s.columns.begin(), s.columns.end(), f) != s.columns.end(); };
+      if (!has("type") || !has("ts") || (!has("uid") && !has("device_id"))) {
+        c.Error(*t, what + ": csv columns must include type, ts and uid (or device_id)");
+      }
+    }
+    if (const toml::node* n = t->get("type_map")) {
+      const toml::table* tm = n->as_table();
+      if (!tm) c.Error(*n, what + ": type_map must be a table of raw value = \"event type\"");
+      for (auto&& [raw, v] : tm ? *tm : toml::table{}) {
+        auto type = v.value<std::string>();
+        if (!type || !cfg->events.count(*type)) {
+          c.Error(v, what + ": type_map." + std::string(raw.str()) + " must name a declared event type");
+        } else {
+          s.type_map[std::string(raw.str())] = *type;
+        }
+      }
+    }
+    cfg->sources.push_back(std::move(s));
+  }
+}
+
 void ParseProcessor(Checker& c, const toml::table& t, ProcessorConfig* p) {
   c.KnownKeys(t, "[processor]", {"workers", "batch_max_events"});
   if (auto v = c.GetInt(t, "workers", "[processor]", 1, 256)) p->workers = static_cast<int>(*v);
@@ -581,7 +656,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   Config cfg;
   cfg.path = name;
   c.KnownKeys(root, "top level",
-              {"data_dir", "server", "log", "store", "processor", "collector", "events", "tags", "rules"});
+              {"data_dir", "server", "log", "store", "processor", "collector", "events", "tags", "rules", "sources"});
   if (auto v = c.Get<std::string>(root, "data_dir", "top level", "a directory path")) cfg.data_dir = *v;
   auto section = [&](std::string_view key) -> const toml::table* {
     const toml::node* n = root.get(key);
@@ -602,6 +677,10 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   if (const toml::node* n = root.get("rules")) {
     if (const toml::array* a = n->as_array()) ParseRules(c, *a, &cfg);
     else c.Error(*n, "rules must be an array of tables ([[rules]])");
+  }
+  if (const toml::node* n = root.get("sources")) {
+    if (const toml::array* a = n->as_array()) ParseSources(c, *a, &cfg);
+    else c.Error(*n, "sources must be an array of tables ([[sources]])");
   }
   if (cfg.events.empty()) c.ErrorNoPos("no event types declared; add at least one [events.NAME] table");
   if (!c.ok()) return c.ToStatus();

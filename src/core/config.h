@@ -115,6 +115,22 @@ struct StoreConfig {
   std::vector<std::string> cluster_nodes;   // redis: "host:port" seed nodes of a cluster
 };
 
+// A pull source: where events come from besides HTTP pushes.
+struct SourceConfig {
+  std::string where;    // "FILE:LINE:COL" for messages
+  std::string name;
+  std::string type;     // "file"
+  std::string path;     // file: the file to tail; rotation renames it and starts a new one
+  std::string format = "ndjson";      // file: "ndjson" or "csv"
+  std::vector<std::string> columns;   // csv: uid, device_id, type, ts, product, channel, id,
+                                      // props.NAME, or "" to skip a column
+  bool header = false;                // csv: the first line names columns; skip it
+  char delimiter = ',';
+  int64_t ts_scale = 1;               // ts_unit "s" -> 1000, "ms" -> 1
+  std::map<std::string, std::string> type_map;  // raw type value -> event type
+  int poll_ms = 200;
+};
+
 struct CollectorConfig {
   size_t dedup_window = 1'000'000;  // recent event ids remembered (all partitions) to drop repeats
 };
@@ -132,6 +148,7 @@ struct Config {
   StoreConfig store;
   ProcessorConfig processor;
   CollectorConfig collector;
+  std::vector<SourceConfig> sources;
   std::map<std::string, EventTypeSpec, std::less<>> events;
   TagRegistry tags;
   std::vector<RuleSpec> rules;

@@ -24,6 +24,11 @@ Result<std::unique_ptr<App>> App::Start(Config config) {
   RETURN_IF_ERROR(app->processor_->Start());
   app->collector_ = std::make_unique<Collector>(cfg, app->log_.get(), app->failed_.get(), &app->metrics_);
   RETURN_IF_ERROR(app->collector_->LoadRecentIds());
+  for (const SourceConfig& sc : cfg.sources) {
+    ASSIGN_OR_RETURN(auto source, MakeSource(sc, cfg, app->collector_.get(), cfg.data_dir, &app->metrics_));
+    RETURN_IF_ERROR(source->Start());
+    app->sources_.push_back(std::move(source));
+  }
   app->api_ = std::make_unique<Api>(cfg, app->collector_.get(), app->store_.get(), app->failed_.get(), &app->metrics_);
   Api* api = app->api_.get();
   app->http_ = std::make_unique<HttpServer>(http, [api](HttpRequest& r) { return api->Handle(r); }, &app->metrics_);
@@ -35,6 +40,7 @@ App::~App() { Stop(); }
 
 void App::Stop() {
   if (http_) http_->Stop();
+  for (auto& s : sources_) s->Stop();
   if (processor_) processor_->Stop();
   if (log_) log_->Close();
   if (failed_) failed_->Close();

@@ -2,7 +2,8 @@
 // together from a Config. Used by `portrait serve`, the end-to-end benchmark and tests
 // that want a whole server in-process. Start() either returns a running App or an error
 // naming what could not start; Stop() (also run by the destructor) shuts down in order:
-// HTTP first, then the processor, then the log (made durable) and the store.
+// HTTP and the pull sources first, then the processor, then the logs (made durable) and
+// the store.
 #pragma once
 
 #include <memory>
@@ -12,6 +13,7 @@
 #include "log/log.h"
 #include "pipeline/collector.h"
 #include "pipeline/processor.h"
+#include "pipeline/source.h"
 #include "serve/api.h"
 #include "serve/http_server.h"
 #include "store/profile_store.h"
@@ -41,6 +43,7 @@ class App {
   std::unique_ptr<ProfileStore> store_;
   std::unique_ptr<Processor> processor_;
   std::unique_ptr<Collector> collector_;
+  std::vector<std::unique_ptr<PullSource>> sources_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<HttpServer> http_;
 };
