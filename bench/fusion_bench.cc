@@ -3,6 +3,7 @@
 // docs/benchmarks.md for the ratios).
 #include <benchmark/benchmark.h>
 
+#include <atomic>
 #include <filesystem>
 #include <random>
 
@@ -100,6 +101,53 @@ void BM_CollectorIngest1000(benchmark::State& st) {
   std::filesystem::remove_all(dir);
 }
 BENCHMARK(BM_CollectorIngest1000)->UseRealTime()->Iterations(1500);
+
+// Durable ingest: the same, with fsync = batch (group commit), from 1 and 4 threads at
+// once, as concurrent HTTP requests would call it.
+void BM_CollectorIngestDurable(benchmark::State& st) {
+  static std::unique_ptr<Log> log;
+  static std::unique_ptr<Collector> collector;
+  static Config cfg;
+  static MetricsRegistry metrics;
+  static std::atomic<int64_t> ts{1700000000000};
+  const std::string dir = "/tmp/portrait-bench-durable";
+  if (st.thread_index() == 0) {
+    std::filesystem::remove_all(dir);
+    cfg = LoadConfig(std::string(PORTRAIT_SOURCE_DIR) + "/examples/portrait.toml").value();
+    SegmentLogOptions o;
+    o.dir = dir;
+    o.partitions = 8;
+    o.fsync = FsyncPolicy::kBatch;
+    o.fsync_max_delay_ms = 2;
+    log = OpenSegmentLog(o, &metrics).value();
+    collector = std::make_unique<Collector>(cfg, log.get(), nullptr, &metrics);
+  }
+  std::mt19937 rng(static_cast<unsigned>(st.thread_index()));
+  std::vector<std::string> bodies;
+  for (int b = 0; b < 300; ++b) {
+    std::string body;
+    for (int i = 0; i < 1000; ++i) {
+      body += R"({"uid":"u)" + std::to_string(rng() % 100000) + R"(","type":"click","ts":)" + std::to_string(ts++) +
+              R"(,"props":{"item_id":)" + std::to_string(rng() % 1000000) + R"(,"category_id":)" +
+              std::to_string(rng() % 1000) + "}}\n";
+    }
+    body.reserve(body.size() + 64);
+    bodies.push_back(std::move(body));
+  }
+  size_t next = 0;
+  for (auto _ : st) {
+    auto r = collector->Ingest(bodies[next++ % bodies.size()]);
+    if (!r.ok()) st.SkipWithError("ingest failed");
+  }
+  st.SetItemsProcessed(st.iterations() * 1000);
+  if (st.thread_index() == 0) {
+    collector.reset();
+    log->Close();
+    log.reset();
+    std::filesystem::remove_all(dir);
+  }
+}
+BENCHMARK(BM_CollectorIngestDurable)->UseRealTime()->Iterations(250)->Threads(1)->Threads(4);
 
 }  // namespace
 }  // namespace portrait

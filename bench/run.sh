@@ -9,5 +9,8 @@ echo
 echo "== profile stores: RocksDB, Redis, Redis Cluster, and the naive client-side baseline"
 build/release/bench/store_bench
 echo
+echo "== file source"
+build/release/bench/source_bench
+echo
 echo "== end to end (embedded log + RocksDB, HTTP over loopback, load generator in the same process)"
 build/release/bench/e2e_bench "$@"
