@@ -34,6 +34,8 @@ struct Flags {
   int read_seconds = 5;
   int users = 100'000;
   std::string fsync = "batch";
+  bool history = false;
+  bool old_ts = false;  // 2023 event times instead of current ones
 };
 
 std::string MakeBody(std::mt19937_64& rng, int64_t first_ts, int n, int users) {
@@ -71,6 +73,7 @@ int Run(const Flags& f) {
   }
   cfg->data_dir = dir;
   cfg->server.listen = "127.0.0.1:0";
+  cfg->history.enabled = f.history;
   cfg->log.fsync = f.fsync == "always" ? FsyncPolicy::kAlways : f.fsync == "none" ? FsyncPolicy::kNone : FsyncPolicy::kBatch;
   auto started = App::Start(std::move(cfg).value());
   if (!started.ok()) {
@@ -79,16 +82,19 @@ int Run(const Flags& f) {
   }
   App& app = **started;
   const std::string url = "http://127.0.0.1:" + std::to_string(app.port());
-  std::printf("config: examples/portrait.toml, fsync=%s, %d partitions, %d processor workers, %d HTTP threads\n",
+  std::printf("config: examples/portrait.toml, fsync=%s, %d partitions, %d processor workers, %d HTTP threads, "
+              "event history %s\n",
               f.fsync.c_str(), app.config().log.partitions, app.config().processor.workers,
-              app.config().server.threads);
+              app.config().server.threads, f.history ? "on" : "off");
 
   // 1. Throughput.
   const int per_body = 1000;
   const int64_t bodies = f.events / per_body;
   std::vector<std::string> payloads;
   std::mt19937_64 rng(42);
-  for (int64_t b = 0; b < bodies; ++b) payloads.push_back(MakeBody(rng, 1700000000000 + b * per_body, per_body, f.users));
+  // Current event times, so that the event history (30 days by default) keeps them.
+  const int64_t t_base = f.old_ts ? 1700000000000 : NowMs() - 3'600'000;
+  for (int64_t b = 0; b < bodies; ++b) payloads.push_back(MakeBody(rng, t_base + b * per_body, per_body, f.users));
   std::atomic<int64_t> next{0}, failed{0};
   auto t0 = Clock::now();
   std::vector<std::thread> threads;
@@ -121,7 +127,7 @@ int Run(const Flags& f) {
     std::mt19937_64 brng(7);
     const int batch = std::max(1, f.rate / 100);  // every 10 ms
     auto tick = Clock::now();
-    int64_t ts = 1710000000000;
+    int64_t ts = NowMs() - 1'800'000;
     while (!stop.load()) {
       std::string body = MakeBody(brng, ts, batch, f.users);
       ts += batch;
@@ -202,8 +208,10 @@ int main(int argc, char** argv) {
     else if (k == "--read-seconds") f.read_seconds = std::stoi(v);
     else if (k == "--users") f.users = std::stoi(v);
     else if (k == "--fsync") f.fsync = v;
+    else if (k == "--history") f.history = v != "off";
+    else if (k == "--old-ts") f.old_ts = v == "on";
     else {
-      std::fprintf(stderr, "unknown flag %s; flags: --events --clients --rate --latency-seconds --read-seconds --users --fsync\n", k.c_str());
+      std::fprintf(stderr, "unknown flag %s; flags: --events --clients --rate --latency-seconds --read-seconds --users --fsync --history on|off\n", k.c_str());
       return 2;
     }
   }

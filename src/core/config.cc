@@ -327,6 +327,13 @@ void ParseSources(Checker& c, const toml::array& arr, Config* cfg) {
   }
 }
 
+void ParseHistory(Checker& c, const toml::table& t, HistoryConfig* h) {
+  c.KnownKeys(t, "[history]", {"enabled", "retention", "max_per_user"});
+  if (auto v = c.Get<bool>(t, "enabled", "[history]", "true or false")) h->enabled = *v;
+  if (auto v = c.GetDurationMs(t, "retention", "[history]")) h->retention_ms = *v;
+  if (auto v = c.GetInt(t, "max_per_user", "[history]", 1, 10'000'000)) h->max_per_user = *v;
+}
+
 void ParseProcessor(Checker& c, const toml::table& t, ProcessorConfig* p) {
   c.KnownKeys(t, "[processor]", {"workers", "batch_max_events"});
   if (auto v = c.GetInt(t, "workers", "[processor]", 1, 256)) p->workers = static_cast<int>(*v);
@@ -656,7 +663,8 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   Config cfg;
   cfg.path = name;
   c.KnownKeys(root, "top level",
-              {"data_dir", "server", "log", "store", "processor", "collector", "events", "tags", "rules", "sources"});
+              {"data_dir", "server", "log", "store", "processor", "collector", "history", "events", "tags", "rules",
+               "sources"});
   if (auto v = c.Get<std::string>(root, "data_dir", "top level", "a directory path")) cfg.data_dir = *v;
   auto section = [&](std::string_view key) -> const toml::table* {
     const toml::node* n = root.get(key);
@@ -672,6 +680,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   if (auto* t = section("store")) ParseStore(c, *t, &cfg.store);
   if (auto* t = section("processor")) ParseProcessor(c, *t, &cfg.processor);
   if (auto* t = section("collector")) ParseCollector(c, *t, &cfg.collector);
+  if (auto* t = section("history")) ParseHistory(c, *t, &cfg.history);
   if (auto* t = section("events")) ParseEvents(c, *t, &cfg);
   if (auto* t = section("tags")) ParseTags(c, *t, &cfg);
   if (const toml::node* n = root.get("rules")) {

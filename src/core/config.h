@@ -131,6 +131,12 @@ struct SourceConfig {
   int poll_ms = 200;
 };
 
+struct HistoryConfig {
+  bool enabled = false;  // opt-in: it writes every event to the store a second time
+  int64_t retention_ms = 30LL * 86'400'000;  // events older than this (by event time) are not kept
+  size_t max_per_user = 10'000;              // newest events kept per user
+};
+
 struct CollectorConfig {
   size_t dedup_window = 1'000'000;  // recent event ids remembered (all partitions) to drop repeats
 };
@@ -148,6 +154,7 @@ struct Config {
   StoreConfig store;
   ProcessorConfig processor;
   CollectorConfig collector;
+  HistoryConfig history;
   std::vector<SourceConfig> sources;
   std::map<std::string, EventTypeSpec, std::less<>> events;
   TagRegistry tags;

@@ -80,6 +80,7 @@ void Processor::Run(int worker) {
   std::vector<Checkpoint> checkpoints;
   std::unordered_map<std::string, size_t> slot;  // uid \x1f tag -> index in combined
   Event event;
+  std::vector<HistoryEntry> history;
   size_t skipped = 0;
   // Pre-combines `actions` per (uid, tag) and writes them with `checkpoints` in one
   // atomic store write, retrying until it succeeds (or the processor stops).
@@ -100,7 +101,8 @@ void Processor::Run(int worker) {
     actions_->Inc(actions.size());
     actions.clear();
     for (int attempt = 0;; ++attempt) {
-      Status st = store_->Apply(combined, checkpoints);
+      // History writes are idempotent: a batch that is retried or replayed only rewrites them.
+      Status st = store_->ApplyWithHistory(combined, history, config_.history, checkpoints);
       if (st.ok()) break;
       store_errors_->Inc();
       spdlog::error("processor: store write failed (attempt {}): {}", attempt + 1, st.ToString());
@@ -109,6 +111,7 @@ void Processor::Run(int worker) {
     }
     for (const Checkpoint& c : checkpoints) processed_[c.partition.value]->store(c.next.value);
     checkpoints.clear();
+    history.clear();
     return true;
   };
   while (!stop_.load()) {
@@ -134,7 +137,13 @@ void Processor::Run(int worker) {
         switch (PeekRecordKind(rec.payload)) {
           case RecordKind::kEvent:
             ds = DecodeEvent(rec.payload, &event);
-            if (ds.ok()) rules_.Evaluate(event, &actions, &skipped);
+            if (ds.ok()) {
+              rules_.Evaluate(event, &actions, &skipped);
+              if (config_.history.enabled) {
+                history.push_back({std::string(event.PartitionKey()), event.ts, event.id, event.type,
+                                   std::string(rec.payload)});
+              }
+            }
             break;
           case RecordKind::kAction: {
             Action a;

@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "core/event.h"
 #include "core/json.h"
 #include "fusion/fusion.h"
 #include "pipeline/failed.h"
@@ -94,6 +95,10 @@ HttpResponse Api::Handle(HttpRequest& req) {
       route = "profile";
       resp = Error(405, "method_not_allowed", "use GET or DELETE for /v1/profiles/{uid}");
     }
+  } else if (path.starts_with("/v1/users/") && path.ends_with("/events") && path.size() > 17) {
+    route = "history";
+    resp = method_is("GET") ? GetHistory(req, path.substr(10, path.size() - 17))
+                            : Error(405, "method_not_allowed", "use GET for /v1/users/{uid}/events");
   } else if (path == "/v1/failed") {
     route = "failed";
     resp = method_is("GET") ? GetFailed(req) : Error(405, "method_not_allowed", "use GET for /v1/failed");
@@ -349,6 +354,44 @@ HttpResponse Api::DeleteProfile(std::string_view uid) {
   std::string body;
   JsonWriter w(&body);
   w.BeginObject().Key("deleted").String(uid).EndObject();
+  return {200, "application/json", std::move(body)};
+}
+
+HttpResponse Api::GetHistory(const HttpRequest& req, std::string_view uid) {
+  HistoryQuery q;
+  auto number = [&](const char* name, int64_t lo, int64_t hi, int64_t* out) -> std::optional<HttpResponse> {
+    auto it = req.query.find(name);
+    if (it == req.query.end()) return std::nullopt;
+    char* end = nullptr;
+    long long v = std::strtoll(it->second.c_str(), &end, 10);
+    if (it->second.empty() || *end != '\0' || v < lo || v > hi) {
+      return Error(400, "invalid_value", std::string(name) + " must be an integer from " + std::to_string(lo) + " to " +
+                                             std::to_string(hi));
+    }
+    *out = v;
+    return std::nullopt;
+  };
+  int64_t limit = 100;
+  if (auto bad = number("limit", 1, 10000, &limit)) return *bad;
+  if (auto bad = number("from", 0, INT64_MAX, &q.from)) return *bad;
+  if (auto bad = number("to", 0, INT64_MAX, &q.to)) return *bad;
+  q.limit = static_cast<size_t>(limit);
+  if (auto it = req.query.find("type"); it != req.query.end()) {
+    if (!config_.events.count(it->second)) return Error(400, "unknown_type", "unknown event type \"" + it->second + "\"");
+    q.type = it->second;
+  }
+  if (!config_.history.enabled) return Error(404, "not_found", "event history is off ([history] enabled = false)");
+  auto events = store_->ReadHistory(uid, q, config_.history, NowMs());
+  if (!events.ok()) return Error(HttpStatusFor(events.status()), "store_error", events.status().message());
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject().Key("uid").String(uid).Key("events").BeginArray();
+  Event ev;
+  for (const auto& e : *events) {
+    if (!DecodeEvent(e.event, &ev).ok()) return Error(500, "store_error", "history of " + std::string(uid) + " is unreadable");
+    w.Raw(EventToJson(ev));
+  }
+  w.EndArray().EndObject();
   return {200, "application/json", std::move(body)};
 }
 

@@ -7,6 +7,7 @@
 //   POST   /v1/profiles:batchGet          {"uids": [...], "tags": [...]} -> {"profiles": [...]}
 //   DELETE /v1/profiles/{uid}             logs the erasure; answers once durable
 //   GET    /v1/failed?limit=N             the newest rejected events and Actions
+//   GET    /v1/users/{uid}/events         event history, newest first (?type=&from=&to=&limit=)
 //   GET  /healthz              liveness
 //   GET  /metrics              Prometheus text format
 // Writes (POST events/actions, DELETE) need `Authorization: Bearer <token>` when
@@ -41,6 +42,7 @@ class Api {
   HttpResponse BatchGet(const HttpRequest& req);
   HttpResponse DeleteProfile(std::string_view uid);
   HttpResponse GetFailed(const HttpRequest& req);
+  HttpResponse GetHistory(const HttpRequest& req, std::string_view uid);
   Status CheckTagNames(const std::vector<std::string>& names) const;
   // The source a write comes from ("http" or "http:<name>"), or an error response when
   // tokens are configured and the request has none that matches.

@@ -8,6 +8,7 @@
 // Get() never returns a tag expired by its ttl. Implementations are thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
@@ -40,6 +41,22 @@ struct Profile {
   fusion::ProfileMeta meta;    // freshness
 };
 
+// One event of a user's history, stored in its compact log encoding (core/event.h);
+// readers render it as JSON (EventToJson) when they serve it.
+struct HistoryEntry {
+  std::string uid;
+  TimestampMs ts = 0;
+  std::string id;
+  std::string type;
+  std::string event;  // EncodeEvent bytes
+};
+
+struct HistoryQuery {
+  std::string type;  // empty = every type
+  TimestampMs from = 0, to = INT64_MAX;  // event time, inclusive
+  size_t limit = 100;
+};
+
 class ProfileStore {
  public:
   virtual ~ProfileStore() = default;
@@ -54,6 +71,19 @@ class ProfileStore {
   // it already applied by log offset, and the processor must not pre-combine actions
   // that are not idempotent (fusion::NeedsExactlyOnce) across log records.
   virtual bool AppliesBatchesAtomically() const { return true; }
+
+  // Event history. Writes are keyed by (uid, ts, id), so writing an entry again changes
+  // nothing; entries older than `retention_ms` behind now, or beyond `max_per_user`, go.
+  virtual Status RecordHistory(std::span<const HistoryEntry> entries, const HistoryConfig& cfg) = 0;
+  // Apply() and RecordHistory() together; a store that can do both in one write does.
+  virtual Status ApplyWithHistory(std::span<const Action> actions, std::span<const HistoryEntry> history,
+                                  const HistoryConfig& cfg, std::span<const Checkpoint> checkpoints) {
+    if (!history.empty()) RETURN_IF_ERROR(RecordHistory(history, cfg));
+    return Apply(actions, checkpoints);
+  }
+  // Newest first.
+  virtual Result<std::vector<HistoryEntry>> ReadHistory(std::string_view uid, const HistoryQuery& q,
+                                                        const HistoryConfig& cfg, TimestampMs now) = 0;
 };
 
 // Opens the store backend named in `config` under `data_dir`. `tags` must outlive it.

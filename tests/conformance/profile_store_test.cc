@@ -244,6 +244,43 @@ TEST_P(ProfileStoreTest, FreshnessFollowsRealtimeActionsOnly) {
   EXPECT_EQ(Get("u").meta.realtime_updated_at, 300);
 }
 
+TEST_P(ProfileStoreTest, HistoryNewestFirstFilteredRetainedAndErased) {
+  HistoryConfig cfg;
+  cfg.retention_ms = 3'600'000;
+  cfg.max_per_user = 50;
+  const TimestampMs now = NowMs();
+  std::vector<HistoryEntry> entries;
+  for (int i = 0; i < 80; ++i) {
+    std::string type = i % 3 == 0 ? "buy" : "click";
+    entries.push_back({"h1", now - 100'000 + i * 1000, "e" + std::to_string(i), type,
+                       std::string("\x01\0", 2) + "bin" + std::to_string(i)});  // opaque bytes, NUL included
+  }
+  entries.push_back({"h1", now - 7'200'000, "old", "click", "old"});  // past retention
+  entries.push_back({"h2", now, "x", "click", "other"});
+  ASSERT_TRUE(store_->RecordHistory(entries, cfg).ok());
+  ASSERT_TRUE(store_->RecordHistory(std::span<const HistoryEntry>(entries).subspan(0, 10), cfg).ok());  // again
+  HistoryQuery q;
+  q.limit = 5;
+  auto got = store_->ReadHistory("h1", q, cfg, now);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_EQ(got->size(), 5u);
+  EXPECT_EQ((*got)[0].event, std::string("\x01\0", 2) + "bin79");
+  EXPECT_EQ((*got)[4].event, std::string("\x01\0", 2) + "bin75");
+  q.limit = 1000;
+  got = store_->ReadHistory("h1", q, cfg, now);
+  EXPECT_EQ(got->size(), 50u) << "max_per_user";
+  q.type = "buy";
+  q.from = now - 100'000 + 10'000;  // below the newest 50 (e30..e79): not kept
+  q.to = now - 100'000 + 60'000;
+  got = store_->ReadHistory("h1", q, cfg, now);
+  std::vector<std::string> ids;
+  for (const auto& e : *got) ids.push_back(e.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"e60", "e57", "e54", "e51", "e48", "e45", "e42", "e39", "e36", "e33", "e30"}));
+  ASSERT_TRUE(store_->DeleteProfile("h1", {}).ok());
+  EXPECT_TRUE(store_->ReadHistory("h1", HistoryQuery{}, cfg, now)->empty());
+  EXPECT_EQ(store_->ReadHistory("h2", HistoryQuery{}, cfg, now)->size(), 1u);
+}
+
 // Every operator, on every tag type, with ids, duplicates, deletions, shuffled and split
 // into random batches: each backend must serve exactly what the pure fusion functions
 // compute for the same sequence.

@@ -23,7 +23,10 @@ std::string Buy(const std::string& uid, int item, int category, int64_t ts) {
 class ServeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    config_ = WriteExampleConfig(dir_.path(), {{"max_body_bytes = 16777216", "max_body_bytes = 65536"}});
+    // The tests' events are from 2023: keep their history.
+    config_ = WriteExampleConfig(dir_.path(), {{"max_body_bytes = 16777216", "max_body_bytes = 65536"},
+                                               {"enabled = false", "enabled = true"},
+                                               {"retention = \"30d\"", "retention = \"3650d\""}});
     ASSERT_FALSE(config_.empty());
     server_ = std::make_unique<ServerProcess>(config_, dir_.path() + "/data");
     ASSERT_TRUE(server_->Start()) << server_->output();
@@ -59,6 +62,18 @@ TEST_F(ServeTest, EventsInFusedProfileOut) {
   EXPECT_EQ(p.last_seen, "2023-11-14T22:13:24.000Z");  // the latest event time, not the last arrival
   ProfileView bob = WaitForProfile(*http_, "bob", [](const ProfileView& v) { return v.status == 200; });
   EXPECT_EQ(bob.click_items, (std::vector<int64_t>{9}));
+
+  // Event history, newest first, by event time.
+  HttpResult h = http_->Get("/v1/users/alice/events?limit=2");
+  ASSERT_EQ(h.status, 200) << h.body;
+  EXPECT_NE(h.body.find(R"({"uid":"alice","events":[{"id":)"), std::string::npos) << h.body;
+  EXPECT_LT(h.body.find(R"("type":"buy","ts":1700000004000)"), h.body.find(R"("ts":1700000003000)")) << h.body;
+  h = http_->Get("/v1/users/alice/events?type=click&from=1700000001000&to=1700000002000");
+  EXPECT_NE(h.body.find(R"("ts":1700000002000)"), std::string::npos) << h.body;
+  EXPECT_NE(h.body.find(R"("ts":1700000001000)"), std::string::npos) << h.body;
+  EXPECT_EQ(h.body.find(R"("ts":1700000003000)"), std::string::npos) << h.body;
+  EXPECT_EQ(http_->Get("/v1/users/alice/events?type=teleport").status, 400);
+  EXPECT_EQ(http_->Get("/v1/users/alice/events?limit=x").status, 400);
 
   // ?tags= picks tags; updated_at is the newest event time of the tag.
   r = http_->Get("/v1/profiles/alice?tags=purchases");

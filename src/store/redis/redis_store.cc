@@ -35,7 +35,7 @@ double ToDouble(const std::string& s) {
 // Every key a function call may touch is declared, so that Redis Cluster answers
 // TRYAGAIN / ASK instead of running on a user whose keys are half migrated.
 std::vector<std::string> UserKeys(const std::string& p, const std::vector<std::string_view>& tags) {
-  std::vector<std::string> keys = {p + "m", p + "o", p + "ids", p + "k"};
+  std::vector<std::string> keys = {p + "m", p + "o", p + "ids", p + "k", p + "h"};
   for (std::string_view t : tags) {
     keys.push_back(p + "t:" + std::string(t));
     keys.push_back(p + "mw:" + std::string(t));
@@ -277,6 +277,60 @@ class RedisStore : public ProfileStore {
     }
     std::sort(profile.tags.begin(), profile.tags.end(), [](auto& a, auto& b) { return a.name < b.name; });
     return profile;
+  }
+
+  Status RecordHistory(std::span<const HistoryEntry> entries, const HistoryConfig& cfg) override {
+    std::map<std::string_view, std::vector<const HistoryEntry*>> by_user;
+    const TimestampMs now = NowMs();
+    for (const auto& e : entries) {
+      if (cfg.retention_ms <= 0 || e.ts >= now - cfg.retention_ms) by_user[e.uid].push_back(&e);
+    }
+    std::vector<RedisCommand> cmds;
+    for (const auto& [uid, list] : by_user) {
+      std::string p = Prefix(uid);
+      std::string key = p + "h";
+      RedisCommand add{{"ZADD", key}, key};
+      for (const HistoryEntry* e : list) {
+        add.args.push_back(std::to_string(e->ts));
+        add.args.push_back(e->id + '\x1f' + e->type + '\x1f' + e->event);  // binary-safe
+      }
+      cmds.push_back(std::move(add));
+      if (cfg.retention_ms > 0) {
+        cmds.push_back({{"ZREMRANGEBYSCORE", key, "-inf", "(" + std::to_string(now - cfg.retention_ms)}, key});
+        cmds.push_back({{"PEXPIRE", key, std::to_string(cfg.retention_ms)}, key});
+      }
+      cmds.push_back({{"ZREMRANGEBYRANK", key, "0", std::to_string(-static_cast<int64_t>(cfg.max_per_user) - 1)}, key});
+      cmds.push_back({{"SADD", p + "k", key}, key});  // erased with the profile
+    }
+    return Run(cmds);
+  }
+
+  Result<std::vector<HistoryEntry>> ReadHistory(std::string_view uid, const HistoryQuery& q, const HistoryConfig& cfg,
+                                                TimestampMs now) override {
+    std::vector<HistoryEntry> out;
+    std::string key = Prefix(uid) + "h";
+    TimestampMs from = std::max(q.from, cfg.retention_ms > 0 ? now - cfg.retention_ms : q.from);
+    std::string max = q.to == INT64_MAX ? "+inf" : std::to_string(q.to);
+    size_t limit = q.limit;  // writes keep only the newest max_per_user
+    for (size_t offset = 0;; offset += 500) {
+      RedisCommand c{{"ZREVRANGEBYSCORE", key, max, std::to_string(from), "WITHSCORES", "LIMIT",
+                      std::to_string(offset), "500"},
+                     key};
+      std::vector<RedisReply> replies;
+      RETURN_IF_ERROR(Run({c}, &replies));
+      const auto& el = replies[0].elements;
+      for (size_t i = 0; i + 1 < el.size() && out.size() < limit; i += 2) {
+        const std::string& m = el[i].str;
+        size_t a = m.find('\x1f'), b = a == std::string::npos ? a : m.find('\x1f', a + 1);
+        if (b == std::string::npos) return Status::Corruption("history of " + std::string(uid) + " is unreadable");
+        HistoryEntry e{std::string(uid), static_cast<TimestampMs>(ToDouble(el[i + 1].str)), m.substr(0, a),
+                       m.substr(a + 1, b - a - 1), m.substr(b + 1)};
+        if (!q.type.empty() && e.type != q.type) continue;
+        out.push_back(std::move(e));
+      }
+      if (out.size() >= limit || el.size() < 1000) break;
+    }
+    return out;
   }
 
   Result<std::optional<Offset>> GetCheckpoint(std::string_view consumer, PartitionId p) override {

@@ -1,6 +1,7 @@
 #include "store/rocksdb/rocksdb_store.h"
 
 #include <rocksdb/cache.h>
+#include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/merge_operator.h>
@@ -8,9 +9,11 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <tuple>
 #include <optional>
 
 #include "core/coding.h"
@@ -20,6 +23,7 @@ namespace {
 
 constexpr char kProfilePrefix = 'p';
 constexpr char kCheckpointPrefix = 'o';
+constexpr char kHistoryPrefix = 'h';
 constexpr uint8_t kProfileFormat = 1;
 constexpr uint8_t kOperandFormat = 1;
 // Entries of a stored profile that are not tags (tag names cannot start with \x01).
@@ -95,15 +99,95 @@ bool DecodeOperand(std::string_view in, OperandEntries* out) {
   return r.ok() && r.done();
 }
 
+// History key: 'h' varint(len(uid)) uid.
+std::string HistoryPrefix(std::string_view uid) {
+  std::string k(1, kHistoryPrefix);
+  Writer(&k).Bytes(uid);
+  return k;
+}
+
+// A user's history is one key ('h' + uid) whose value is a list of (ts, id, type, event),
+// newest first; a batch adds the user's new events as one merge operand (a list too).
+struct HistoryItem {
+  TimestampMs ts;
+  std::string_view id, type, event;
+};
+
+bool DecodeHistoryList(std::string_view in, std::vector<HistoryItem>* out) {
+  Reader r(in);
+  uint64_t n = r.Varint();
+  if (!r.ok() || n > in.size()) return false;
+  for (uint64_t i = 0; i < n; ++i) {
+    HistoryItem h;
+    h.ts = r.SignedVarint();
+    h.id = r.Bytes();
+    h.type = r.Bytes();
+    h.event = r.Bytes();
+    out->push_back(h);
+  }
+  return r.ok() && r.done();
+}
+
+void EncodeHistoryList(const std::vector<HistoryItem>& items, std::string* out) {
+  Writer w(out);
+  w.Varint(items.size());
+  for (const auto& h : items) {
+    w.SignedVarint(h.ts);
+    w.Bytes(h.id);
+    w.Bytes(h.type);
+    w.Bytes(h.event);
+  }
+}
+
+// Newest first, one per id, at most `max` items, none older than `oldest`.
+void NormalizeHistory(std::vector<HistoryItem>* items, size_t max, TimestampMs oldest) {
+  std::stable_sort(items->begin(), items->end(), [](const HistoryItem& a, const HistoryItem& b) {
+    return std::tie(a.ts, a.id) > std::tie(b.ts, b.id);
+  });
+  std::vector<HistoryItem> out;
+  for (const auto& h : *items) {
+    if (h.ts < oldest || out.size() >= max) break;
+    if (!out.empty() && out.back().ts == h.ts && out.back().id == h.id) continue;
+    out.push_back(h);
+  }
+  *items = std::move(out);
+}
+
+struct HistoryLimits {
+  std::atomic<int64_t> retention_ms{0};
+  std::atomic<int64_t> max_per_user{INT64_MAX};
+  TimestampMs Oldest() const {
+    int64_t r = retention_ms.load();
+    return r > 0 ? NowMs() - r : INT64_MIN;
+  }
+};
+
+// Drops histories whose newest event is past the retention while RocksDB compacts.
+class HistoryRetention : public rocksdb::CompactionFilter {
+ public:
+  explicit HistoryRetention(const HistoryLimits* limits) : limits_(limits) {}
+  bool Filter(int, const rocksdb::Slice& key, const rocksdb::Slice& value, std::string*, bool*) const override {
+    if (key.empty() || key[0] != kHistoryPrefix || limits_->retention_ms.load() <= 0) return false;
+    Reader r(std::string_view(value.data(), value.size()));
+    if (r.Varint() == 0 || !r.ok()) return true;
+    return r.SignedVarint() < limits_->Oldest();
+  }
+  const char* Name() const override { return "portrait.history_retention"; }
+
+ private:
+  const HistoryLimits* limits_;
+};
+
 // Runs the fusion operators inside RocksDB: FullMergeV2 folds operands into the stored
 // profile; PartialMerge joins operands, pre-combining actions fusion can combine. Never
 // fails on content: an undecodable operand entry is skipped (writers only write valid
 // ones), a tag no longer in the config keeps its stored state untouched.
 class FusionMergeOperator : public rocksdb::MergeOperator {
  public:
-  explicit FusionMergeOperator(const TagRegistry* tags) : tags_(tags) {}
+  FusionMergeOperator(const TagRegistry* tags, const HistoryLimits* limits) : tags_(tags), limits_(limits) {}
 
   bool FullMergeV2(const MergeOperationInput& in, MergeOperationOutput* out) const override {
+    if (!in.key.empty() && in.key[0] == kHistoryPrefix) return MergeHistory(in, out);
     StoredProfile profile;
     if (in.existing_value) {
       if (!DecodeProfile(std::string_view(in.existing_value->data(), in.existing_value->size()), &profile)) {
@@ -164,6 +248,16 @@ class FusionMergeOperator : public rocksdb::MergeOperator {
 
   bool PartialMerge(const rocksdb::Slice& key, const rocksdb::Slice& left, const rocksdb::Slice& right,
                     std::string* new_value, rocksdb::Logger*) const override {
+    if (!key.empty() && key[0] == kHistoryPrefix) {
+      std::vector<HistoryItem> items;
+      if (!DecodeHistoryList(std::string_view(left.data(), left.size()), &items) ||
+          !DecodeHistoryList(std::string_view(right.data(), right.size()), &items)) {
+        return false;
+      }
+      new_value->clear();
+      EncodeHistoryList(items, new_value);
+      return true;
+    }
     OperandEntries entries;
     if (!DecodeOperand(std::string_view(left.data(), left.size()), &entries)) return false;
     if (!DecodeOperand(std::string_view(right.data(), right.size()), &entries)) return false;
@@ -193,7 +287,20 @@ class FusionMergeOperator : public rocksdb::MergeOperator {
   const char* Name() const override { return "portrait.fusion.profile"; }
 
  private:
+  bool MergeHistory(const MergeOperationInput& in, MergeOperationOutput* out) const {
+    std::vector<HistoryItem> items;
+    if (in.existing_value && !DecodeHistoryList(std::string_view(in.existing_value->data(), in.existing_value->size()), &items)) {
+      return false;
+    }
+    for (const auto& op : in.operand_list) DecodeHistoryList(std::string_view(op.data(), op.size()), &items);
+    NormalizeHistory(&items, static_cast<size_t>(limits_->max_per_user.load()), limits_->Oldest());
+    out->new_value.clear();
+    EncodeHistoryList(items, &out->new_value);
+    return true;
+  }
+
   const TagRegistry* tags_;
+  const HistoryLimits* limits_;
 };
 
 class RocksDbStore : public ProfileStore {
@@ -210,7 +317,8 @@ class RocksDbStore : public ProfileStore {
     opts.max_background_jobs = 2;
     opts.write_buffer_size = 64 << 20;
     opts.compression = rocksdb::kLZ4Compression;
-    opts.merge_operator = std::make_shared<FusionMergeOperator>(tags_);
+    opts.merge_operator = std::make_shared<FusionMergeOperator>(tags_, &history_limits_);
+    opts.compaction_filter = &history_retention_;
     opts.max_successive_merges = 0;
     rocksdb::BlockBasedTableOptions t;
     t.block_cache = rocksdb::NewLRUCache(o.block_cache_mb << 20);
@@ -226,12 +334,18 @@ class RocksDbStore : public ProfileStore {
   }
 
   Status Apply(std::span<const Action> actions, std::span<const Checkpoint> checkpoints) override {
+    return ApplyWithHistory(actions, {}, HistoryConfig{}, checkpoints);
+  }
+
+  Status ApplyWithHistory(std::span<const Action> actions, std::span<const HistoryEntry> history,
+                          const HistoryConfig& cfg, std::span<const Checkpoint> checkpoints) override {
     auto start = std::chrono::steady_clock::now();
+    rocksdb::WriteBatch batch;
+    AddHistory(history, cfg, &batch);
     // One operand per user; users in key order, which makes memtable inserts cheaper.
     std::vector<size_t> order(actions.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return actions[x].uid < actions[y].uid; });
-    rocksdb::WriteBatch batch;
     std::string operand, action, key;
     for (size_t i = 0; i < order.size();) {
       size_t j = i;
@@ -289,9 +403,41 @@ class RocksDbStore : public ProfileStore {
     return p;
   }
 
+  Status RecordHistory(std::span<const HistoryEntry> entries, const HistoryConfig& cfg) override {
+    rocksdb::WriteBatch batch;
+    AddHistory(entries, cfg, &batch);
+    rocksdb::WriteOptions wo;
+    wo.disableWAL = true;  // the log replays history too
+    rocksdb::Status s = db_->Write(wo, &batch);
+    if (!s.ok()) return Status::IOError("rocksdb history write: " + s.ToString());
+    return Status::Ok();
+  }
+
+  Result<std::vector<HistoryEntry>> ReadHistory(std::string_view uid, const HistoryQuery& q, const HistoryConfig& cfg,
+                                                TimestampMs now) override {
+    std::vector<HistoryEntry> out;
+    std::string value;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), HistoryPrefix(uid), &value);
+    if (s.IsNotFound()) return out;
+    if (!s.ok()) return Status::IOError("rocksdb history read: " + s.ToString());
+    std::vector<HistoryItem> items;
+    if (!DecodeHistoryList(value, &items)) return Status::Corruption("history of " + std::string(uid) + " is unreadable");
+    // Stored newest first, already cut to the limits in force when it was merged.
+    TimestampMs from = std::max(q.from, cfg.retention_ms > 0 ? now - cfg.retention_ms : q.from);
+    for (size_t i = 0; i < items.size() && i < cfg.max_per_user && out.size() < q.limit; ++i) {
+      const HistoryItem& h = items[i];
+      if (h.ts > q.to) continue;
+      if (h.ts < from) break;
+      if (!q.type.empty() && h.type != q.type) continue;
+      out.push_back({std::string(uid), h.ts, std::string(h.id), std::string(h.type), std::string(h.event)});
+    }
+    return out;
+  }
+
   Status DeleteProfile(std::string_view uid, std::span<const Checkpoint> checkpoints) override {
     rocksdb::WriteBatch batch;
     batch.Delete(ProfileKey(uid));
+    batch.Delete(HistoryPrefix(uid));
     AddCheckpoints(checkpoints, &batch);
     rocksdb::WriteOptions wo;
     wo.disableWAL = true;
@@ -312,6 +458,26 @@ class RocksDbStore : public ProfileStore {
   }
 
  private:
+  void AddHistory(std::span<const HistoryEntry> entries, const HistoryConfig& cfg, rocksdb::WriteBatch* batch) {
+    if (entries.empty()) return;
+    history_limits_.retention_ms.store(cfg.retention_ms);
+    history_limits_.max_per_user.store(static_cast<int64_t>(cfg.max_per_user));
+    const TimestampMs oldest = history_limits_.Oldest();
+    std::map<std::string_view, std::vector<HistoryItem>> by_user;
+    for (const auto& e : entries) {
+      if (e.ts >= oldest) by_user[e.uid].push_back({e.ts, e.id, e.type, e.event});  // older: never served
+    }
+    std::string operand;
+    for (const auto& [uid, items] : by_user) {
+      operand.clear();
+      EncodeHistoryList(items, &operand);
+      batch->Merge(HistoryPrefix(uid), operand);
+    }
+  }
+
+  HistoryLimits history_limits_;
+  HistoryRetention history_retention_{&history_limits_};
+
   static void AddCheckpoints(std::span<const Checkpoint> checkpoints, rocksdb::WriteBatch* batch) {
     for (const auto& c : checkpoints) {
       std::string v;
