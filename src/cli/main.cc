@@ -6,11 +6,13 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include "core/config.h"
 #include "log/log.h"
 #include "pipeline/failed.h"
 #include "serve/app.h"
+#include "serve/replay.h"
 
 namespace {
 
@@ -75,6 +77,37 @@ int FailedList(const std::string& config_path, const std::string& data_dir, size
   return 0;
 }
 
+int ReplayCmd(const std::string& config_path, const std::string& data_dir, std::optional<int64_t> offset,
+              const std::string& time) {
+  auto loaded = portrait::LoadConfig(config_path);
+  if (!loaded.ok()) {
+    std::cerr << "portrait: invalid config:\n" << loaded.status().message() << "\n";
+    return 2;
+  }
+  Config cfg = std::move(loaded).value();
+  if (!data_dir.empty()) cfg.data_dir = data_dir;
+  portrait::ReplayFrom from;
+  from.offset = offset;
+  if (!time.empty()) {
+    char* end = nullptr;
+    long long ms = std::strtoll(time.c_str(), &end, 10);
+    if (*end != '\0') {
+      std::cerr << "portrait: --from-time takes milliseconds since the epoch, not \"" << time << "\"\n";
+      return 2;
+    }
+    from.time = ms;
+  }
+  portrait::MetricsRegistry metrics;
+  portrait::ReplayStats stats;
+  portrait::Status st = portrait::Replay(cfg, from, &metrics, &stats);
+  if (!st.ok()) {
+    std::cerr << "portrait: replay failed: " << st.message() << "\n";
+    return 1;
+  }
+  std::printf("replayed %lld log records into %s\n", static_cast<long long>(stats.records), cfg.store.backend.c_str());
+  return 0;
+}
+
 int CheckConfig(const std::string& path) {
   auto loaded = portrait::LoadConfig(path);
   if (!loaded.ok()) {
@@ -112,7 +145,23 @@ int main(int argc, char** argv) {
   failed_list->add_option("--data-dir", failed_dir, "Data directory; overrides the config's data_dir");
   failed_list->add_option("--limit", failed_limit, "How many records")->check(CLI::Range(1, 1000000));
 
+  auto* replay = cli.add_subcommand(
+      "replay", "Rebuild profiles from the log (erases them first; running it twice changes nothing). Stop the server first.");
+  std::string replay_config, replay_dir, replay_time;
+  int64_t replay_offset = 0;
+  replay->add_option("--config", replay_config, "Config file (TOML)")->required()->check(CLI::ExistingFile);
+  replay->add_option("--data-dir", replay_dir, "Data directory; overrides the config's data_dir");
+  auto* opt_offset = replay->add_option("--from-offset", replay_offset, "Replay from this offset in every partition");
+  auto* opt_time = replay->add_option("--from-time", replay_time,
+                                      "Replay from the first record with event time >= this (ms since the epoch)");
+  opt_offset->excludes(opt_time);
+
   CLI11_PARSE(cli, argc, argv);
+  if (*replay) {
+    std::optional<int64_t> off;
+    if (opt_offset->count() > 0 || opt_time->count() == 0) off = replay_offset;
+    return ReplayCmd(replay_config, replay_dir, off, replay_time);
+  }
   if (*serve) return Serve(config_path, listen, data_dir);
   if (*failed_list) return FailedList(failed_config, failed_dir, failed_limit);
   if (*check) return CheckConfig(check_path);

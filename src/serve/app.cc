@@ -2,14 +2,14 @@
 
 #include <filesystem>
 
+#include "core/dir_lock.h"
+
 namespace portrait {
 
 Result<std::unique_ptr<App>> App::Start(Config config) {
   std::unique_ptr<App> app(new App(std::move(config)));
   const Config& cfg = app->config_;
-  std::error_code ec;
-  std::filesystem::create_directories(cfg.data_dir, ec);
-  if (ec) return Status::IOError("data dir " + cfg.data_dir + ": " + ec.message());
+  ASSIGN_OR_RETURN(app->lock_, DirLock::Acquire(cfg.data_dir));
   HttpServerOptions http;
   if (!ParseHostPort(cfg.server.listen, &http.host, &http.port)) {
     return Status::InvalidArgument("listen address \"" + cfg.server.listen + "\" must be HOST:PORT");

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "core/config.h"
+#include "core/dir_lock.h"
 #include "core/metrics.h"
 #include "log/log.h"
 #include "pipeline/collector.h"
@@ -38,6 +39,7 @@ class App {
 
   Config config_;
   MetricsRegistry metrics_;
+  std::unique_ptr<DirLock> lock_;  // released last
   std::unique_ptr<Log> log_;
   std::unique_ptr<Log> failed_;  // rejected events and Actions, one partition
   std::unique_ptr<ProfileStore> store_;

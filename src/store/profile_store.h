@@ -75,6 +75,10 @@ class ProfileStore {
   // Event history. Writes are keyed by (uid, ts, id), so writing an entry again changes
   // nothing; entries older than `retention_ms` behind now, or beyond `max_per_user`, go.
   virtual Status RecordHistory(std::span<const HistoryEntry> entries, const HistoryConfig& cfg) = 0;
+  // Erases every profile, history and checkpoint (for `portrait replay`, which rebuilds
+  // them from the log).
+  virtual Status EraseAll() = 0;
+
   // Apply() and RecordHistory() together; a store that can do both in one write does.
   virtual Status ApplyWithHistory(std::span<const Action> actions, std::span<const HistoryEntry> history,
                                   const HistoryConfig& cfg, std::span<const Checkpoint> checkpoints) {

@@ -244,6 +244,21 @@ TEST_P(ProfileStoreTest, FreshnessFollowsRealtimeActionsOnly) {
   EXPECT_EQ(Get("u").meta.realtime_updated_at, 300);
 }
 
+TEST_P(ProfileStoreTest, EraseAllLeavesNothing) {
+  std::vector<Checkpoint> cps = {{"processor", PartitionId(1), Offset(5)}};
+  ASSERT_TRUE(store_->Apply(std::vector<Action>{Incr("a", 1, 1), Incr("b", 2, 2)}, cps).ok());
+  HistoryConfig hc;
+  hc.retention_ms = 0;
+  ASSERT_TRUE(store_->RecordHistory(std::vector<HistoryEntry>{{"a", 1, "x", "click", "e"}}, hc).ok());
+  ASSERT_TRUE(store_->EraseAll().ok());
+  EXPECT_TRUE(Get("a").tags.empty());
+  EXPECT_TRUE(Get("b").tags.empty());
+  EXPECT_TRUE(store_->ReadHistory("a", HistoryQuery{}, hc, NowMs())->empty());
+  EXPECT_FALSE(store_->GetCheckpoint("processor", PartitionId(1)).value().has_value());
+  ASSERT_TRUE(store_->Apply(std::vector<Action>{Incr("a", 3, 3)}, {}).ok());  // usable afterwards
+  EXPECT_EQ(Get("a").tags[0].state.number, 3);
+}
+
 TEST_P(ProfileStoreTest, HistoryNewestFirstFilteredRetainedAndErased) {
   HistoryConfig cfg;
   cfg.retention_ms = 3'600'000;

@@ -333,6 +333,18 @@ class RedisStore : public ProfileStore {
     return out;
   }
 
+  Status EraseAll() override {
+    // Every key portrait writes starts with "p:{" (users) or is the checkpoint hash.
+    ASSIGN_OR_RETURN(auto client, NewClient());
+    RETURN_IF_ERROR(client->OnEveryMaster({{"EVAL",
+                                             "local c = '0' repeat local r = redis.call('SCAN', c, 'MATCH', 'p:{*', "
+                                             "'COUNT', 1000) c = r[1] for _, k in ipairs(r[2]) do redis.call('UNLINK', k) "
+                                             "end until c == '0' return 1",
+                                             "0"},
+                                            ""}));
+    return Run({{{"DEL", kCheckpointKey}, kCheckpointKey}});
+  }
+
   Result<std::optional<Offset>> GetCheckpoint(std::string_view consumer, PartitionId p) override {
     RedisCommand c{{"HGET", kCheckpointKey, CheckpointField(consumer, p)}, kCheckpointKey};
     std::vector<RedisReply> replies;

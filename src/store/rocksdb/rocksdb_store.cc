@@ -434,6 +434,17 @@ class RocksDbStore : public ProfileStore {
     return out;
   }
 
+  Status EraseAll() override {
+    rocksdb::WriteBatch batch;
+    for (char prefix : {kProfilePrefix, kHistoryPrefix, kCheckpointPrefix}) {
+      batch.DeleteRange(std::string(1, prefix), std::string(1, static_cast<char>(prefix + 1)));
+    }
+    rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), &batch);
+    if (s.ok()) s = db_->Flush(rocksdb::FlushOptions());
+    if (!s.ok()) return Status::IOError("rocksdb erase: " + s.ToString());
+    return Status::Ok();
+  }
+
   Status DeleteProfile(std::string_view uid, std::span<const Checkpoint> checkpoints) override {
     rocksdb::WriteBatch batch;
     batch.Delete(ProfileKey(uid));

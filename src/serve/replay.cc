@@ -1,0 +1,76 @@
+#include "serve/replay.h"
+
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+#include "core/dir_lock.h"
+#include "core/event.h"
+#include "log/log.h"
+#include "pipeline/processor.h"
+#include "pipeline/records.h"
+#include "store/profile_store.h"
+
+namespace portrait {
+
+namespace {
+
+// The first record of partition `p` whose event (or Action) time is >= t, else its end.
+Result<Offset> FirstAtOrAfter(Log& log, PartitionId p, TimestampMs t) {
+  int64_t end = log.EndOffset(p).value;
+  ASSIGN_OR_RETURN(auto reader, log.OpenReader(p, Offset(0)));
+  std::vector<LogRecord> recs;
+  Event e;
+  Action a;
+  while (reader->position().value < end) {
+    RETURN_IF_ERROR(reader->Read(4 << 20, &recs));
+    if (recs.empty()) break;
+    for (const auto& rec : recs) {
+      TimestampMs ts = INT64_MIN;
+      switch (PeekRecordKind(rec.payload)) {
+        case RecordKind::kEvent:
+          if (DecodeEvent(rec.payload, &e).ok()) ts = e.ts;
+          break;
+        case RecordKind::kAction:
+          if (DecodeActionRecord(rec.payload, &a).ok()) ts = a.ts;
+          break;
+        default:
+          break;
+      }
+      if (ts >= t) return rec.offset;
+    }
+  }
+  return Offset(end);
+}
+
+}  // namespace
+
+Status Replay(const Config& config, const ReplayFrom& from, MetricsRegistry* metrics, ReplayStats* stats) {
+  ASSIGN_OR_RETURN(auto lock, DirLock::Acquire(config.data_dir));
+  ASSIGN_OR_RETURN(auto log, MakeLog(config.log, config.data_dir, "events", 0, metrics));
+  ASSIGN_OR_RETURN(auto store, MakeProfileStore(config.store, config.data_dir, &config.tags, metrics));
+  std::vector<Checkpoint> start;
+  for (int p = 0; p < log->partitions(); ++p) {
+    PartitionId pid(p);
+    int64_t end = log->EndOffset(pid).value;
+    Offset at(0);
+    if (from.time) {
+      ASSIGN_OR_RETURN(at, FirstAtOrAfter(*log, pid, *from.time));
+    } else {
+      at = Offset(std::clamp<int64_t>(from.offset.value_or(0), 0, end));
+    }
+    stats->records += end - at.value;
+    start.push_back({Processor::kConsumer, pid, at});
+  }
+  spdlog::info("replay: erasing derived state, then {} log records", stats->records);
+  RETURN_IF_ERROR(store->EraseAll());
+  RETURN_IF_ERROR(store->Apply({}, start));
+  Processor processor(config, log.get(), store.get(), metrics);
+  RETURN_IF_ERROR(processor.Start());
+  while (!processor.CaughtUp()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  processor.Stop();
+  log->Close();
+  return Status::Ok();
+}
+
+}  // namespace portrait
