@@ -202,7 +202,31 @@ void ParseServer(Checker& c, const toml::table& t, ServerConfig* s) {
 }
 
 void ParseLog(Checker& c, const toml::table& t, LogConfig* l) {
-  c.KnownKeys(t, "[log]", {"backend", "partitions", "fsync", "fsync_max_delay_ms", "segment_bytes"});
+  c.KnownKeys(t, "[log]", {"backend", "partitions", "fsync", "fsync_max_delay_ms", "segment_bytes", "topics",
+                           "retention_check_ms"});
+  if (auto v = c.GetInt(t, "retention_check_ms", "[log]", 10, 86'400'000)) l->retention_check_ms = static_cast<int>(*v);
+  if (const toml::node* n = t.get("topics")) {
+    const toml::table* topics = n->as_table();
+    if (!topics) c.Error(*n, "[log]: topics must be tables such as [log.topics.events]");
+    for (auto&& [name, node] : topics ? *topics : toml::table{}) {
+      std::string topic(name.str());
+      std::string what = "[log.topics." + topic + "]";
+      if (topic != "events" && topic != "failed") {
+        c.Error(node, what + ": unknown topic; the log has \"events\" and \"failed\"");
+        continue;
+      }
+      const toml::table* tt = node.as_table();
+      if (!tt) {
+        c.Error(node, what + ": must be a table");
+        continue;
+      }
+      c.KnownKeys(*tt, what, {"retention", "retention_bytes"});
+      TopicRetention r;
+      if (auto v = c.GetDurationMs(*tt, "retention", what)) r.age_ms = *v;
+      if (auto v = c.GetInt(*tt, "retention_bytes", what, 0, int64_t{1} << 50)) r.bytes = static_cast<uint64_t>(*v);
+      l->retention[topic] = r;
+    }
+  }
   if (auto v = c.Get<std::string>(t, "backend", "[log]", "a string")) {
     if (*v != "embedded") c.Error(*t.get("backend"), "[log]: backend \"" + *v + "\" is not available; use \"embedded\"");
     l->backend = *v;

@@ -100,7 +100,14 @@ struct ServerConfig {
   std::map<std::string, std::string> tokens; // source name -> bearer token; empty = no auth
 };
 
+struct TopicRetention {
+  int64_t age_ms = 0;   // delete segments older than this; 0 = keep
+  uint64_t bytes = 0;   // per partition; 0 = no limit
+};
+
 struct LogConfig {
+  std::map<std::string, TopicRetention> retention;  // by topic: "events", "failed"
+  int retention_check_ms = 60'000;
   std::string backend = "embedded";
   int partitions = 8;
   FsyncPolicy fsync = FsyncPolicy::kBatch;

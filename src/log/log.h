@@ -50,6 +50,12 @@ class Log {
   virtual Result<std::unique_ptr<LogReader>> OpenReader(PartitionId p, Offset from) = 0;
   // Offset the next durable record of `p` will get (the readable end).
   virtual Offset EndOffset(PartitionId p) const = 0;
+  // The oldest offset still kept (retention deletes whole segments from the front).
+  virtual Offset StartOffset(PartitionId p) const = 0;
+  // Deletes old segments of `p` — never the active one, never one holding an offset at or
+  // past `keep_from` — while they are older than `max_age_ms` (0 = no limit) or the
+  // partition is larger than `max_bytes` (0 = no limit). Returns the bytes deleted.
+  virtual Result<uint64_t> Trim(PartitionId p, Offset keep_from, int64_t max_age_ms, uint64_t max_bytes) = 0;
   virtual Status CommitOffset(std::string_view consumer, PartitionId p, Offset next) = 0;
   // Offset(0) when the consumer never committed.
   virtual Result<Offset> CommittedOffset(std::string_view consumer, PartitionId p) = 0;

@@ -208,7 +208,8 @@ Status Collector::LoadRecentIds() {
   std::vector<LogRecord> recs;
   for (int p = 0; p < log_->partitions(); ++p) {
     int64_t end = log_->EndOffset(PartitionId(p)).value;
-    ASSIGN_OR_RETURN(auto reader, log_->OpenReader(PartitionId(p), Offset(std::max<int64_t>(0, end - window))));
+    int64_t from = std::max(log_->StartOffset(PartitionId(p)).value, end - window);
+    ASSIGN_OR_RETURN(auto reader, log_->OpenReader(PartitionId(p), Offset(std::max<int64_t>(0, from))));
     while (reader->position().value < end) {
       RETURN_IF_ERROR(reader->Read(4 << 20, &recs));
       if (recs.empty()) break;

@@ -47,7 +47,7 @@ std::string FailedToJson(const FailedRecord& r, Offset offset) {
 Result<std::vector<std::pair<Offset, FailedRecord>>> ReadLatestFailed(Log& failed, size_t limit) {
   std::vector<std::pair<Offset, FailedRecord>> out;
   int64_t end = failed.EndOffset(PartitionId(0)).value;
-  int64_t from = std::max<int64_t>(0, end - static_cast<int64_t>(limit));
+  int64_t from = std::max<int64_t>(failed.StartOffset(PartitionId(0)).value, end - static_cast<int64_t>(limit));
   ASSIGN_OR_RETURN(auto reader, failed.OpenReader(PartitionId(0), Offset(from)));
   std::vector<LogRecord> recs;
   while (reader->position().value < end) {

@@ -36,6 +36,12 @@ Status Processor::Start() {
           " but the log ends at " + std::to_string(end) +
           "; the log lost acknowledged records (fsync = \"none\" and a machine crash?) or belongs to another data dir");
     }
+    int64_t start = log_->StartOffset(PartitionId(p)).value;
+    if (from < start) {
+      return Status::FailedPrecondition("partition " + std::to_string(p) + ": the store has processed up to offset " +
+                                        std::to_string(from) + " but the log keeps only offsets from " +
+                                        std::to_string(start) + "; run `portrait replay` to rebuild from what is kept");
+    }
     processed_[p]->store(from);
   }
   num_workers_ = std::min(config_.processor.workers, log_->partitions());

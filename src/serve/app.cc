@@ -4,6 +4,8 @@
 
 #include "core/dir_lock.h"
 
+#include <spdlog/spdlog.h>
+
 namespace portrait {
 
 Result<std::unique_ptr<App>> App::Start(Config config) {
@@ -33,12 +35,61 @@ Result<std::unique_ptr<App>> App::Start(Config config) {
   Api* api = app->api_.get();
   app->http_ = std::make_unique<HttpServer>(http, [api](HttpRequest& r) { return api->Handle(r); }, &app->metrics_);
   RETURN_IF_ERROR(app->http_->Start());
+  if (!cfg.log.retention.empty()) {
+    App* raw = app.get();
+    app->retention_ = std::thread([raw] { raw->RetentionLoop(); });
+  }
   return app;
+}
+
+void App::RetentionLoop() {
+  std::unique_lock lk(retention_mu_);
+  while (!retention_cv_.wait_for(lk, std::chrono::milliseconds(config_.log.retention_check_ms), [&] { return stopping_; })) {
+    lk.unlock();
+    TrimOnce();
+    lk.lock();
+  }
+}
+
+void App::TrimOnce() {
+  auto trim = [&](Log& log, const std::string& topic, bool consumed_by_processor) {
+    auto it = config_.log.retention.find(topic);
+    if (it == config_.log.retention.end()) return;
+    if (consumed_by_processor) {
+      // Only what the store holds durably may go: its checkpoints after a flush.
+      Status st = store_->Flush();
+      if (!st.ok()) {
+        spdlog::error("retention: {}", st.ToString());
+        return;
+      }
+    }
+    Counter* deleted = metrics_.GetCounter("portrait_log_retention_deleted_bytes_total",
+                                           "Bytes of log segments deleted by retention", "topic=\"" + topic + "\"");
+    for (int p = 0; p < log.partitions(); ++p) {
+      Offset keep = log.EndOffset(PartitionId(p));
+      if (consumed_by_processor) {
+        auto cp = store_->GetCheckpoint(Processor::kConsumer, PartitionId(p));
+        if (!cp.ok()) return;
+        keep = cp->value_or(Offset(0));
+      }
+      auto bytes = log.Trim(PartitionId(p), keep, it->second.age_ms, it->second.bytes);
+      if (bytes.ok()) deleted->Inc(*bytes);
+      else spdlog::error("retention of {} partition {}: {}", topic, p, bytes.status().ToString());
+    }
+  };
+  trim(*log_, "events", true);
+  trim(*failed_, "failed", false);
 }
 
 App::~App() { Stop(); }
 
 void App::Stop() {
+  {
+    std::lock_guard lk(retention_mu_);
+    stopping_ = true;
+  }
+  retention_cv_.notify_all();
+  if (retention_.joinable()) retention_.join();
   if (http_) http_->Stop();
   for (auto& s : sources_) s->Stop();
   if (processor_) processor_->Stop();

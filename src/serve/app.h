@@ -6,7 +6,10 @@
 // the store.
 #pragma once
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include "core/config.h"
 #include "core/dir_lock.h"
@@ -36,6 +39,8 @@ class App {
 
  private:
   explicit App(Config config) : config_(std::move(config)) {}
+  void RetentionLoop();
+  void TrimOnce();
 
   Config config_;
   MetricsRegistry metrics_;
@@ -48,6 +53,10 @@ class App {
   std::vector<std::unique_ptr<PullSource>> sources_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<HttpServer> http_;
+  std::thread retention_;
+  std::mutex retention_mu_;
+  std::condition_variable retention_cv_;
+  bool stopping_ = false;
 };
 
 }  // namespace portrait

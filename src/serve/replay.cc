@@ -18,7 +18,7 @@ namespace {
 // The first record of partition `p` whose event (or Action) time is >= t, else its end.
 Result<Offset> FirstAtOrAfter(Log& log, PartitionId p, TimestampMs t) {
   int64_t end = log.EndOffset(p).value;
-  ASSIGN_OR_RETURN(auto reader, log.OpenReader(p, Offset(0)));
+  ASSIGN_OR_RETURN(auto reader, log.OpenReader(p, log.StartOffset(p)));
   std::vector<LogRecord> recs;
   Event e;
   Action a;
@@ -57,7 +57,7 @@ Status Replay(const Config& config, const ReplayFrom& from, MetricsRegistry* met
     if (from.time) {
       ASSIGN_OR_RETURN(at, FirstAtOrAfter(*log, pid, *from.time));
     } else {
-      at = Offset(std::clamp<int64_t>(from.offset.value_or(0), 0, end));
+      at = Offset(std::clamp<int64_t>(from.offset.value_or(0), log->StartOffset(pid).value, end));
     }
     stats->records += end - at.value;
     start.push_back({Processor::kConsumer, pid, at});

@@ -75,6 +75,10 @@ class ProfileStore {
   // Event history. Writes are keyed by (uid, ts, id), so writing an entry again changes
   // nothing; entries older than `retention_ms` behind now, or beyond `max_per_user`, go.
   virtual Status RecordHistory(std::span<const HistoryEntry> entries, const HistoryConfig& cfg) = 0;
+  // Makes what was applied durable in the store itself (RocksDB: flush the memtable, as it
+  // runs without a WAL), so that its checkpoints can be trusted to trim the log.
+  virtual Status Flush() { return Status::Ok(); }
+
   // Erases every profile, history and checkpoint (for `portrait replay`, which rebuilds
   // them from the log).
   virtual Status EraseAll() = 0;

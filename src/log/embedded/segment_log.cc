@@ -142,6 +142,11 @@ class SegmentLog : public Log {
   Offset EndOffset(PartitionId p) const override {
     return Offset(parts_[p.value]->durable_end.load(std::memory_order_acquire));
   }
+  Offset StartOffset(PartitionId p) const override {
+    std::lock_guard lk(parts_[p.value]->mu);
+    return Offset(parts_[p.value]->segments.front().base);
+  }
+  Result<uint64_t> Trim(PartitionId p, Offset keep_from, int64_t max_age_ms, uint64_t max_bytes) override;
   Status CommitOffset(std::string_view consumer, PartitionId p, Offset next) override;
   Result<Offset> CommittedOffset(std::string_view consumer, PartitionId p) override;
   uint64_t DataEpoch() const override { return epoch_.load(std::memory_order_acquire); }
@@ -436,6 +441,46 @@ void SegmentLog::Close() {
 void SegmentLog::WaitForData(uint64_t seen, std::chrono::milliseconds timeout) {
   std::unique_lock lk(data_mu_);
   data_cv_.wait_for(lk, timeout, [&] { return epoch_.load() != seen; });
+}
+
+Result<uint64_t> SegmentLog::Trim(PartitionId pid, Offset keep_from, int64_t max_age_ms, uint64_t max_bytes) {
+  if (pid.value < 0 || pid.value >= opt_.partitions) return Status::InvalidArgument("log: no partition");
+  if (opt_.read_only) return Status::FailedPrecondition("log opened read-only");
+  Partition& p = *parts_[pid.value];
+  std::vector<std::pair<std::string, uint64_t>> doomed;
+  {
+    std::lock_guard lk(p.mu);
+    uint64_t total = 0;
+    std::vector<uint64_t> sizes;
+    for (const auto& seg : p.segments) {
+      std::error_code ec;
+      uint64_t sz = fs::file_size(seg.path, ec);
+      sizes.push_back(ec ? 0 : sz);
+      total += sizes.back();
+    }
+    const auto now = fs::file_time_type::clock::now();
+    size_t drop = 0;
+    // A closed segment ends where the next begins; keep it if it holds keep_from or later.
+    while (drop + 1 < p.segments.size() && p.segments[drop + 1].base <= keep_from.value) {
+      std::error_code ec;
+      auto mtime = fs::last_write_time(p.segments[drop].path, ec);
+      bool too_old = max_age_ms > 0 && !ec &&
+                     now - mtime > std::chrono::milliseconds(max_age_ms);
+      bool too_big = max_bytes > 0 && total > max_bytes;
+      if (!too_old && !too_big) break;
+      total -= sizes[drop];
+      doomed.emplace_back(p.segments[drop].path, sizes[drop]);
+      ++drop;
+    }
+    p.segments.erase(p.segments.begin(), p.segments.begin() + static_cast<ptrdiff_t>(drop));
+  }
+  uint64_t bytes = 0;
+  for (const auto& [path, size] : doomed) {
+    std::error_code ec;
+    fs::remove(path, ec);  // an open reader keeps its file until it closes it
+    if (!ec) bytes += size;
+  }
+  return bytes;
 }
 
 Result<std::unique_ptr<LogReader>> SegmentLog::OpenReader(PartitionId p, Offset from) {

@@ -434,6 +434,12 @@ class RocksDbStore : public ProfileStore {
     return out;
   }
 
+  Status Flush() override {
+    rocksdb::Status s = db_->Flush(rocksdb::FlushOptions());
+    if (!s.ok()) return Status::IOError("rocksdb flush: " + s.ToString());
+    return Status::Ok();
+  }
+
   Status EraseAll() override {
     rocksdb::WriteBatch batch;
     for (char prefix : {kProfilePrefix, kHistoryPrefix, kCheckpointPrefix}) {

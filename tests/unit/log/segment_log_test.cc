@@ -176,6 +176,37 @@ TEST_P(SegmentLogTest, WaitForDataWakesOnAppend) {
   EXPECT_NE(log->DataEpoch(), epoch);
 }
 
+TEST_P(SegmentLogTest, RetentionTrimsOldSegmentsButNeverUnconsumedOnes) {
+  {
+    auto log = Open(/*segment_bytes=*/200);
+    for (int i = 0; i < 100; i += 5) ASSERT_TRUE(AppendN(*log, PartitionId(0), i, 5).ok());
+    // Size: everything may go but what holds offset 60 or later (and the active segment).
+    auto deleted = log->Trim(PartitionId(0), Offset(60), 0, 1);
+    ASSERT_TRUE(deleted.ok()) << deleted.status().ToString();
+    EXPECT_GT(*deleted, 0u);
+    Offset start = log->StartOffset(PartitionId(0));
+    EXPECT_GT(start.value, 0);
+    EXPECT_LE(start.value, 60);
+    auto rest = ReadAll(*log, PartitionId(0), start);
+    EXPECT_EQ(rest.back(), "record-99");
+    EXPECT_EQ(rest.front(), "record-" + std::to_string(start.value));
+    // Age: nothing is old yet, so nothing more goes.
+    EXPECT_EQ(*log->Trim(PartitionId(0), Offset(100), 3'600'000, 0), 0u);
+  }
+  // Reopened, the log starts where retention left it; old segments aged past the limit go.
+  auto log = Open(200);
+  Offset start = log->StartOffset(PartitionId(0));
+  EXPECT_GT(start.value, 0);
+  EXPECT_EQ(log->OpenReader(PartitionId(0), Offset(0)).status().code(), StatusCode::kNotFound);
+  for (const auto& e : std::filesystem::directory_iterator(dir_.path() + "/p-0000")) {
+    std::filesystem::last_write_time(e.path(), std::filesystem::file_time_type::clock::now() - std::chrono::hours(48));
+  }
+  EXPECT_GT(*log->Trim(PartitionId(0), Offset(100), 3'600'000, 0), 0u);
+  EXPECT_EQ(log->EndOffset(PartitionId(0)), Offset(100));
+  ASSERT_TRUE(AppendN(*log, PartitionId(0), 100, 1).ok());  // the active segment stayed
+  EXPECT_EQ(ReadAll(*log, PartitionId(0), log->StartOffset(PartitionId(0))).back(), "record-100");
+}
+
 INSTANTIATE_TEST_SUITE_P(Policies, SegmentLogTest,
                          ::testing::Values(FsyncPolicy::kAlways, FsyncPolicy::kBatch, FsyncPolicy::kNone),
                          [](const auto& info) { return std::string(FsyncPolicyName(info.param)); });
