@@ -358,6 +358,14 @@ void ParseHistory(Checker& c, const toml::table& t, HistoryConfig* h) {
   if (auto v = c.GetInt(t, "max_per_user", "[history]", 1, 10'000'000)) h->max_per_user = *v;
 }
 
+void ParseArchive(Checker& c, const toml::table& t, ArchiveConfig* a) {
+  c.KnownKeys(t, "[archive]", {"enabled", "dir", "flush_seconds", "retention"});
+  if (auto v = c.Get<bool>(t, "enabled", "[archive]", "true or false")) a->enabled = *v;
+  if (auto v = c.Get<std::string>(t, "dir", "[archive]", "a directory")) a->dir = *v;
+  if (auto v = c.GetInt(t, "flush_seconds", "[archive]", 1, 3600)) a->flush_seconds = static_cast<int>(*v);
+  if (auto v = c.GetDurationMs(t, "retention", "[archive]")) a->retention_ms = *v;
+}
+
 void ParseProcessor(Checker& c, const toml::table& t, ProcessorConfig* p) {
   c.KnownKeys(t, "[processor]", {"workers", "batch_max_events"});
   if (auto v = c.GetInt(t, "workers", "[processor]", 1, 256)) p->workers = static_cast<int>(*v);
@@ -687,8 +695,8 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   Config cfg;
   cfg.path = name;
   c.KnownKeys(root, "top level",
-              {"data_dir", "server", "log", "store", "processor", "collector", "history", "events", "tags", "rules",
-               "sources"});
+              {"data_dir", "server", "log", "store", "processor", "collector", "history", "archive", "events", "tags",
+               "rules", "sources"});
   if (auto v = c.Get<std::string>(root, "data_dir", "top level", "a directory path")) cfg.data_dir = *v;
   auto section = [&](std::string_view key) -> const toml::table* {
     const toml::node* n = root.get(key);
@@ -705,6 +713,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   if (auto* t = section("processor")) ParseProcessor(c, *t, &cfg.processor);
   if (auto* t = section("collector")) ParseCollector(c, *t, &cfg.collector);
   if (auto* t = section("history")) ParseHistory(c, *t, &cfg.history);
+  if (auto* t = section("archive")) ParseArchive(c, *t, &cfg.archive);
   if (auto* t = section("events")) ParseEvents(c, *t, &cfg);
   if (auto* t = section("tags")) ParseTags(c, *t, &cfg);
   if (const toml::node* n = root.get("rules")) {

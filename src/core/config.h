@@ -144,6 +144,13 @@ struct HistoryConfig {
   size_t max_per_user = 10'000;              // newest events kept per user
 };
 
+struct ArchiveConfig {
+  bool enabled = true;
+  std::string dir;                  // default DATA/archive
+  int flush_seconds = 5;            // longest an event waits in memory before its part file is written
+  int64_t retention_ms = 90LL * 86'400'000;  // hours older than this (by event time) are deleted; 0 = keep
+};
+
 struct CollectorConfig {
   size_t dedup_window = 1'000'000;  // recent event ids remembered (all partitions) to drop repeats
 };
@@ -162,6 +169,7 @@ struct Config {
   ProcessorConfig processor;
   CollectorConfig collector;
   HistoryConfig history;
+  ArchiveConfig archive;
   std::vector<SourceConfig> sources;
   std::map<std::string, EventTypeSpec, std::less<>> events;
   TagRegistry tags;

@@ -24,6 +24,11 @@ Result<std::unique_ptr<App>> App::Start(Config config) {
   ASSIGN_OR_RETURN(app->store_, MakeProfileStore(cfg.store, cfg.data_dir, &cfg.tags, &app->metrics_));
   app->processor_ = std::make_unique<Processor>(cfg, app->log_.get(), app->store_.get(), &app->metrics_);
   RETURN_IF_ERROR(app->processor_->Start());
+  if (cfg.archive.enabled) {
+    std::string dir = cfg.archive.dir.empty() ? cfg.data_dir + "/archive" : cfg.archive.dir;
+    app->archiver_ = std::make_unique<Archiver>(cfg.archive, dir, app->log_.get(), &app->metrics_);
+    RETURN_IF_ERROR(app->archiver_->Start());
+  }
   app->collector_ = std::make_unique<Collector>(cfg, app->log_.get(), app->failed_.get(), &app->metrics_);
   RETURN_IF_ERROR(app->collector_->LoadRecentIds());
   for (const SourceConfig& sc : cfg.sources) {
@@ -71,6 +76,11 @@ void App::TrimOnce() {
         auto cp = store_->GetCheckpoint(Processor::kConsumer, PartitionId(p));
         if (!cp.ok()) return;
         keep = cp->value_or(Offset(0));
+        if (archiver_) {  // nor what the archive has not written yet
+          auto archived = log.CommittedOffset(Archiver::kConsumer, PartitionId(p));
+          if (!archived.ok()) return;
+          keep = std::min(keep, *archived);
+        }
       }
       auto bytes = log.Trim(PartitionId(p), keep, it->second.age_ms, it->second.bytes);
       if (bytes.ok()) deleted->Inc(*bytes);
@@ -93,6 +103,7 @@ void App::Stop() {
   if (http_) http_->Stop();
   for (auto& s : sources_) s->Stop();
   if (processor_) processor_->Stop();
+  if (archiver_) archiver_->Stop();
   if (log_) log_->Close();
   if (failed_) failed_->Close();
 }

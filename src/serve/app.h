@@ -15,6 +15,7 @@
 #include "core/dir_lock.h"
 #include "core/metrics.h"
 #include "log/log.h"
+#include "pipeline/archive.h"
 #include "pipeline/collector.h"
 #include "pipeline/processor.h"
 #include "pipeline/source.h"
@@ -51,6 +52,7 @@ class App {
   std::unique_ptr<Processor> processor_;
   std::unique_ptr<Collector> collector_;
   std::vector<std::unique_ptr<PullSource>> sources_;
+  std::unique_ptr<Archiver> archiver_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<HttpServer> http_;
   std::thread retention_;

@@ -1,0 +1,154 @@
+#include "pipeline/archive.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <ctime>
+#include <filesystem>
+
+#include "core/event.h"
+#include "pipeline/records.h"
+
+namespace portrait {
+
+namespace fs = std::filesystem;
+
+Archiver::Archiver(const ArchiveConfig& config, std::string dir, Log* log, MetricsRegistry* m)
+    : config_(config), dir_(std::move(dir)), log_(log) {
+  archived_ = m->GetCounter("portrait_archive_events_total", "Events written to the archive");
+  files_ = m->GetCounter("portrait_archive_files_total", "Archive part files written");
+  errors_ = m->GetCounter("portrait_archive_errors_total", "Archive writes that failed (retried)");
+}
+
+Archiver::~Archiver() { Stop(); }
+
+std::string Archiver::HourPath(TimestampMs ts) {
+  std::time_t secs = static_cast<std::time_t>(ts / 1000 - (ts % 1000 < 0 ? 1 : 0));
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "date=%04d-%02d-%02d/hour=%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour);
+  return buf;
+}
+
+Status Archiver::Start() {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) return Status::IOError("archive dir " + dir_ + ": " + ec.message());
+  // Part files of a write a crash interrupted: they will be written again.
+  for (auto it = fs::recursive_directory_iterator(dir_, ec); !ec && it != fs::recursive_directory_iterator(); ++it) {
+    if (it->path().extension() == ".tmp") fs::remove(it->path(), ec);
+  }
+  thread_ = std::thread([this] { Run(); });
+  return Status::Ok();
+}
+
+void Archiver::Stop() {
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Status Archiver::FlushPartition(PartitionId p, Offset first, Offset next) {
+  for (const auto& [hour, lines] : pending_) {
+    fs::path dir = fs::path(dir_) / hour;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return Status::IOError("archive " + dir.string() + ": " + ec.message());
+    std::string name = "part-" + std::to_string(p.value) + "-" + std::to_string(first.value) + ".ndjson.gz";
+    std::string tmp = (dir / (name + ".tmp")).string();
+    gzFile gz = gzopen(tmp.c_str(), "wb6");
+    if (!gz) return Status::IOError("archive: cannot create " + tmp);
+    bool ok = gzwrite(gz, lines.data(), static_cast<unsigned>(lines.size())) == static_cast<int>(lines.size());
+    ok = gzclose(gz) == Z_OK && ok;
+    int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ok = ::fsync(fd) == 0 && ok;
+      ::close(fd);
+    }
+    if (!ok) return Status::IOError("archive: cannot write " + tmp);
+    fs::rename(tmp, dir / name, ec);  // same name after a crash: rewritten, not duplicated
+    if (ec) return Status::IOError("archive: rename " + tmp + ": " + ec.message());
+    files_->Inc();
+  }
+  pending_.clear();
+  return log_->CommitOffset(kConsumer, p, next);
+}
+
+void Archiver::DeleteExpiredHours() {
+  if (config_.retention_ms <= 0) return;
+  std::string oldest = HourPath(NowMs() - config_.retention_ms);  // sorts like the paths
+  std::error_code ec;
+  for (const auto& date : fs::directory_iterator(dir_, ec)) {
+    for (const auto& hour : fs::directory_iterator(date.path(), ec)) {
+      std::string rel = date.path().filename().string() + "/" + hour.path().filename().string();
+      if (rel < oldest) fs::remove_all(hour.path(), ec);
+    }
+    if (fs::is_empty(date.path(), ec)) fs::remove(date.path(), ec);
+  }
+}
+
+void Archiver::Run() {
+  const auto flush_every = std::chrono::seconds(config_.flush_seconds);
+  auto last_retention = std::chrono::steady_clock::now() - std::chrono::hours(1);
+  std::vector<LogRecord> recs;
+  Event e;
+  while (true) {
+    bool stopping;
+    {
+      std::unique_lock lk(mu_);
+      stopping = stop_;
+    }
+    // One pass over the partitions: gather what is new (up to the flush interval) and write it.
+    for (int pi = 0; pi < log_->partitions(); ++pi) {
+      PartitionId p(pi);
+      auto committed = log_->CommittedOffset(kConsumer, p);
+      if (!committed.ok()) continue;
+      Offset from = std::max(*committed, log_->StartOffset(p));
+      Offset end = log_->EndOffset(p);
+      if (from >= end) continue;
+      auto reader = log_->OpenReader(p, from);
+      if (!reader.ok()) {
+        errors_->Inc();
+        spdlog::error("archive: partition {}: {}", pi, reader.status().ToString());
+        continue;
+      }
+      size_t events = 0;
+      while ((*reader)->position() < end) {
+        if (!(*reader)->Read(8 << 20, &recs).ok() || recs.empty()) break;
+        for (const auto& rec : recs) {
+          if (rec.offset >= end) break;
+          if (PeekRecordKind(rec.payload) != RecordKind::kEvent || !DecodeEvent(rec.payload, &e).ok()) continue;
+          if (config_.retention_ms > 0 && e.ts < NowMs() - config_.retention_ms) continue;  // would be deleted at once
+          std::string& lines = pending_[HourPath(e.ts)];
+          lines += EventToJson(e);
+          lines.push_back('\n');
+          ++events;
+        }
+      }
+      Status st = FlushPartition(p, from, (*reader)->position());
+      if (!st.ok()) {
+        pending_.clear();
+        errors_->Inc();
+        spdlog::error("archive: {} (will retry)", st.ToString());
+        continue;
+      }
+      archived_->Inc(events);
+    }
+    if (stopping) return;
+    if (std::chrono::steady_clock::now() - last_retention > std::chrono::minutes(1)) {
+      DeleteExpiredHours();
+      last_retention = std::chrono::steady_clock::now();
+    }
+    std::unique_lock lk(mu_);
+    cv_.wait_for(lk, flush_every, [&] { return stop_; });
+  }
+}
+
+}  // namespace portrait
