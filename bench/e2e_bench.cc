@@ -35,6 +35,7 @@ struct Flags {
   int users = 100'000;
   std::string fsync = "batch";
   bool history = false;
+  bool archive = true;
   bool old_ts = false;  // 2023 event times instead of current ones
 };
 
@@ -74,6 +75,7 @@ int Run(const Flags& f) {
   cfg->data_dir = dir;
   cfg->server.listen = "127.0.0.1:0";
   cfg->history.enabled = f.history;
+  cfg->archive.enabled = f.archive;
   cfg->log.fsync = f.fsync == "always" ? FsyncPolicy::kAlways : f.fsync == "none" ? FsyncPolicy::kNone : FsyncPolicy::kBatch;
   auto started = App::Start(std::move(cfg).value());
   if (!started.ok()) {
@@ -83,9 +85,9 @@ int Run(const Flags& f) {
   App& app = **started;
   const std::string url = "http://127.0.0.1:" + std::to_string(app.port());
   std::printf("config: examples/portrait.toml, fsync=%s, %d partitions, %d processor workers, %d HTTP threads, "
-              "event history %s\n",
+              "event history %s, archive %s\n",
               f.fsync.c_str(), app.config().log.partitions, app.config().processor.workers,
-              app.config().server.threads, f.history ? "on" : "off");
+              app.config().server.threads, f.history ? "on" : "off", f.archive ? "on" : "off");
 
   // 1. Throughput.
   const int per_body = 1000;
@@ -209,9 +211,10 @@ int main(int argc, char** argv) {
     else if (k == "--users") f.users = std::stoi(v);
     else if (k == "--fsync") f.fsync = v;
     else if (k == "--history") f.history = v != "off";
+    else if (k == "--archive") f.archive = v != "off";
     else if (k == "--old-ts") f.old_ts = v == "on";
     else {
-      std::fprintf(stderr, "unknown flag %s; flags: --events --clients --rate --latency-seconds --read-seconds --users --fsync --history on|off\n", k.c_str());
+      std::fprintf(stderr, "unknown flag %s; flags: --events --clients --rate --latency-seconds --read-seconds --users --fsync --history on|off --archive on|off\n", k.c_str());
       return 2;
     }
   }

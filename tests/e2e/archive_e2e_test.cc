@@ -35,8 +35,8 @@ std::string HourOf(int64_t ms) {
 
 TEST(ArchiveTest, EveryEventOnceInItsHour) {
   TempDir dir;
-  std::string config = WriteExampleConfig(dir.path(), {{"# ---- behaviour model",
-                                                        "[archive]\nflush_seconds = 1\nretention = \"2d\"\n\n# ---- behaviour model"}});
+  std::string config = WriteExampleConfig(dir.path(), {{"flush_seconds = 5", "flush_seconds = 1"},
+                                                        {"retention = \"90d\"", "retention = \"2d\""}});
   ASSERT_FALSE(config.empty());
   ServerProcess server(config, dir.path() + "/data");
   ASSERT_TRUE(server.Start()) << server.output();
