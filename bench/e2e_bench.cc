@@ -187,7 +187,7 @@ int Run(const Flags& f) {
                 static_cast<unsigned long long>(h->count()), h->Quantile(0.5) * 1e3, h->Quantile(0.99) * 1e3);
   };
   q("portrait_http_request_seconds", "route=\"events\"");
-  q("portrait_log_fsync_seconds", "");
+  q("portrait_log_fsync_seconds", "topic=\"events\"");
   q("portrait_processor_batch_seconds", "");
   q("portrait_store_write_seconds", "backend=\"rocksdb\"");
   q("portrait_http_request_seconds", "route=\"profile\"");

@@ -26,15 +26,9 @@ ttl = "1h"
 type = "map"
 )";
 
-class ActionsTest : public ::testing::Test {
+class ActionsTest : public ServerFixture {
  protected:
-  void SetUp() override {
-    config_ = WriteExampleConfig(dir_.path(), {{"# ---- rules: event -> Actions ----", kExtraTags}});
-    ASSERT_FALSE(config_.empty());
-    server_ = std::make_unique<ServerProcess>(config_, dir_.path() + "/data");
-    ASSERT_TRUE(server_->Start()) << server_->output();
-    http_ = std::make_unique<HttpClient>(server_->url());
-  }
+  void SetUp() override { StartServer({{"# ---- rules: event -> Actions ----", kExtraTags}}); }
 
   // Waits until GET path answers `status` (the processor is asynchronous).
   HttpResult WaitFor(const std::string& path, long status, const std::string& contains = "") {
@@ -46,30 +40,52 @@ class ActionsTest : public ::testing::Test {
     }
     return r;
   }
-
-  TempDir dir_;
-  std::string config_;
-  std::unique_ptr<ServerProcess> server_;
-  std::unique_ptr<HttpClient> http_;
 };
 
 TEST_F(ActionsTest, EveryOperatorThroughTheApi) {
   const std::string t = "1700000000000";
-  const std::string now = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                             std::chrono::system_clock::now().time_since_epoch())
-                                             .count());
-  std::string body =
-      R"({"uid":"u1","tag":"clicks","op":"list.rpushl","ts":)" + t +
-      R"(,"source":"offline","value":[{"item_id":5,"et":100},{"item_id":6,"et":200}]})" "\n"
-      R"({"uid":"u1","tag":"clicks","op":"list.rpush","ts":)" + t + R"(,"value":{"item_id":7,"et":150}})" "\n"
-      R"({"uid":"u1","tag":"segments","op":"set.addl","ts":)" + t + R"(,"value":["vip","new"]})" "\n"
-      R"({"uid":"u1","tag":"segments","op":"set.add","ts":)" + t + R"(,"value":"vip"})" "\n"
-      R"({"uid":"u1","tag":"score","op":"number.max","ts":)" + t + R"(,"value":7.5})" "\n"
-      R"({"uid":"u1","tag":"nickname","op":"string.set","ts":)" + now + R"(,"value":"Ann"})" "\n"
-      R"({"uid":"u1","tag":"nickname","op":"string.set","ts":)" + t + R"(,"value":"Old"})" "\n"
-      R"({"uid":"u1","tag":"attrs","op":"map.merge","ts":)" + t + R"(,"value":{"city":"Hangzhou","age":30}})" "\n"
-      R"({"uid":"u1","tag":"attrs","op":"map.incr","ts":)" + t + R"(,"key":"visits","value":2})" "\n"
-      R"({"uid":"u1","tag":"attrs","op":"map.del","ts":)" + t + R"(,"keys":["age"]})" "\n";
+  const std::string now = std::to_string(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  std::string body = R"({"uid":"u1","tag":"clicks","op":"list.rpushl","ts":)" + t +
+                     R"(,"source":"offline","value":[{"item_id":5,"et":100},{"item_id":6,"et":200}]})"
+                     "\n"
+                     R"({"uid":"u1","tag":"clicks","op":"list.rpush","ts":)" +
+                     t +
+                     R"(,"value":{"item_id":7,"et":150}})"
+                     "\n"
+                     R"({"uid":"u1","tag":"segments","op":"set.addl","ts":)" +
+                     t +
+                     R"(,"value":["vip","new"]})"
+                     "\n"
+                     R"({"uid":"u1","tag":"segments","op":"set.add","ts":)" +
+                     t +
+                     R"(,"value":"vip"})"
+                     "\n"
+                     R"({"uid":"u1","tag":"score","op":"number.max","ts":)" +
+                     t +
+                     R"(,"value":7.5})"
+                     "\n"
+                     R"({"uid":"u1","tag":"nickname","op":"string.set","ts":)" +
+                     now +
+                     R"(,"value":"Ann"})"
+                     "\n"
+                     R"({"uid":"u1","tag":"nickname","op":"string.set","ts":)" +
+                     t +
+                     R"(,"value":"Old"})"
+                     "\n"
+                     R"({"uid":"u1","tag":"attrs","op":"map.merge","ts":)" +
+                     t +
+                     R"(,"value":{"city":"Hangzhou","age":30}})"
+                     "\n"
+                     R"({"uid":"u1","tag":"attrs","op":"map.incr","ts":)" +
+                     t +
+                     R"(,"key":"visits","value":2})"
+                     "\n"
+                     R"({"uid":"u1","tag":"attrs","op":"map.del","ts":)" +
+                     t +
+                     R"(,"keys":["age"]})"
+                     "\n";
   HttpResult r = http_->Post("/v1/actions", body);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.body, R"({"accepted":10,"rejected":[]})");
@@ -78,7 +94,8 @@ TEST_F(ActionsTest, EveryOperatorThroughTheApi) {
   EXPECT_NE(r.body.find(R"("value":{"city":"Hangzhou","visits":2})"), std::string::npos) << r.body;
   r = http_->Get("/v1/profiles/u1?tags=clicks,segments,score,nickname");
   EXPECT_NE(r.body.find(R"("clicks":{"value":[{"item_id":6,"et":200},{"item_id":7,"et":150},{"item_id":5,"et":100}])"),
-            std::string::npos) << r.body;
+            std::string::npos)
+      << r.body;
   EXPECT_NE(r.body.find(R"("segments":{"value":["new","vip"])"), std::string::npos) << r.body;
   EXPECT_NE(r.body.find(R"("score":{"value":7.5)"), std::string::npos) << r.body;
   EXPECT_NE(r.body.find(R"("nickname":{"value":"Ann")"), std::string::npos) << r.body;
@@ -86,8 +103,13 @@ TEST_F(ActionsTest, EveryOperatorThroughTheApi) {
   EXPECT_NE(r.body.find(R"("freshness":{"realtime_updated_at":null,"snapshot":null})"), std::string::npos) << r.body;
 
   // A tag not updated within its ttl (1h) is never served.
-  ASSERT_EQ(http_->Post("/v1/actions", R"({"uid":"u9","tag":"nickname","op":"string.set","ts":)" + t + R"(,"value":"x"})").status, 200);
-  ASSERT_EQ(http_->Post("/v1/actions", R"({"uid":"u9","tag":"score","op":"number.set","ts":)" + t + R"(,"value":1})").status, 200);
+  ASSERT_EQ(
+      http_->Post("/v1/actions", R"({"uid":"u9","tag":"nickname","op":"string.set","ts":)" + t + R"(,"value":"x"})")
+          .status,
+      200);
+  ASSERT_EQ(
+      http_->Post("/v1/actions", R"({"uid":"u9","tag":"score","op":"number.set","ts":)" + t + R"(,"value":1})").status,
+      200);
   ASSERT_EQ(WaitFor("/v1/profiles/u9/tags/score", 200).status, 200);
   EXPECT_EQ(http_->Get("/v1/profiles/u9/tags/nickname").status, 404);
 
@@ -97,14 +119,20 @@ TEST_F(ActionsTest, EveryOperatorThroughTheApi) {
 }
 
 TEST_F(ActionsTest, IncrementsApplyOncePerActionId) {
-  std::string with_id = R"({"id":"job-7","uid":"u2","tag":"attrs","op":"map.incr","ts":1700000000000,"key":"k","value":5})";
+  std::string with_id =
+      R"({"id":"job-7","uid":"u2","tag":"attrs","op":"map.incr","ts":1700000000000,"key":"k","value":5})";
   std::string without_id = R"({"uid":"u2","tag":"purchases","op":"number.incr","ts":1700000000000,"value":3})";
   for (int i = 0; i < 3; ++i) {  // a client retrying the same requests
     ASSERT_EQ(http_->Post("/v1/actions", with_id).status, 200);
     ASSERT_EQ(http_->Post("/v1/actions", without_id).status, 200);
   }
   // A different id is a different increment.
-  ASSERT_EQ(http_->Post("/v1/actions", R"({"id":"job-8","uid":"u2","tag":"attrs","op":"map.incr","ts":1700000000000,"key":"k","value":1})").status, 200);
+  ASSERT_EQ(
+      http_
+          ->Post("/v1/actions",
+                 R"({"id":"job-8","uid":"u2","tag":"attrs","op":"map.incr","ts":1700000000000,"key":"k","value":1})")
+          .status,
+      200);
   HttpResult r = WaitFor("/v1/profiles/u2/tags/attrs", 200, R"("k":6)");
   EXPECT_NE(r.body.find(R"("value":{"k":6})"), std::string::npos) << r.body;
   r = WaitFor("/v1/profiles/u2/tags/purchases", 200);
@@ -149,14 +177,18 @@ TEST_F(ActionsTest, BatchGetAndDeletionSurviveAFullReplay) {
   EXPECT_EQ(del.body, R"({"deleted":"r2"})");
   EXPECT_EQ(WaitFor("/v1/profiles/r2", 404).status, 404);
   // Events after the erasure build a new profile from scratch.
-  ASSERT_EQ(http_->Post("/v1/events", R"({"uid":"r3","type":"buy","ts":1700000009000,"props":{"item_id":9,"category_id":3}})").status, 200);
+  ASSERT_EQ(
+      http_->Post("/v1/events", R"({"uid":"r3","type":"buy","ts":1700000009000,"props":{"item_id":9,"category_id":3}})")
+          .status,
+      200);
   ASSERT_EQ(WaitFor("/v1/profiles/r3/tags/purchases", 200).status, 200);
 
   std::string batch = R"({"uids":["r0","r1","r2","r3","r4"],"tags":["category_prefs","purchases"]})";
   HttpResult before = http_->Post("/v1/profiles:batchGet", batch);
   ASSERT_EQ(before.status, 200) << before.body;
   EXPECT_NE(before.body.find(R"({"uid":"r2","tags":{},"freshness":{"realtime_updated_at":null,"snapshot":null}})"),
-            std::string::npos) << before.body;
+            std::string::npos)
+      << before.body;
   EXPECT_NE(before.body.find(R"("purchases":{"value":1,"updated_at":1700000009000})"), std::string::npos);
 
   // Throw the store away and replay the whole log: the same profiles, r2 still erased.

@@ -2,6 +2,7 @@
 // reading fused profiles back through the HTTP API.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <simdjson.h>
 
 #include <chrono>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "e2e/http_client.h"
+#include "temp_dir.h"
 
 namespace portrait::testing_util {
 
@@ -77,5 +79,22 @@ ProfileView WaitForProfile(HttpClient& http, const std::string& uid, Pred done) 
   }
   return v;
 }
+
+// A test with its own `portrait serve` on the example config (with `replacements`).
+class ServerFixture : public ::testing::Test {
+ protected:
+  void StartServer(const std::vector<std::pair<std::string, std::string>>& replacements = {}) {
+    config_ = WriteExampleConfig(dir_.path(), replacements);
+    ASSERT_FALSE(config_.empty()) << "a replacement did not match examples/portrait.toml";
+    server_ = std::make_unique<ServerProcess>(config_, dir_.path() + "/data");
+    ASSERT_TRUE(server_->Start()) << server_->output();
+    http_ = std::make_unique<HttpClient>(server_->url());
+  }
+
+  TempDir dir_;
+  std::string config_;
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<HttpClient> http_;
+};
 
 }  // namespace portrait::testing_util

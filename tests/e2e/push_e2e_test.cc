@@ -23,24 +23,14 @@ std::string Gzip(const std::string& in) {
   return out;
 }
 
-class PushTest : public ::testing::Test {
+class PushTest : public ServerFixture {
  protected:
   void SetUp() override {
-    config_ = WriteExampleConfig(
-        dir_.path(), {{"max_body_bytes = 16777216", "max_body_bytes = 65536"},
-                      {"max_json_depth = 32         # deeper JSON is rejected as too_deep",
-                       "max_json_depth = 32\ncors_origins = [\"https://shop.example\"]\n"
-                       "tokens = { app = \"app-token-123\", web = \"web-token-456\" }"}});
-    ASSERT_FALSE(config_.empty());
-    server_ = std::make_unique<ServerProcess>(config_, dir_.path() + "/data");
-    ASSERT_TRUE(server_->Start()) << server_->output();
-    http_ = std::make_unique<HttpClient>(server_->url());
+    StartServer({{"max_body_bytes = 16777216", "max_body_bytes = 65536"},
+                 {"max_json_depth = 32         # deeper JSON is rejected as too_deep",
+                  "max_json_depth = 32\ncors_origins = [\"https://shop.example\"]\n"
+                  "tokens = { app = \"app-token-123\", web = \"web-token-456\" }"}});
   }
-
-  TempDir dir_;
-  std::string config_;
-  std::unique_ptr<ServerProcess> server_;
-  std::unique_ptr<HttpClient> http_;
 };
 
 const std::string kEvent = R"({"uid":"p1","type":"click","ts":1700000000000,"props":{"item_id":1,"category_id":2}})";
@@ -64,8 +54,10 @@ TEST_F(PushTest, WritesNeedAKnownBearerToken) {
 TEST_F(PushTest, GzipBodiesAreInflatedWithinTheLimit) {
   std::string ndjson;
   for (int i = 0; i < 200; ++i) {
-    ndjson += R"({"uid":"g1","type":"click","ts":)" + std::to_string(1700000000000 + i) +
-              R"(,"props":{"item_id":)" + std::to_string(i) + R"(,"category_id":4}})" "\n";
+    ndjson += R"({"uid":"g1","type":"click","ts":)" + std::to_string(1700000000000 + i) + R"(,"props":{"item_id":)" +
+              std::to_string(i) +
+              R"(,"category_id":4}})"
+              "\n";
   }
   std::vector<std::string> h = {"Authorization: Bearer app-token-123", "Content-Encoding: gzip"};
   HttpResult r = http_->Request("POST", "/v1/events", Gzip(ndjson), h);

@@ -20,23 +20,14 @@ std::string Buy(const std::string& uid, int item, int category, int64_t ts) {
          std::to_string(item) + R"(,"category_id":)" + std::to_string(category) + "}}";
 }
 
-class ServeTest : public ::testing::Test {
+class ServeTest : public ServerFixture {
  protected:
   void SetUp() override {
-    // The tests' events are from 2023: keep their history.
-    config_ = WriteExampleConfig(dir_.path(), {{"max_body_bytes = 16777216", "max_body_bytes = 65536"},
-                                               {"enabled = false", "enabled = true"},
-                                               {"retention = \"30d\"", "retention = \"3650d\""}});
-    ASSERT_FALSE(config_.empty());
-    server_ = std::make_unique<ServerProcess>(config_, dir_.path() + "/data");
-    ASSERT_TRUE(server_->Start()) << server_->output();
-    http_ = std::make_unique<HttpClient>(server_->url());
+    StartServer({{"max_body_bytes = 16777216", "max_body_bytes = 65536"},
+                 // The tests' events are from 2023: keep their history.
+                 {"enabled = false", "enabled = true"},
+                 {"retention = \"30d\"", "retention = \"3650d\""}});
   }
-
-  TempDir dir_;
-  std::string config_;
-  std::unique_ptr<ServerProcess> server_;
-  std::unique_ptr<HttpClient> http_;
 };
 
 TEST_F(ServeTest, EventsInFusedProfileOut) {
@@ -53,7 +44,9 @@ TEST_F(ServeTest, EventsInFusedProfileOut) {
   ASSERT_EQ(r.status, 200) << r.body;
   ASSERT_EQ(http_->Post("/v1/events", Click("alice", 4, 8, t0 - 5000)).status, 200);
 
-  ProfileView p = WaitForProfile(*http_, "alice", [](const ProfileView& v) { return v.category_prefs.count("8") && v.category_prefs.at("8") == 2; });
+  ProfileView p = WaitForProfile(*http_, "alice", [](const ProfileView& v) {
+    return v.category_prefs.count("8") && v.category_prefs.at("8") == 2;
+  });
   // Newest first, each (item, time) once, whatever the arrival order.
   EXPECT_EQ(p.click_items, (std::vector<int64_t>{3, 2, 1, 4}));
   // map.incr counts every delivered event: the two repeated clicks count again.
@@ -88,7 +81,8 @@ TEST_F(ServeTest, EventsInFusedProfileOut) {
   // Ids are remembered across the restart: a repeat is still logged once.
   r = again.Post("/v1/events", Click("alice", 4, 8, t0 - 5000));
   EXPECT_EQ(r.body, R"({"accepted":1,"duplicates":1,"rejected":[]})");
-  std::string with_id = R"({"id":"e-1","uid":"alice","type":"buy","ts":1700000009000,"props":{"item_id":5,"category_id":8}})";
+  std::string with_id =
+      R"({"id":"e-1","uid":"alice","type":"buy","ts":1700000009000,"props":{"item_id":5,"category_id":8}})";
   ASSERT_EQ(again.Post("/v1/events", with_id).status, 200);
   ASSERT_EQ(again.Post("/v1/events", with_id).status, 200);
   p = WaitForProfile(again, "alice", [](const ProfileView& v) { return v.purchases == 2; });
@@ -172,7 +166,10 @@ TEST_F(ServeTest, RoutingErrorsAreJson) {
 TEST(CliTest, CheckConfigNamesProblemsAndHelpListsCommands) {
   TempDir dir;
   std::string out;
-  EXPECT_EQ(RunCommand(std::string(PORTRAIT_BINARY) + " check-config " + PORTRAIT_SOURCE_DIR + "/examples/portrait.toml", &out), 0)
+  EXPECT_EQ(
+      RunCommand(std::string(PORTRAIT_BINARY) + " check-config " + PORTRAIT_SOURCE_DIR + "/examples/portrait.toml",
+                 &out),
+      0)
       << out;
   std::string bad = WriteExampleConfig(dir.path(), {{"size_limit = 1000", "size_limit = -1"}});
   EXPECT_EQ(RunCommand(std::string(PORTRAIT_BINARY) + " check-config " + bad, &out), 1);
