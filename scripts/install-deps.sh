@@ -12,8 +12,7 @@ packages=(
   libcli11-dev            # command line
   libspdlog-dev libfmt-dev
   libxxhash-dev           # log record checksums, event ids, partitioning
-  libzstd-dev
-  zlib1g-dev              # gzip request bodies
+  zlib1g-dev              # gzip request bodies and archive part files
   libcurl4-openssl-dev    # HTTP client in tests and benchmarks
   libhiredis-dev          # Redis profile store (client; cluster support is ours)
   redis-server            # real Redis servers started by the tests (standalone and cluster)
