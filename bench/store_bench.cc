@@ -70,6 +70,8 @@ double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 struct Figures {
   double actions_per_s = 0;
   double reads_per_s = 0;
+  double get_1000_ms = 0;       // 1000 profiles, one Get each
+  double get_many_1000_ms = 0;  // the same 1000 in one GetMany
 };
 
 Figures Measure(ProfileStore& store, const Workload& w, int users, double read_seconds) {
@@ -93,6 +95,16 @@ Figures Measure(ProfileStore& store, const Workload& w, int users, double read_s
     ++reads;
   }
   f.reads_per_s = static_cast<double>(reads) / Seconds(Clock::now() - r0);
+  // batchGet's path: 1000 users in one GetMany vs one Get each, side by side.
+  std::vector<std::string> uids;
+  for (int i = 0; i < 1000; ++i) uids.push_back("u" + std::to_string(rng() % users));
+  auto g0 = Clock::now();
+  for (const auto& u : uids) (void)store.Get(u, {}, NowMs());
+  auto g1 = Clock::now();
+  (void)store.GetMany(uids, {}, NowMs());
+  auto g2 = Clock::now();
+  f.get_1000_ms = Seconds(g1 - g0) * 1000;
+  f.get_many_1000_ms = Seconds(g2 - g1) * 1000;
   return f;
 }
 
@@ -126,14 +138,15 @@ int Run(size_t n, int users) {
   MetricsRegistry metrics;
   std::printf("workload: %zu actions over %d users (50%% list.rpush, 30%% map.incr, 20%% string.set), batches of 1000\n\n",
               n, users);
-  std::printf("| backend | actions/s | profile reads/s |\n|---|---|---|\n");
+  std::printf("| backend | actions/s | profile reads/s | 1000 profiles: Get each / one GetMany |\n|---|---|---|---|\n");
 
   std::string dir = (std::filesystem::temp_directory_path() / "portrait-store-bench").string();
   std::filesystem::remove_all(dir);
   {
     auto rocks = OpenRocksDbStore({dir, 256}, &w.tags, &metrics).value();
     Figures f = Measure(*rocks, w, users, 2);
-    std::printf("| rocksdb | %.0f | %.0f |\n", f.actions_per_s, f.reads_per_s);
+    std::printf("| rocksdb | %.0f | %.0f | %.1f / %.1f ms |\n", f.actions_per_s, f.reads_per_s, f.get_1000_ms,
+                f.get_many_1000_ms);
   }
   std::filesystem::remove_all(dir);
 
@@ -147,18 +160,20 @@ int Run(size_t n, int users) {
   {
     auto store = OpenRedisStore({{redis.addr()}, false, 15000}, &w.tags, &metrics).value();
     ours = Measure(*store, w, users, 2);
-    std::printf("| redis (standalone) | %.0f | %.0f |\n", ours.actions_per_s, ours.reads_per_s);
+    std::printf("| redis (standalone) | %.0f | %.0f | %.1f / %.1f ms |\n", ours.actions_per_s, ours.reads_per_s,
+                ours.get_1000_ms, ours.get_many_1000_ms);
   }
   size_t naive_n = std::min<size_t>(n, 30000);
   double naive = Naive(redis.addr(), w, naive_n);
-  std::printf("| naive WATCH/GET/MULTI/SET/EXEC, same redis (%zu actions) | %.0f | |\n", naive_n, naive);
+  std::printf("| naive WATCH/GET/MULTI/SET/EXEC, same redis (%zu actions) | %.0f | | |\n", naive_n, naive);
 
   testing_util::RedisCluster cluster;
   if (cluster.Start()) {
     for (int i = 0; i < 3; ++i) cluster.node(i).Cli("CONFIG SET appendonly no");
     auto store = OpenRedisStore({cluster.addrs(), true, 15000}, &w.tags, &metrics).value();
     Figures f = Measure(*store, w, users, 2);
-    std::printf("| redis cluster (3 masters, same machine) | %.0f | %.0f |\n", f.actions_per_s, f.reads_per_s);
+    std::printf("| redis cluster (3 masters, same machine) | %.0f | %.0f | %.1f / %.1f ms |\n", f.actions_per_s,
+                f.reads_per_s, f.get_1000_ms, f.get_many_1000_ms);
   }
   std::printf("\nratio redis functions / naive: %.1fx\n", ours.actions_per_s / naive);
   return 0;

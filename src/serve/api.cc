@@ -339,11 +339,9 @@ HttpResponse Api::BatchGet(const HttpRequest& req) {
   std::string body;
   JsonWriter w(&body);
   w.BeginObject().Key("profiles").BeginArray();
-  for (const auto& uid : uids) {
-    auto profile = store_->Get(uid, only, now);
-    if (!profile.ok()) return Error(HttpStatusFor(profile.status()), "store_error", profile.status().message());
-    RenderProfile(*profile, now, w);
-  }
+  auto profiles = store_->GetMany(uids, only, now);
+  if (!profiles.ok()) return Error(HttpStatusFor(profiles.status()), "store_error", profiles.status().message());
+  for (const Profile& profile : *profiles) RenderProfile(profile, now, w);
   w.EndArray().EndObject();
   return {200, "application/json", std::move(body)};
 }

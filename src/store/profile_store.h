@@ -63,6 +63,17 @@ class ProfileStore {
   virtual Status Apply(std::span<const Action> actions, std::span<const Checkpoint> checkpoints) = 0;
   // Live tags of `uid`; all of them when `only` is empty. `now` decides ttl expiry.
   virtual Result<Profile> Get(std::string_view uid, std::span<const std::string> only, TimestampMs now) = 0;
+  // Get() for many users at once, in the order given (a store may pipeline them).
+  virtual Result<std::vector<Profile>> GetMany(std::span<const std::string> uids, std::span<const std::string> only,
+                                               TimestampMs now) {
+    std::vector<Profile> out;
+    out.reserve(uids.size());
+    for (const auto& uid : uids) {
+      ASSIGN_OR_RETURN(Profile p, Get(uid, only, now));
+      out.push_back(std::move(p));
+    }
+    return out;
+  }
   virtual Result<std::optional<Offset>> GetCheckpoint(std::string_view consumer, PartitionId p) = 0;
   // Erases everything stored for `uid` (tags, applied ids, freshness) and records the
   // checkpoints, atomically.

@@ -138,6 +138,20 @@ TEST_P(ProfileStoreTest, AppliesAndReadsEveryTagOfAUser) {
   EXPECT_EQ(Get("u1", {"count"}, now).tags[0].state.number, 5);
 }
 
+TEST_P(ProfileStoreTest, GetManyAnswersInOrderLikeGet) {
+  ASSERT_TRUE(store_->Apply(std::vector<Action>{Incr("m1", 1, 1), Incr("m2", 2, 2), Incr("m3", 3, 3)}, {}).ok());
+  std::vector<std::string> uids = {"m3", "nobody", "m1", "m2", "m3"};
+  auto many = store_->GetMany(uids, {}, NowMs());
+  ASSERT_TRUE(many.ok()) << many.status().ToString();
+  ASSERT_EQ(many->size(), uids.size());
+  for (size_t i = 0; i < uids.size(); ++i) {
+    Profile one = Get(uids[i]);
+    EXPECT_EQ((*many)[i].uid, uids[i]);
+    ASSERT_EQ((*many)[i].tags.size(), one.tags.size()) << uids[i];
+    for (size_t t = 0; t < one.tags.size(); ++t) EXPECT_EQ((*many)[i].tags[t].state, one.tags[t].state);
+  }
+}
+
 TEST_P(ProfileStoreTest, ExpiredTagsAreNeverReturned) {
   Action str;
   str.uid = "u";

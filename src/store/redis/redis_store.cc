@@ -240,9 +240,14 @@ class RedisStore : public ProfileStore {
   }
 
   Result<Profile> Get(std::string_view uid, std::span<const std::string> only, TimestampMs now) override {
-    Profile profile;
-    profile.uid = uid;
-    std::string p = Prefix(uid);
+    std::string u(uid);
+    ASSIGN_OR_RETURN(auto profiles, GetMany({&u, 1}, only, now));
+    return std::move(profiles[0]);
+  }
+
+  // One FCALL_RO portrait_get per user, all pipelined (per node in a cluster).
+  Result<std::vector<Profile>> GetMany(std::span<const std::string> uids, std::span<const std::string> only,
+                                       TimestampMs now) override {
     std::vector<const TagConfig*> wanted;
     if (only.empty()) {
       for (const auto& [_, cfg] : tags_->all()) wanted.push_back(&cfg);
@@ -253,30 +258,40 @@ class RedisStore : public ProfileStore {
     }
     std::vector<std::string_view> names;
     for (const TagConfig* cfg : wanted) names.push_back(cfg->name);
-    RedisCommand c = FunctionCall("get", UserKeys(p, names));
-    c.args.push_back(p);
-    for (const TagConfig* cfg : wanted) {
-      c.args.push_back(cfg->name);
-      c.args.push_back(std::to_string(cfg->ttl_ms));
+    std::vector<RedisCommand> cmds;
+    for (const auto& uid : uids) {
+      std::string p = Prefix(uid);
+      RedisCommand c = FunctionCall("get", UserKeys(p, names));
+      c.args.push_back(p);
+      for (const TagConfig* cfg : wanted) {
+        c.args.push_back(cfg->name);
+        c.args.push_back(std::to_string(cfg->ttl_ms));
+      }
+      cmds.push_back(std::move(c));
     }
     std::vector<RedisReply> replies;
-    RETURN_IF_ERROR(Run({c}, &replies));
-    const RedisReply& r = replies[0];
-    if (r.elements.size() < 2) return Status::Corruption("redis: unexpected portrait_get answer for " + std::string(uid));
-    profile.meta.realtime_updated_at = static_cast<TimestampMs>(ToDouble(r.elements[0].str));
-    profile.meta.snapshot = r.elements[1].str;
-    for (size_t i = 2; i < r.elements.size(); ++i) {
-      const RedisReply& e = r.elements[i];
-      if (e.elements.empty()) continue;
-      const TagConfig* cfg = tags_->Find(e.elements[0].str);
-      if (!cfg) continue;
-      TagValue tv;
-      tv.name = e.elements[0].str;
-      if (!DecodeTag(e, *cfg, &tv.state) || !fusion::IsLive(tv.state, *cfg, now)) continue;
-      profile.tags.push_back(std::move(tv));
+    RETURN_IF_ERROR(Run(cmds, &replies));
+    std::vector<Profile> out(uids.size());
+    for (size_t u = 0; u < uids.size(); ++u) {
+      Profile& profile = out[u];
+      profile.uid = uids[u];
+      const RedisReply& r = replies[u];
+      if (r.elements.size() < 2) return Status::Corruption("redis: unexpected portrait_get answer for " + uids[u]);
+      profile.meta.realtime_updated_at = static_cast<TimestampMs>(ToDouble(r.elements[0].str));
+      profile.meta.snapshot = r.elements[1].str;
+      for (size_t i = 2; i < r.elements.size(); ++i) {
+        const RedisReply& e = r.elements[i];
+        if (e.elements.empty()) continue;
+        const TagConfig* cfg = tags_->Find(e.elements[0].str);
+        if (!cfg) continue;
+        TagValue tv;
+        tv.name = e.elements[0].str;
+        if (!DecodeTag(e, *cfg, &tv.state) || !fusion::IsLive(tv.state, *cfg, now)) continue;
+        profile.tags.push_back(std::move(tv));
+      }
+      std::sort(profile.tags.begin(), profile.tags.end(), [](auto& a, auto& b) { return a.name < b.name; });
     }
-    std::sort(profile.tags.begin(), profile.tags.end(), [](auto& a, auto& b) { return a.name < b.name; });
-    return profile;
+    return out;
   }
 
   Status RecordHistory(std::span<const HistoryEntry> entries, const HistoryConfig& cfg) override {
