@@ -319,12 +319,12 @@ Result<IngestResult> Collector::IngestActions(std::string_view body, std::string
   KeepFailed(result.rejected, source, "action");
   if (actions.empty()) return result;
   std::vector<std::string> payloads(actions.size());
-  std::vector<std::string_view> keys(actions.size());
+  std::vector<PartitionId> partitions(actions.size());
   for (size_t i = 0; i < actions.size(); ++i) {
     EncodeActionRecord(actions[i], &payloads[i]);
-    keys[i] = actions[i].uid;
+    partitions[i] = PartitionOf(actions[i].uid);
   }
-  RETURN_IF_ERROR(AppendRecords(payloads, keys));
+  RETURN_IF_ERROR(AppendRecords(payloads, partitions));
   result.accepted = actions.size();
   actions_accepted_->Inc(actions.size());
   return result;
@@ -344,7 +344,7 @@ Status Collector::DeleteProfile(std::string_view uid) {
   if (uid.empty() || uid.size() > 256) return Status::InvalidArgument("uid must hold 1 to 256 bytes");
   std::vector<std::string> payloads(1);
   EncodeDeleteRecord(uid, NowMs(), &payloads[0]);
-  RETURN_IF_ERROR(AppendRecords(payloads, {uid}));
+  RETURN_IF_ERROR(AppendRecords(payloads, {PartitionOf(uid)}));
   deletions_->Inc();
   return Status::Ok();
 }

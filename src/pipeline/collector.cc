@@ -223,11 +223,9 @@ Status Collector::LoadRecentIds() {
   return Status::Ok();
 }
 
-Status Collector::AppendRecords(const std::vector<std::string>& payloads, const std::vector<std::string_view>& keys) {
+Status Collector::AppendRecords(const std::vector<std::string>& payloads, const std::vector<PartitionId>& partitions) {
   std::vector<LogEntry> entries(payloads.size());
-  for (size_t i = 0; i < payloads.size(); ++i) {
-    entries[i] = {PartitionFor(keys[i], log_->partitions()), payloads[i]};
-  }
+  for (size_t i = 0; i < payloads.size(); ++i) entries[i] = {partitions[i], payloads[i]};
   return log_->Append(entries);
 }
 
@@ -263,11 +261,12 @@ Result<IngestResult> Collector::Ingest(std::string_view body, std::string_view s
 
   // Drop repeats of recently logged ids (and repeats within this body).
   std::vector<std::string> payloads;
-  std::vector<std::string_view> keys;
+  std::vector<PartitionId> partitions;
   std::vector<std::pair<size_t, uint64_t>> claimed;  // (partition, id hash) to release on failure
   payloads.reserve(events.size());
   for (const Event& e : events) {
-    size_t p = static_cast<size_t>(PartitionFor(e.PartitionKey(), log_->partitions()).value);
+    PartitionId pid = PartitionOf(e.PartitionKey());
+    size_t p = static_cast<size_t>(pid.value);
     uint64_t h = RecentIds::Hash(e.id);
     if (!recent_[p]->Insert(h)) {
       ++result.duplicates;
@@ -276,9 +275,9 @@ Result<IngestResult> Collector::Ingest(std::string_view body, std::string_view s
     claimed.emplace_back(p, h);
     payloads.emplace_back();
     EncodeEvent(e, &payloads.back());
-    keys.push_back(e.PartitionKey());
+    partitions.push_back(pid);
   }
-  Status st = AppendRecords(payloads, keys);
+  Status st = AppendRecords(payloads, partitions);
   if (!st.ok()) {
     for (auto [p, h] : claimed) recent_[p]->Erase(h);
     return st;

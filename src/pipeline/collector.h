@@ -69,7 +69,8 @@ class Collector {
   void CountRejection(const Rejection& r, std::string_view what);
   void ParseActions(std::string_view body, std::vector<Action>* actions, std::vector<Rejection>* rejected);
   void KeepFailed(const std::vector<Rejection>& rejected, std::string_view source, std::string_view kind);
-  Status AppendRecords(const std::vector<std::string>& payloads, const std::vector<std::string_view>& keys);
+  Status AppendRecords(const std::vector<std::string>& payloads, const std::vector<PartitionId>& partitions);
+  PartitionId PartitionOf(std::string_view key) const { return PartitionFor(key, log_->partitions()); }
 
   const Config& config_;
   Log* log_;

@@ -64,6 +64,17 @@ bool Processor::CaughtUp() const {
   return true;
 }
 
+bool Processor::WriteUntilDone(const char* what, const std::function<Status()>& write) {
+  for (int attempt = 0;; ++attempt) {
+    Status st = write();
+    if (st.ok()) return true;
+    store_errors_->Inc();
+    spdlog::error("processor: {} failed (attempt {}): {}", what, attempt + 1, st.ToString());
+    if (stop_.load()) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 50 << std::min(attempt, 6))));
+  }
+}
+
 void Processor::Run(int worker) {
   std::vector<PartitionId> mine;
   for (int p = worker; p < log_->partitions(); p += num_workers_) mine.push_back(PartitionId(p));
@@ -106,14 +117,11 @@ void Processor::Run(int worker) {
     }
     actions_->Inc(actions.size());
     actions.clear();
-    for (int attempt = 0;; ++attempt) {
-      // History writes are idempotent: a batch that is retried or replayed only rewrites them.
-      Status st = store_->ApplyWithHistory(combined, history, config_.history, checkpoints);
-      if (st.ok()) break;
-      store_errors_->Inc();
-      spdlog::error("processor: store write failed (attempt {}): {}", attempt + 1, st.ToString());
-      if (stop_.load()) return false;  // nothing was committed; the next start replays this batch
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 50 << std::min(attempt, 6))));
+    // History writes are idempotent: a batch that is retried or replayed only rewrites them.
+    if (!WriteUntilDone("store write", [&] {
+          return store_->ApplyWithHistory(combined, history, config_.history, checkpoints);
+        })) {
+      return false;  // nothing was committed; the next start replays this batch
     }
     for (const Checkpoint& c : checkpoints) processed_[c.partition.value]->store(c.next.value);
     checkpoints.clear();
@@ -166,14 +174,7 @@ void Processor::Run(int worker) {
             checkpoints.push_back({kConsumer, mine[i], rec.offset});
             if (!flush()) return;
             Checkpoint after{kConsumer, mine[i], Offset(rec.offset.value + 1)};
-            for (int attempt = 0;; ++attempt) {
-              Status st = store_->DeleteProfile(uid, {&after, 1});
-              if (st.ok()) break;
-              store_errors_->Inc();
-              spdlog::error("processor: profile deletion failed (attempt {}): {}", attempt + 1, st.ToString());
-              if (stop_.load()) return;
-              std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 50 << std::min(attempt, 6))));
-            }
+            if (!WriteUntilDone("profile deletion", [&] { return store_->DeleteProfile(uid, {&after, 1}); })) return;
             processed_[mine[i].value]->store(after.next.value);
             deletions_->Inc();
             break;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -40,6 +41,9 @@ class Processor {
 
  private:
   void Run(int worker);
+  // Runs `write` until it succeeds, backing off up to 5 s between attempts; false if the
+  // processor was stopped first (then nothing of it was committed).
+  bool WriteUntilDone(const char* what, const std::function<Status()>& write);
 
   const Config& config_;
   Log* log_;
