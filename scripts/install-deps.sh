@@ -15,6 +15,7 @@ packages=(
   zlib1g-dev              # gzip request bodies and archive part files
   libcurl4-openssl-dev    # HTTP client in tests and benchmarks
   libhiredis-dev          # Redis profile store (client; cluster support is ours)
+  librdkafka-dev          # Kafka log backend and Kafka pull source; rdkafka_mock.h for tests
   redis-server            # real Redis servers started by the tests (standalone and cluster)
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
 )

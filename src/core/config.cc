@@ -201,9 +201,37 @@ void ParseServer(Checker& c, const toml::table& t, ServerConfig* s) {
   if (auto v = c.GetInt(t, "max_json_depth", "[server]", 2, 1000)) s->max_json_depth = static_cast<int>(*v);
 }
 
+void ParseKafka(Checker& c, const toml::table& t, KafkaLogConfig* k) {
+  const char* what = "[log.kafka]";
+  c.KnownKeys(t, what, {"brokers", "topic_prefix", "group", "replication_factor", "session_timeout_ms", "properties"});
+  if (auto v = c.Get<std::string>(t, "brokers", what, "a \"host:port,host:port\" string")) k->brokers = *v;
+  if (auto v = c.Get<std::string>(t, "topic_prefix", what, "a string")) k->topic_prefix = *v;
+  if (auto v = c.Get<std::string>(t, "group", what, "a string")) {
+    if (v->empty()) c.Error(*t.get("group"), std::string(what) + ": group must not be empty");
+    k->group = *v;
+  }
+  if (auto v = c.GetInt(t, "replication_factor", what, 1, 16)) k->replication_factor = static_cast<int>(*v);
+  if (auto v = c.GetInt(t, "session_timeout_ms", what, 1000, 300'000)) k->session_timeout_ms = static_cast<int>(*v);
+  if (const toml::node* n = t.get("properties")) {
+    const toml::table* props = n->as_table();
+    if (!props) c.Error(*n, std::string(what) + ": properties must be a table of librdkafka settings");
+    for (auto&& [name, node] : props ? *props : toml::table{}) {
+      if (auto s = node.value<std::string>()) {
+        k->properties[std::string(name.str())] = *s;
+      } else if (auto i = node.value<int64_t>()) {
+        k->properties[std::string(name.str())] = std::to_string(*i);
+      } else if (auto b = node.value<bool>()) {
+        k->properties[std::string(name.str())] = *b ? "true" : "false";
+      } else {
+        c.Error(node, std::string(what) + ": property \"" + std::string(name.str()) + "\" must be a string, integer or boolean");
+      }
+    }
+  }
+}
+
 void ParseLog(Checker& c, const toml::table& t, LogConfig* l) {
   c.KnownKeys(t, "[log]", {"backend", "partitions", "fsync", "fsync_max_delay_ms", "segment_bytes", "topics",
-                           "retention_check_ms"});
+                           "retention_check_ms", "kafka"});
   if (auto v = c.GetInt(t, "retention_check_ms", "[log]", 10, 86'400'000)) l->retention_check_ms = static_cast<int>(*v);
   if (const toml::node* n = t.get("topics")) {
     const toml::table* topics = n->as_table();
@@ -228,8 +256,20 @@ void ParseLog(Checker& c, const toml::table& t, LogConfig* l) {
     }
   }
   if (auto v = c.Get<std::string>(t, "backend", "[log]", "a string")) {
-    if (*v != "embedded") c.Error(*t.get("backend"), "[log]: backend \"" + *v + "\" is not available; use \"embedded\"");
+    if (*v != "embedded" && *v != "kafka") {
+      c.Error(*t.get("backend"), "[log]: backend \"" + *v + "\" is unknown; use \"embedded\" or \"kafka\"");
+    }
     l->backend = *v;
+  }
+  if (const toml::node* n = t.get("kafka")) {
+    if (const toml::table* k = n->as_table()) {
+      ParseKafka(c, *k, &l->kafka);
+    } else {
+      c.Error(*n, "[log]: kafka must be a table ([log.kafka])");
+    }
+  }
+  if (l->backend == "kafka" && l->kafka.brokers.empty()) {
+    c.Error(t, "[log]: backend \"kafka\" needs [log.kafka] brokers = \"host:port,...\"");
   }
   if (auto v = c.GetInt(t, "partitions", "[log]", 1, 4096)) l->partitions = static_cast<int>(*v);
   if (auto v = c.Get<std::string>(t, "fsync", "[log]", "a string")) {
@@ -725,6 +765,10 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
     else c.Error(*n, "sources must be an array of tables ([[sources]])");
   }
   if (cfg.events.empty()) c.ErrorNoPos("no event types declared; add at least one [events.NAME] table");
+  if (cfg.log.backend == "kafka" && cfg.archive.enabled) {
+    c.ErrorNoPos("[archive] is not available with [log] backend = \"kafka\" yet (each process would archive "
+                 "every partition); set [archive] enabled = false");
+  }
   if (!c.ok()) return c.ToStatus();
   return cfg;
 }

@@ -105,8 +105,20 @@ struct TopicRetention {
   uint64_t bytes = 0;   // per partition; 0 = no limit
 };
 
+// [log.kafka]: where the Kafka log lives. Topics are TOPIC_PREFIX + "events" / "failed";
+// portrait creates them (with the configured partitions and retention) when missing.
+struct KafkaLogConfig {
+  std::string brokers;                  // bootstrap servers "host:port,host:port"
+  std::string topic_prefix = "portrait.";
+  std::string group = "portrait";       // consumer groups are GROUP + "." + consumer
+  int replication_factor = 3;           // for topics portrait creates
+  int session_timeout_ms = 6000;        // how soon the group notices a dead process
+  std::map<std::string, std::string> properties;  // any other librdkafka setting
+};
+
 struct LogConfig {
   std::map<std::string, TopicRetention> retention;  // by topic: "events", "failed"
+  KafkaLogConfig kafka;
   int retention_check_ms = 60'000;
   std::string backend = "embedded";
   int partitions = 8;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "log/embedded/segment_log.h"
+#include "log/kafka/kafka_log.h"
 
 namespace portrait {
 
@@ -22,7 +23,8 @@ Result<std::unique_ptr<Log>> MakeLog(const LogConfig& config, const std::string&
     for (const auto& note : rec.notes) spdlog::warn("log recovery ({}): {}", topic, note);
     return log;
   }
-  return Status::InvalidArgument("[log] backend \"" + config.backend + "\" is unknown; use \"embedded\"");
+  if (config.backend == "kafka") return OpenKafkaLog(config, topic, partitions > 0 ? partitions : config.partitions, metrics);
+  return Status::InvalidArgument("[log] backend \"" + config.backend + "\" is unknown; use \"embedded\" or \"kafka\"");
 }
 
 }  // namespace portrait

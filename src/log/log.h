@@ -8,7 +8,9 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -40,6 +42,39 @@ class LogReader {
   virtual Offset position() const = 0;  // the next offset Read returns
 };
 
+struct PartitionOffset {
+  PartitionId partition;
+  Offset next;  // the next offset to read
+};
+
+// Records of one partition, in offset order, as handed out by GroupMember::Poll.
+struct PartitionBatch {
+  PartitionId partition;
+  std::vector<LogRecord> records;
+};
+
+// One member of a consumer group: the group spreads the log's partitions over its
+// members, in this process and others, and moves them when members come or go. A member
+// is used by one thread.
+class GroupMember {
+ public:
+  virtual ~GroupMember() = default;
+  // Waits up to `wait` for records of the partitions this member holds and appends up to
+  // about `max_records` of them to `out`, grouped by partition. A partition taken away
+  // during the call is left out entirely; its new holder starts where the group's start
+  // rule says. Payloads stay valid until the next Poll.
+  virtual Status Poll(size_t max_records, std::chrono::milliseconds wait, std::vector<PartitionBatch>* out) = 0;
+  // Records in the group that these partitions are done up to `next` (after the work
+  // is applied); asynchronous, for lag monitoring and as the fallback start.
+  virtual Status Commit(std::span<const PartitionOffset> done) = 0;
+  // The partitions held now.
+  virtual std::vector<PartitionId> Assignment() const = 0;
+};
+
+// Where a member starts reading a partition it is given: an offset, or nullopt for the
+// group's committed offset (the oldest kept record when there is none).
+using GroupStart = std::function<std::optional<Offset>(PartitionId)>;
+
 class Log {
  public:
   virtual ~Log() = default;
@@ -63,6 +98,12 @@ class Log {
   // it differs from `seen` or the timeout passes (or the log closes).
   virtual uint64_t DataEpoch() const = 0;
   virtual void WaitForData(uint64_t seen, std::chrono::milliseconds timeout) = 0;
+  // Consumer groups (backends that spread partitions over processes, such as Kafka).
+  // The embedded log has none: there one process owns every partition.
+  virtual bool HasGroups() const { return false; }
+  virtual Result<std::unique_ptr<GroupMember>> JoinGroup(const std::string& group, GroupStart start) {
+    return Status::FailedPrecondition("this log backend has no consumer groups");
+  }
   // Makes everything appended durable and stops background work; Append fails after it.
   virtual void Close() = 0;
 };

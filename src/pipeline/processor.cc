@@ -26,6 +26,26 @@ Processor::Processor(const Config& config, Log* log, ProfileStore* store, Metric
 Processor::~Processor() { Stop(); }
 
 Status Processor::Start() {
+  if (log_->HasGroups()) {
+    // Each worker is a member of the processor group; the group spreads the partitions over
+    // every running process. A partition starts where the store says it has applied up to.
+    auto start_at = [this](PartitionId p) -> std::optional<Offset> {
+      auto cp = store_->GetCheckpoint(kConsumer, p);
+      if (!cp.ok()) {
+        spdlog::warn("processor: checkpoint of partition {}: {}; starting from the group's offset", p.value,
+                     cp.status().ToString());
+        return std::nullopt;
+      }
+      if (*cp) processed_[p.value]->store((*cp)->value);
+      return *cp;
+    };
+    for (int w = 0; w < config_.processor.workers; ++w) {
+      ASSIGN_OR_RETURN(auto member, log_->JoinGroup(kConsumer, start_at));
+      members_.push_back(std::move(member));
+    }
+    for (auto& m : members_) threads_.emplace_back([this, raw = m.get()] { RunMember(raw); });
+    return Status::Ok();
+  }
   for (int p = 0; p < log_->partitions(); ++p) {
     ASSIGN_OR_RETURN(auto cp, store_->GetCheckpoint(kConsumer, PartitionId(p)));
     int64_t from = cp ? cp->value : 0;
@@ -55,6 +75,7 @@ void Processor::Stop() {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+  members_.clear();  // leaves the group: the partitions move to the other processes at once
 }
 
 bool Processor::CaughtUp() const {
@@ -75,6 +96,105 @@ bool Processor::WriteUntilDone(const char* what, const std::function<Status()>& 
   }
 }
 
+// One worker's batch in the making.
+struct Processor::Work {
+  std::vector<Action> actions;
+  std::vector<Action> combined;
+  std::vector<Checkpoint> checkpoints;
+  std::unordered_map<std::string, size_t> slot;  // uid \x1f tag -> index in combined
+  Event event;
+  std::vector<HistoryEntry> history;
+  size_t skipped = 0;
+};
+
+bool Processor::Flush(Work& w) {
+  w.combined.clear();
+  w.slot.clear();
+  for (Action& a : w.actions) {
+    const TagConfig* cfg = config_.tags.Find(a.tag);
+    std::string k = a.uid;
+    k.push_back('\x1f');
+    k += a.tag;
+    auto [it, fresh] = w.slot.emplace(std::move(k), w.combined.size());
+    bool may_combine = store_->AppliesBatchesAtomically() || !fusion::NeedsExactlyOnce(a.op);
+    if (!fresh && cfg && may_combine && fusion::TryCombine(w.combined[it->second], a, *cfg)) continue;
+    it->second = w.combined.size();
+    w.combined.push_back(std::move(a));
+  }
+  actions_->Inc(w.actions.size());
+  w.actions.clear();
+  // History writes are idempotent: a batch that is retried or replayed only rewrites them.
+  if (!WriteUntilDone("store write", [&] {
+        return store_->ApplyWithHistory(w.combined, w.history, config_.history, w.checkpoints);
+      })) {
+    return false;  // nothing was committed; the next start replays this batch
+  }
+  for (const Checkpoint& c : w.checkpoints) processed_[c.partition.value]->store(c.next.value);
+  w.checkpoints.clear();
+  w.history.clear();
+  return true;
+}
+
+bool Processor::Handle(Work& w, PartitionId p, std::span<const LogRecord> records, Offset next) {
+  for (const LogRecord& rec : records) {
+    size_t first_new = w.actions.size();
+    Status ds;
+    switch (PeekRecordKind(rec.payload)) {
+      case RecordKind::kEvent:
+        ds = DecodeEvent(rec.payload, &w.event);
+        if (ds.ok()) {
+          rules_.Evaluate(w.event, &w.actions, &w.skipped);
+          if (config_.history.enabled) {
+            w.history.push_back({std::string(w.event.PartitionKey()), w.event.ts, w.event.id, w.event.type,
+                                 std::string(rec.payload)});
+          }
+        }
+        break;
+      case RecordKind::kAction: {
+        Action a;
+        ds = DecodeActionRecord(rec.payload, &a);
+        if (ds.ok() && config_.tags.Find(a.tag)) w.actions.push_back(std::move(a));
+        break;
+      }
+      case RecordKind::kDeleteProfile: {
+        std::string uid;
+        TimestampMs ts;
+        ds = DecodeDeleteRecord(rec.payload, &uid, &ts);
+        if (!ds.ok()) break;
+        // Everything before the deletion is written first, then the deletion itself.
+        w.checkpoints.push_back({kConsumer, p, rec.offset});
+        if (!Flush(w)) return false;
+        Checkpoint after{kConsumer, p, Offset(rec.offset.value + 1)};
+        if (!WriteUntilDone("profile deletion", [&] { return store_->DeleteProfile(uid, {&after, 1}); })) return false;
+        processed_[p.value]->store(after.next.value);
+        deletions_->Inc();
+        break;
+      }
+      case RecordKind::kUnknown:
+        ds = Status::Corruption("unknown record kind");
+        break;
+    }
+    if (!ds.ok()) {
+      bad_records_->Inc();
+      spdlog::error("processor: partition {} offset {}: {}", p.value, rec.offset.value, ds.ToString());
+      continue;
+    }
+    for (size_t k = first_new; k < w.actions.size(); ++k) {
+      w.actions[k].partition = p;
+      w.actions[k].offset = rec.offset;
+    }
+  }
+  w.checkpoints.push_back({kConsumer, p, next});
+  return true;
+}
+
+void Processor::FinishBatch(Work& w, size_t n_events, std::chrono::steady_clock::time_point start) {
+  events_->Inc(n_events);
+  skipped_->Inc(w.skipped);
+  w.skipped = 0;
+  batch_seconds_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
 void Processor::Run(int worker) {
   std::vector<PartitionId> mine;
   for (int p = worker; p < log_->partitions(); p += num_workers_) mine.push_back(PartitionId(p));
@@ -92,47 +212,11 @@ void Processor::Run(int worker) {
 
   const size_t max_events = config_.processor.batch_max_events;
   std::vector<LogRecord> records;
-  std::vector<Action> actions;
-  std::vector<Action> combined;
-  std::vector<Checkpoint> checkpoints;
-  std::unordered_map<std::string, size_t> slot;  // uid \x1f tag -> index in combined
-  Event event;
-  std::vector<HistoryEntry> history;
-  size_t skipped = 0;
-  // Pre-combines `actions` per (uid, tag) and writes them with `checkpoints` in one
-  // atomic store write, retrying until it succeeds (or the processor stops).
-  auto flush = [&]() -> bool {
-    combined.clear();
-    slot.clear();
-    for (Action& a : actions) {
-      const TagConfig* cfg = config_.tags.Find(a.tag);
-      std::string k = a.uid;
-      k.push_back('\x1f');
-      k += a.tag;
-      auto [it, fresh] = slot.emplace(std::move(k), combined.size());
-      bool may_combine = store_->AppliesBatchesAtomically() || !fusion::NeedsExactlyOnce(a.op);
-      if (!fresh && cfg && may_combine && fusion::TryCombine(combined[it->second], a, *cfg)) continue;
-      it->second = combined.size();
-      combined.push_back(std::move(a));
-    }
-    actions_->Inc(actions.size());
-    actions.clear();
-    // History writes are idempotent: a batch that is retried or replayed only rewrites them.
-    if (!WriteUntilDone("store write", [&] {
-          return store_->ApplyWithHistory(combined, history, config_.history, checkpoints);
-        })) {
-      return false;  // nothing was committed; the next start replays this batch
-    }
-    for (const Checkpoint& c : checkpoints) processed_[c.partition.value]->store(c.next.value);
-    checkpoints.clear();
-    history.clear();
-    return true;
-  };
+  Work w;
   while (!stop_.load()) {
     uint64_t epoch = log_->DataEpoch();
     auto start = std::chrono::steady_clock::now();
     size_t n_events = 0;
-    bool any = false;
     for (size_t i = 0; i < mine.size() && n_events < max_events; ++i) {
       if (!readers[i] && !open(i)) continue;
       // Budget the read by bytes; records are about 100-200 bytes each.
@@ -144,72 +228,48 @@ void Processor::Run(int worker) {
         continue;
       }
       if (records.empty()) continue;
-      any = true;
-      for (const LogRecord& rec : records) {
-        size_t first_new = actions.size();
-        Status ds;
-        switch (PeekRecordKind(rec.payload)) {
-          case RecordKind::kEvent:
-            ds = DecodeEvent(rec.payload, &event);
-            if (ds.ok()) {
-              rules_.Evaluate(event, &actions, &skipped);
-              if (config_.history.enabled) {
-                history.push_back({std::string(event.PartitionKey()), event.ts, event.id, event.type,
-                                   std::string(rec.payload)});
-              }
-            }
-            break;
-          case RecordKind::kAction: {
-            Action a;
-            ds = DecodeActionRecord(rec.payload, &a);
-            if (ds.ok() && config_.tags.Find(a.tag)) actions.push_back(std::move(a));
-            break;
-          }
-          case RecordKind::kDeleteProfile: {
-            std::string uid;
-            TimestampMs ts;
-            ds = DecodeDeleteRecord(rec.payload, &uid, &ts);
-            if (!ds.ok()) break;
-            // Everything before the deletion is written first, then the deletion itself.
-            checkpoints.push_back({kConsumer, mine[i], rec.offset});
-            if (!flush()) return;
-            Checkpoint after{kConsumer, mine[i], Offset(rec.offset.value + 1)};
-            if (!WriteUntilDone("profile deletion", [&] { return store_->DeleteProfile(uid, {&after, 1}); })) return;
-            processed_[mine[i].value]->store(after.next.value);
-            deletions_->Inc();
-            break;
-          }
-          case RecordKind::kUnknown:
-            ds = Status::Corruption("unknown record kind");
-            break;
-        }
-        if (!ds.ok()) {
-          bad_records_->Inc();
-          spdlog::error("processor: partition {} offset {}: {}", mine[i].value, rec.offset.value, ds.ToString());
-          continue;
-        }
-        for (size_t k = first_new; k < actions.size(); ++k) {
-          actions[k].partition = mine[i];
-          actions[k].offset = rec.offset;
-        }
-      }
+      if (!Handle(w, mine[i], records, readers[i]->position())) return;
       n_events += records.size();
-      checkpoints.push_back({kConsumer, mine[i], readers[i]->position()});
     }
-    if (!any) {
+    if (n_events == 0) {
       log_->WaitForData(epoch, std::chrono::milliseconds(50));
       continue;
     }
-    if (!checkpoints.empty() && !flush()) return;
-    events_->Inc(n_events);
-    skipped_->Inc(skipped);
-    skipped = 0;
-    batch_seconds_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (!w.checkpoints.empty() && !Flush(w)) return;
+    FinishBatch(w, n_events, start);
     if (worker == 0) {
       int64_t lag = 0;
       for (int p = 0; p < log_->partitions(); ++p) lag += log_->EndOffset(PartitionId(p)).value - processed_[p]->load();
       lag_->Set(lag);
     }
+  }
+}
+
+void Processor::RunMember(GroupMember* member) {
+  const size_t max_events = config_.processor.batch_max_events;
+  std::vector<PartitionBatch> batches;
+  std::vector<PartitionOffset> done;
+  Work w;
+  while (!stop_.load()) {
+    Status st = member->Poll(max_events, std::chrono::milliseconds(100), &batches);
+    if (!st.ok()) {
+      spdlog::error("processor: {}", st.ToString());
+      continue;
+    }
+    if (batches.empty()) continue;
+    auto start = std::chrono::steady_clock::now();
+    size_t n_events = 0;
+    done.clear();
+    for (const PartitionBatch& b : batches) {
+      Offset next(b.records.back().offset.value + 1);
+      if (!Handle(w, b.partition, b.records, next)) return;
+      n_events += b.records.size();
+      done.push_back({b.partition, next});
+    }
+    if (!Flush(w)) return;
+    // Only now that the store holds the work does the group learn it is done.
+    if (Status cs = member->Commit(done); !cs.ok()) spdlog::warn("processor: {}", cs.ToString());
+    FinishBatch(w, n_events, start);
   }
 }
 

@@ -2,8 +2,11 @@
 // takes logged Actions as they are), and applies them to the profile store; a logged
 // profile deletion is applied in log order, after everything before it.
 //
-// `workers` threads each own the partitions p with p % workers == worker, so one user's
-// events are processed in order by one thread. A worker reads a batch, pre-combines the
+// On the embedded log, `workers` threads each own the partitions p with p % workers ==
+// worker, so one user's events are processed in order by one thread. On a log with
+// consumer groups (Kafka), each worker is a group member and holds what the group gives it;
+// a partition it is given starts at the store's checkpoint for it, and the group's offset
+// is committed after the store has applied the work. A worker reads a batch, pre-combines the
 // batch's Actions per (uid, tag) with the fusion operators, and hands them to the store
 // together with the next offsets in one atomic write; on restart it resumes from the
 // stored offsets, so every event is applied exactly once. A failed store write is
@@ -11,6 +14,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <span>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -40,7 +45,16 @@ class Processor {
   bool CaughtUp() const;
 
  private:
-  void Run(int worker);
+  struct Work;
+  void Run(int worker);                  // embedded log: a fixed share of the partitions
+  void RunMember(GroupMember* member);   // logs with consumer groups: what the group gives
+  // Turns one partition's records into Actions of `w` (a profile deletion is written at
+  // its place); false when the processor stopped first.
+  bool Handle(Work& w, PartitionId p, std::span<const LogRecord> records, Offset next);
+  // Pre-combines the Actions of `w` per (uid, tag) and writes them with its checkpoints
+  // in one store write, retried until it succeeds; false when the processor stopped first.
+  bool Flush(Work& w);
+  void FinishBatch(Work& w, size_t n_events, std::chrono::steady_clock::time_point start);
   // Runs `write` until it succeeds, backing off up to 5 s between attempts; false if the
   // processor was stopped first (then nothing of it was committed).
   bool WriteUntilDone(const char* what, const std::function<Status()>& write);
@@ -51,6 +65,7 @@ class Processor {
   RuleSet rules_;
   std::vector<std::unique_ptr<std::atomic<int64_t>>> processed_;
   int num_workers_ = 1;
+  std::vector<std::unique_ptr<GroupMember>> members_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};
 

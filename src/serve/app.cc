@@ -40,7 +40,7 @@ Result<std::unique_ptr<App>> App::Start(Config config) {
   Api* api = app->api_.get();
   app->http_ = std::make_unique<HttpServer>(http, [api](HttpRequest& r) { return api->Handle(r); }, &app->metrics_);
   RETURN_IF_ERROR(app->http_->Start());
-  if (!cfg.log.retention.empty()) {
+  if (!cfg.log.retention.empty() && cfg.log.backend == "embedded") {  // Kafka: the topics' own retention
     App* raw = app.get();
     app->retention_ = std::thread([raw] { raw->RetentionLoop(); });
   }

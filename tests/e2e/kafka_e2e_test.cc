@@ -1,0 +1,132 @@
+// Scale-out: two `portrait serve` processes on the Kafka log (librdkafka's mock cluster,
+// 3 brokers, in its own process) and one Redis. Events are posted to both; one process is
+// killed with SIGKILL while it is still working through its share; the other takes its
+// partitions over. Afterwards the profiles equal those of a single process that was given
+// the same events, and the exactly-once counters count each acknowledged event once.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include "e2e/e2e_util.h"
+#include "kafka_util.h"
+#include "redis_util.h"
+#include "temp_dir.h"
+
+namespace portrait::testing_util {
+namespace {
+
+constexpr int kUsers = 120;
+
+std::string KafkaConfig(const std::string& dir, const std::string& brokers, const std::string& prefix,
+                        const std::string& redis) {
+  return WriteExampleConfig(
+      dir, {{"backend = \"embedded\"", "backend = \"kafka\"\nkafka = { brokers = \"" + brokers + "\", topic_prefix = \"" +
+                                           prefix + "\", session_timeout_ms = 4000 }"},
+            {"backend = \"rocksdb\"", "backend = \"redis\"\nurl = \"redis://" + redis + "\""},
+            {"enabled = true\nflush_seconds", "enabled = false\nflush_seconds"}});
+}
+
+// Body `b` of the stream: 100 events of kUsers users, a buy every 5th.
+std::string Body(int b) {
+  std::string body;
+  for (int i = 0; i < 100; ++i) {
+    int n = b * 100 + i;
+    std::string uid = "k" + std::to_string(n % kUsers);
+    const char* type = n % 5 == 0 ? "buy" : "click";
+    body += R"({"id":"e)" + std::to_string(n) + R"(","uid":")" + uid + R"(","type":")" + type + R"(","ts":)" +
+            std::to_string(1700000000000 + n) + R"(,"props":{"item_id":)" + std::to_string(n) +
+            R"(,"category_id":)" + std::to_string(n % 7) + "}}\n";
+  }
+  return body;
+}
+
+std::string AllProfiles(HttpClient& http) {
+  std::string uids;
+  for (int u = 0; u < kUsers; ++u) uids += std::string(u ? "," : "") + "\"k" + std::to_string(u) + "\"";
+  HttpResult r = http.Post("/v1/profiles:batchGet", "{\"uids\":[" + uids + "]}");
+  EXPECT_EQ(r.status, 200) << r.body;
+  return r.body;
+}
+
+// Waits until every user's purchases and category counts add up to what was posted.
+bool WaitForAll(HttpClient& http, int bodies, std::chrono::seconds limit) {
+  int64_t want_events = bodies * 100;
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int64_t events = 0;
+    for (int u = 0; u < kUsers; ++u) {
+      ProfileView p = ReadProfile(http, "k" + std::to_string(u));
+      for (const auto& [cat, n] : p.category_prefs) events += n;
+    }
+    if (events == want_events) return true;
+    EXPECT_LE(events, want_events) << "an event was counted twice";
+    if (events > want_events) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  return false;
+}
+
+TEST(KafkaE2eTest, TwoProcessesShareTheStreamAndOneIsKilledMidStream) {
+  KafkaMock kafka;
+  ASSERT_TRUE(kafka.Start(3, {"two.events:8", "two.failed:1", "one.events:8", "one.failed:1"}));
+  RedisServer redis_two, redis_one;
+  ASSERT_TRUE(redis_two.Start());
+  ASSERT_TRUE(redis_one.Start());
+  TempDir dir_a, dir_b, dir_one;
+
+  std::string config_a = KafkaConfig(dir_a.path(), kafka.bootstrap(), "two.", redis_two.addr());
+  std::string config_b = KafkaConfig(dir_b.path(), kafka.bootstrap(), "two.", redis_two.addr());
+  ASSERT_FALSE(config_a.empty());
+  ServerProcess a(config_a, dir_a.path() + "/data");
+  ServerProcess b(config_b, dir_b.path() + "/data");
+  ASSERT_TRUE(a.Start()) << a.output();
+  ASSERT_TRUE(b.Start()) << b.output();
+  HttpClient http_a(a.url()), http_b(b.url());
+
+  auto processed = [](HttpClient& http) {
+    std::string m = http.Get("/metrics").body;
+    size_t at = m.find("\nportrait_processor_events_total ");
+    return at == std::string::npos ? -1L : std::atol(m.c_str() + at + 34);
+  };
+  auto post = [](HttpClient& http, int body) {
+    HttpResult r = http.Post("/v1/events", Body(body));
+    ASSERT_EQ(r.status, 200) << r.body;
+    ASSERT_NE(r.body.find("\"accepted\":100"), std::string::npos) << r.body;
+  };
+  // Both processes take posts until both are processing (the group's first join takes a
+  // few seconds on the mock); then more, and B is killed right after its last
+  // acknowledged post while its processor is still working through its share.
+  constexpr int kBodies = 120;
+  int body = 0;
+  for (; body < 30; ++body) post(body % 2 ? http_b : http_a, body);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while ((processed(http_a) <= 0 || processed(http_b) <= 0) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_GT(processed(http_b), 0) << "B never got partitions";
+  for (; body < 80; ++body) post(body % 2 ? http_b : http_a, body);
+  long b_events_processed_at_kill = processed(http_b);
+  b.Kill(SIGKILL);
+  for (; body < kBodies; ++body) post(http_a, body);
+  std::printf("B had processed %ld events when killed\n", b_events_processed_at_kill);
+  ASSERT_TRUE(WaitForAll(http_a, kBodies, std::chrono::seconds(120))) << "A did not finish B's share";
+  std::string two = AllProfiles(http_a);
+
+  // The same events through one process (its own topics and Redis).
+  std::string config_one = KafkaConfig(dir_one.path(), kafka.bootstrap(), "one.", redis_one.addr());
+  ServerProcess one(config_one, dir_one.path() + "/data");
+  ASSERT_TRUE(one.Start()) << one.output();
+  HttpClient http_one(one.url());
+  for (int body = 0; body < kBodies; ++body) ASSERT_EQ(http_one.Post("/v1/events", Body(body)).status, 200);
+  ASSERT_TRUE(WaitForAll(http_one, kBodies, std::chrono::seconds(120)));
+  EXPECT_EQ(two, AllProfiles(http_one)) << "two processes with a kill must give what one process gives";
+
+  // Spot check against the definition: purchases count each buy once.
+  for (int u = 0; u < 5; ++u) {
+    int64_t buys = 0;
+    for (int n = 0; n < kBodies * 100; ++n) buys += n % kUsers == u && n % 5 == 0;
+    EXPECT_EQ(ReadProfile(http_a, "k" + std::to_string(u)).purchases, buys);
+  }
+}
+
+}  // namespace
+}  // namespace portrait::testing_util
