@@ -325,7 +325,8 @@ void ParseSources(Checker& c, const toml::array& arr, Config* cfg) {
       c.Error(arr[i], what + ": must be a table ([[sources]])");
       continue;
     }
-    c.KnownKeys(*t, what, {"name", "type", "path", "format", "columns", "header", "delimiter", "ts_unit", "type_map", "poll_ms"});
+    c.KnownKeys(*t, what, {"name", "type", "path", "brokers", "topic", "group", "format", "columns", "header",
+                           "delimiter", "ts_unit", "type_map", "poll_ms"});
     SourceConfig s;
     s.where = c.Where(t->source());
     if (auto v = c.Get<std::string>(*t, "name", what, "a name")) s.name = *v;
@@ -336,13 +337,19 @@ void ParseSources(Checker& c, const toml::array& arr, Config* cfg) {
     if (!names.insert(s.name).second) c.Error(*t, what + ": another source is named \"" + s.name + "\"");
     what = "source \"" + s.name + "\"";
     if (auto v = c.Get<std::string>(*t, "type", what, "a string")) s.type = *v;
-    if (s.type != "file") {
-      c.Error(t->get("type") ? t->get("type")->source() : t->source(),
-              what + ": type must be \"file\" (kafka sources are not built yet)");
+    if (s.type != "file" && s.type != "kafka") {
+      c.Error(t->get("type") ? t->get("type")->source() : t->source(), what + ": type must be \"file\" or \"kafka\"");
       continue;
     }
     if (auto v = c.Get<std::string>(*t, "path", what, "a file path")) s.path = *v;
-    if (s.path.empty()) c.Error(*t, what + ": needs path = \"/path/to/file\"");
+    if (auto v = c.Get<std::string>(*t, "brokers", what, "a \"host:port,...\" string")) s.brokers = *v;
+    if (auto v = c.Get<std::string>(*t, "topic", what, "a topic name")) s.topic = *v;
+    if (auto v = c.Get<std::string>(*t, "group", what, "a consumer group name")) s.group = *v;
+    if (s.group.empty()) s.group = "portrait-source-" + s.name;
+    if (s.type == "file" && s.path.empty()) c.Error(*t, what + ": needs path = \"/path/to/file\"");
+    if (s.type == "kafka" && (s.brokers.empty() || s.topic.empty())) {
+      c.Error(*t, what + ": a kafka source needs brokers = \"host:port,...\" and topic = \"...\"");
+    }
     if (auto v = c.Get<std::string>(*t, "format", what, "\"ndjson\" or \"csv\"")) s.format = *v;
     if (s.format != "ndjson" && s.format != "csv") c.Error(*t->get("format"), what + ": format must be \"ndjson\" or \"csv\"");
     if (auto v = c.Get<bool>(*t, "header", what, "true or false")) s.header = *v;

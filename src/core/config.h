@@ -138,9 +138,12 @@ struct StoreConfig {
 struct SourceConfig {
   std::string where;    // "FILE:LINE:COL" for messages
   std::string name;
-  std::string type;     // "file"
+  std::string type;     // "file" or "kafka"
   std::string path;     // file: the file to tail; rotation renames it and starts a new one
-  std::string format = "ndjson";      // file: "ndjson" or "csv"
+  std::string brokers;  // kafka: bootstrap servers "host:port,..."
+  std::string topic;    // kafka: the topic to consume (each message: one or more lines)
+  std::string group;    // kafka: consumer group, default "portrait-source-NAME"
+  std::string format = "ndjson";      // "ndjson" or "csv"
   std::vector<std::string> columns;   // csv: uid, device_id, type, ts, product, channel, id,
                                       // props.NAME, or "" to skip a column
   bool header = false;                // csv: the first line names columns; skip it

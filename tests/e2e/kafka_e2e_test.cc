@@ -4,6 +4,7 @@
 // partitions over. Afterwards the profiles equal those of a single process that was given
 // the same events, and the exactly-once counters count each acknowledged event once.
 #include <gtest/gtest.h>
+#include <librdkafka/rdkafka.h>
 #include <signal.h>
 
 #include "e2e/e2e_util.h"
@@ -126,6 +127,74 @@ TEST(KafkaE2eTest, TwoProcessesShareTheStreamAndOneIsKilledMidStream) {
     for (int n = 0; n < kBodies * 100; ++n) buys += n % kUsers == u && n % 5 == 0;
     EXPECT_EQ(ReadProfile(http_a, "k" + std::to_string(u)).purchases, buys);
   }
+}
+
+// Produces `messages` to `topic` and waits until the brokers have them.
+void Produce(const std::string& brokers, const std::string& topic, const std::vector<std::string>& messages) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  ASSERT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err), RD_KAFKA_CONF_OK);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  ASSERT_NE(rk, nullptr) << err;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    ASSERT_EQ(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(static_cast<int32_t>(i % 4)),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_VALUE(const_cast<char*>(messages[i].data()), messages[i].size()), RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  EXPECT_EQ(rd_kafka_flush(rk, 30'000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_destroy(rk);
+}
+
+std::string Click(int n) {
+  return R"({"uid":"s)" + std::to_string(n % 5) + R"(","type":"click","ts":)" + std::to_string(1700000000000 + n) +
+         R"(,"props":{"item_id":)" + std::to_string(n) + R"(,"category_id":1}})";
+}
+
+// A Kafka pull source: messages of one or several NDJSON lines (and one broken one) are
+// ingested once each, across a SIGKILL of portrait in the middle of the topic.
+TEST(KafkaE2eTest, KafkaSourceIngestsEveryLineOnceAcrossAKill) {
+  KafkaMock kafka;
+  ASSERT_TRUE(kafka.Start(3, {"shop.clicks:4"}));
+  TempDir dir;
+  std::string config = WriteExampleConfig(
+      dir.path(), {{"value = \"$ts_iso\"", "value = \"$ts_iso\"\n\n[[sources]]\nname = \"shop\"\ntype = \"kafka\"\nbrokers = \"" +
+                                             kafka.bootstrap() + "\"\ntopic = \"shop.clicks\"\npoll_ms = 50\n"}});
+  ASSERT_FALSE(config.empty());
+  auto messages = [](int from, int to) {
+    std::vector<std::string> out;
+    for (int n = from; n < to; n += 3) out.push_back(Click(n) + "\n" + Click(n + 1) + "\n" + Click(n + 2) + "\n");
+    return out;
+  };
+  Produce(kafka.bootstrap(), "shop.clicks", messages(0, 300));
+  Produce(kafka.bootstrap(), "shop.clicks", {"{broken"});
+  auto server = std::make_unique<ServerProcess>(config, dir.path() + "/data");
+  ASSERT_TRUE(server->Start()) << server->output();
+  auto total = [&](int want) {
+    HttpClient http(server->url());
+    int64_t seen = 0;
+    for (int i = 0; i < 600; ++i) {
+      seen = 0;
+      for (int u = 0; u < 5; ++u) {
+        ProfileView p = ReadProfile(http, "s" + std::to_string(u));
+        seen += p.category_prefs.count("1") ? p.category_prefs.at("1") : 0;
+      }
+      if (seen >= want) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return seen;
+  };
+  EXPECT_EQ(total(300), 300);
+  server->Kill(SIGKILL);
+  Produce(kafka.bootstrap(), "shop.clicks", messages(300, 600));
+  ASSERT_TRUE(server->Start()) << server->output();
+  EXPECT_EQ(total(600), 600);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(total(600), 600) << "nothing ingested twice";
+  HttpClient http(server->url());
+  HttpResult failed = http.Get("/v1/failed?limit=5");
+  EXPECT_NE(failed.body.find(R"("payload":"{broken")"), std::string::npos) << failed.body;
+  EXPECT_NE(failed.body.find(R"("source":"kafka:shop")"), std::string::npos) << failed.body;
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "core/json.h"
+#include "pipeline/sources/kafka_source.h"
 
 namespace portrait {
 
@@ -58,6 +59,28 @@ struct Position {
 };
 
 }  // namespace
+
+std::string LinesToBody(const std::vector<std::string_view>& lines, const SourceConfig& src, const Config& cfg,
+                        std::vector<std::pair<size_t, std::string>>* unreadable) {
+  std::string body;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (src.format == "csv") {
+      auto json = CsvRowToJson(lines[i], src, cfg);
+      if (json.ok()) {
+        body += *json;
+      } else {
+        // Keep the row as a JSON string so the collector rejects and keeps it with the rest.
+        AppendJsonString(&body, lines[i]);
+        unreadable->emplace_back(i, json.status().message());
+      }
+    } else {
+      body.append(lines[i]);
+    }
+    body.push_back('\n');
+  }
+  body.reserve(body.size() + Collector::kPadding);
+  return body;
+}
 
 Result<std::string> CsvRowToJson(std::string_view row, const SourceConfig& src, const Config& cfg) {
   std::vector<std::string> cells = SplitCsv(row, src.delimiter);
@@ -277,26 +300,8 @@ class FileSource : public PullSource {
 
   // Hands `lines` to the collector; on success consumes `consumed` bytes of pending_.
   bool Ingest(const std::vector<std::string_view>& lines, size_t consumed) {
-    std::string body;
     std::vector<std::pair<size_t, std::string>> unreadable;
-    for (size_t i = 0; i < lines.size(); ++i) {
-      if (src_.format == "csv") {
-        auto json = CsvRowToJson(lines[i], src_, cfg_);
-        if (json.ok()) {
-          body += *json;
-        } else {
-          // Keep the row as a JSON string so the collector rejects and keeps it with the rest.
-          std::string raw;
-          AppendJsonString(&raw, lines[i]);
-          body += raw;
-          unreadable.emplace_back(i, json.status().message());
-        }
-      } else {
-        body.append(lines[i]);
-      }
-      body.push_back('\n');
-    }
-    body.reserve(body.size() + Collector::kPadding);
+    std::string body = LinesToBody(lines, src_, cfg_, &unreadable);
     if (!body.empty()) {
       auto r = collector_->Ingest(body, "file:" + src_.name);
       if (!r.ok()) {
@@ -344,6 +349,7 @@ Result<std::unique_ptr<PullSource>> MakeFileSource(const SourceConfig& source, c
 Result<std::unique_ptr<PullSource>> MakeSource(const SourceConfig& source, const Config& config, Collector* collector,
                                            const std::string& data_dir, MetricsRegistry* metrics) {
   if (source.type == "file") return MakeFileSource(source, config, collector, data_dir, metrics);
+  if (source.type == "kafka") return MakeKafkaSource(source, config, collector, metrics);
   return Status::InvalidArgument("source \"" + source.name + "\": type \"" + source.type + "\" is not available");
 }
 

@@ -17,6 +17,12 @@ namespace portrait {
 // type's declared props), or explains why it cannot.
 Result<std::string> CsvRowToJson(std::string_view row, const SourceConfig& source, const Config& config);
 
+// Turns lines (NDJSON events, or CSV rows per the source's mapping) into a body for
+// Collector::Ingest, padded; a CSV row that cannot be mapped goes in as a JSON string, so
+// the collector rejects and keeps it, and `unreadable` gets (line index, why).
+std::string LinesToBody(const std::vector<std::string_view>& lines, const SourceConfig& source, const Config& config,
+                        std::vector<std::pair<size_t, std::string>>* unreadable);
+
 Result<std::unique_ptr<PullSource>> MakeFileSource(const SourceConfig& source, const Config& config, Collector* collector,
                                                const std::string& data_dir, MetricsRegistry* metrics);
 
