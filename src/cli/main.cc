@@ -10,7 +10,9 @@
 
 #include "core/config.h"
 #include "log/log.h"
+#include "core/dir_lock.h"
 #include "pipeline/failed.h"
+#include "pipeline/retry.h"
 #include "serve/app.h"
 #include "serve/replay.h"
 
@@ -77,15 +79,62 @@ int FailedList(const std::string& config_path, const std::string& data_dir, size
   return 0;
 }
 
-int ReplayCmd(const std::string& config_path, const std::string& data_dir, std::optional<int64_t> offset,
-              const std::string& time) {
+// The config of a command, with --data-dir applied; prints why not and returns nullopt.
+std::optional<Config> LoadForCommand(const std::string& config_path, const std::string& data_dir) {
   auto loaded = portrait::LoadConfig(config_path);
   if (!loaded.ok()) {
     std::cerr << "portrait: invalid config:\n" << loaded.status().message() << "\n";
-    return 2;
+    return std::nullopt;
   }
   Config cfg = std::move(loaded).value();
   if (!data_dir.empty()) cfg.data_dir = data_dir;
+  return cfg;
+}
+
+int DlqCmd(const std::string& config_path, const std::string& data_dir, bool replay, size_t limit,
+           const std::string& sink) {
+  std::optional<Config> loaded = LoadForCommand(config_path, data_dir);
+  if (!loaded) return 2;
+  Config& cfg = *loaded;
+  portrait::MetricsRegistry metrics;
+  std::unique_ptr<portrait::DirLock> lock;
+  if (replay) {  // appends to the retry topic: not next to a running server
+    auto l = portrait::DirLock::Acquire(cfg.data_dir);
+    if (!l.ok()) {
+      std::cerr << "portrait: " << l.status().message() << " (stop the server, or use POST /v1/dlq:replay)\n";
+      return 1;
+    }
+    lock = std::move(l).value();
+  }
+  auto logs = portrait::OpenRetryLogs(cfg, &metrics, /*read_only=*/!replay);
+  if (!logs.ok()) {
+    std::cerr << "portrait: " << logs.status().message() << "\n";
+    return 1;
+  }
+  if (!replay) {
+    auto items = portrait::ReadLatestDead(*logs->dead, limit);
+    if (!items.ok()) {
+      std::cerr << "portrait: " << items.status().message() << "\n";
+      return 1;
+    }
+    for (const auto& [offset, item] : *items) std::printf("%s\n", portrait::RetryItemToJson(item, offset).c_str());
+    return 0;
+  }
+  portrait::RetryQueue queue(cfg.retry, logs->retry.get(), logs->dead.get(), &metrics);
+  auto n = queue.ReplayDead(sink);
+  if (!n.ok()) {
+    std::cerr << "portrait: " << n.status().message() << "\n";
+    return 1;
+  }
+  std::printf("%zu dead item(s) queued again; the server delivers them when it runs\n", *n);
+  return 0;
+}
+
+int ReplayCmd(const std::string& config_path, const std::string& data_dir, std::optional<int64_t> offset,
+              const std::string& time) {
+  std::optional<Config> loaded = LoadForCommand(config_path, data_dir);
+  if (!loaded) return 2;
+  Config& cfg = *loaded;
   portrait::ReplayFrom from;
   from.offset = offset;
   if (!time.empty()) {
@@ -145,6 +194,20 @@ int main(int argc, char** argv) {
   failed_list->add_option("--data-dir", failed_dir, "Data directory; overrides the config's data_dir");
   failed_list->add_option("--limit", failed_limit, "How many records")->check(CLI::Range(1, 1000000));
 
+  auto* dlq = cli.add_subcommand("dlq", "Items a sink (routed topic, webhook) could not take after every retry");
+  dlq->require_subcommand(1);
+  auto* dlq_list = dlq->add_subcommand("list", "Print the newest dead-letter items as NDJSON, newest first");
+  auto* dlq_replay = dlq->add_subcommand(
+      "replay", "Queue dead items (not replayed before) for delivery again; stop the server first or use POST /v1/dlq:replay");
+  std::string dlq_config = "examples/portrait.toml", dlq_dir, dlq_sink;
+  size_t dlq_limit = 100;
+  for (auto* c : {dlq_list, dlq_replay}) {
+    c->add_option("--config", dlq_config, "Config file (for data_dir and [retry])");
+    c->add_option("--data-dir", dlq_dir, "Data directory; overrides the config's data_dir");
+  }
+  dlq_list->add_option("--limit", dlq_limit, "How many items")->check(CLI::Range(1, 1000000));
+  dlq_replay->add_option("--sink", dlq_sink, "Only items of this sink (e.g. route:orders)");
+
   auto* replay = cli.add_subcommand(
       "replay", "Rebuild profiles from the log (erases them first; running it twice changes nothing). Stop the server first.");
   std::string replay_config, replay_dir, replay_time;
@@ -164,6 +227,8 @@ int main(int argc, char** argv) {
   }
   if (*serve) return Serve(config_path, listen, data_dir);
   if (*failed_list) return FailedList(failed_config, failed_dir, failed_limit);
+  if (*dlq_list) return DlqCmd(dlq_config, dlq_dir, false, dlq_limit, "");
+  if (*dlq_replay) return DlqCmd(dlq_config, dlq_dir, true, 0, dlq_sink);
   if (*check) return CheckConfig(check_path);
   return 1;
 }

@@ -229,6 +229,58 @@ void ParseKafka(Checker& c, const toml::table& t, KafkaLogConfig* k) {
   }
 }
 
+void ParseRetry(Checker& c, const toml::table& t, RetryConfig* r) {
+  const char* what = "[retry]";
+  c.KnownKeys(t, what, {"initial_backoff", "multiplier", "max_backoff", "attempts"});
+  if (auto v = c.GetDurationMs(t, "initial_backoff", what)) r->initial_backoff_ms = std::max<int64_t>(1, *v);
+  if (auto v = c.GetDurationMs(t, "max_backoff", what)) r->max_backoff_ms = std::max<int64_t>(1, *v);
+  if (const toml::node* n = t.get("multiplier")) {
+    auto v = n->value<double>();
+    if (!v || *v < 1.0 || *v > 100.0) c.Error(*n, std::string(what) + ": multiplier must be a number from 1 to 100");
+    else r->multiplier = *v;
+  }
+  if (auto v = c.GetInt(t, "attempts", what, 1, 64)) r->attempts = static_cast<int>(*v);
+  if (r->max_backoff_ms < r->initial_backoff_ms) {
+    c.Error(t, std::string(what) + ": max_backoff is shorter than initial_backoff");
+  }
+}
+
+void ParseRoutes(Checker& c, const toml::array& arr, Config* cfg) {
+  for (size_t i = 0; i < arr.size(); ++i) {
+    const toml::table* t = arr[i].as_table();
+    std::string what = "route #" + std::to_string(i + 1);
+    if (!t) {
+      c.Error(arr[i], what + ": must be a table ([[routes]])");
+      continue;
+    }
+    c.KnownKeys(*t, what, {"types", "topic", "exclusive"});
+    RouteConfig r;
+    if (auto v = c.Get<std::string>(*t, "topic", what, "a topic name")) r.topic = *v;
+    static const std::set<std::string> kReserved = {"events", "failed", "retry", "dead"};
+    if (r.topic.empty() || kReserved.count(r.topic) ||
+        !std::all_of(r.topic.begin(), r.topic.end(), [](unsigned char ch) { return std::isalnum(ch) || ch == '_' || ch == '-' || ch == '.'; })) {
+      c.Error(*t, what + ": needs topic = \"NAME\" of letters, digits, . _ - (not events, failed, retry or dead)");
+      continue;
+    }
+    if (auto v = c.Get<bool>(*t, "exclusive", what, "true or false")) r.exclusive = *v;
+    const toml::node* n = t->get("types");
+    const toml::array* types = n ? n->as_array() : nullptr;
+    if (!types || types->empty()) {
+      c.Error(n ? n->source() : t->source(), what + ": needs types = [\"event type\", ...]");
+      continue;
+    }
+    for (auto&& e : *types) {
+      auto type = e.value<std::string>();
+      if (!type || !cfg->events.count(*type)) {
+        c.Error(e, what + ": \"" + (type ? *type : std::string("?")) + "\" is not a declared event type");
+        continue;
+      }
+      r.types.push_back(*type);
+    }
+    cfg->routes.push_back(std::move(r));
+  }
+}
+
 void ParseLog(Checker& c, const toml::table& t, LogConfig* l) {
   c.KnownKeys(t, "[log]", {"backend", "partitions", "fsync", "fsync_max_delay_ms", "segment_bytes", "topics",
                            "retention_check_ms", "kafka"});
@@ -743,7 +795,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   cfg.path = name;
   c.KnownKeys(root, "top level",
               {"data_dir", "server", "log", "store", "processor", "collector", "history", "archive", "events", "tags",
-               "rules", "sources"});
+               "rules", "sources", "retry", "routes"});
   if (auto v = c.Get<std::string>(root, "data_dir", "top level", "a directory path")) cfg.data_dir = *v;
   auto section = [&](std::string_view key) -> const toml::table* {
     const toml::node* n = root.get(key);
@@ -761,6 +813,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   if (auto* t = section("collector")) ParseCollector(c, *t, &cfg.collector);
   if (auto* t = section("history")) ParseHistory(c, *t, &cfg.history);
   if (auto* t = section("archive")) ParseArchive(c, *t, &cfg.archive);
+  if (auto* t = section("retry")) ParseRetry(c, *t, &cfg.retry);
   if (auto* t = section("events")) ParseEvents(c, *t, &cfg);
   if (auto* t = section("tags")) ParseTags(c, *t, &cfg);
   if (const toml::node* n = root.get("rules")) {
@@ -771,6 +824,10 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
     if (const toml::array* a = n->as_array()) ParseSources(c, *a, &cfg);
     else c.Error(*n, "sources must be an array of tables ([[sources]])");
   }
+  if (const toml::node* n = root.get("routes")) {
+    if (const toml::array* a = n->as_array()) ParseRoutes(c, *a, &cfg);
+    else c.Error(*n, "routes must be an array of tables ([[routes]])");
+  }
   if (cfg.events.empty()) c.ErrorNoPos("no event types declared; add at least one [events.NAME] table");
   if (cfg.log.backend == "kafka" && cfg.archive.enabled) {
     c.ErrorNoPos("[archive] is not available with [log] backend = \"kafka\" yet (each process would archive "
@@ -778,6 +835,12 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   }
   if (!c.ok()) return c.ToStatus();
   return cfg;
+}
+
+int64_t RetryConfig::BackoffMs(int failures) const {
+  double ms = static_cast<double>(initial_backoff_ms);
+  for (int i = 1; i < failures && ms < static_cast<double>(max_backoff_ms); ++i) ms *= multiplier;
+  return std::min(max_backoff_ms, static_cast<int64_t>(ms));
 }
 
 Result<Config> LoadConfig(const std::string& path) {

@@ -166,6 +166,25 @@ struct ArchiveConfig {
   int64_t retention_ms = 90LL * 86'400'000;  // hours older than this (by event time) are deleted; 0 = keep
 };
 
+// [retry]: when a downstream step (a sink) fails, the item waits in the retry topic for
+// initial_backoff * multiplier^(n-1) (at most max_backoff) after its n-th failure, and
+// after `attempts` failed deliveries goes to the dead-letter topic.
+struct RetryConfig {
+  int64_t initial_backoff_ms = 1000;
+  double multiplier = 2.0;
+  int64_t max_backoff_ms = 600'000;
+  int attempts = 6;
+  int64_t BackoffMs(int failures) const;  // the wait after the `failures`-th failure (>= 1)
+};
+
+// [[routes]]: events of these types are also appended to a named topic of the log, for
+// other consumers; with exclusive = true they go only there (not to profiles).
+struct RouteConfig {
+  std::vector<std::string> types;
+  std::string topic;
+  bool exclusive = false;
+};
+
 struct CollectorConfig {
   size_t dedup_window = 1'000'000;  // recent event ids remembered (all partitions) to drop repeats
 };
@@ -183,6 +202,8 @@ struct Config {
   StoreConfig store;
   ProcessorConfig processor;
   CollectorConfig collector;
+  RetryConfig retry;
+  std::vector<RouteConfig> routes;
   HistoryConfig history;
   ArchiveConfig archive;
   std::vector<SourceConfig> sources;

@@ -7,6 +7,22 @@
 
 namespace portrait {
 
+Status ReadTail(Log& log, PartitionId p, size_t limit, const std::function<Status(Offset, std::string_view)>& fn) {
+  int64_t end = log.EndOffset(p).value;
+  int64_t from = std::max<int64_t>(log.StartOffset(p).value, end - static_cast<int64_t>(limit));
+  ASSIGN_OR_RETURN(auto reader, log.OpenReader(p, Offset(from)));
+  std::vector<LogRecord> recs;
+  while (reader->position().value < end) {
+    RETURN_IF_ERROR(reader->Read(1 << 20, &recs));
+    if (recs.empty()) break;
+    for (const auto& rec : recs) {
+      if (rec.offset.value >= end) return Status::Ok();
+      RETURN_IF_ERROR(fn(rec.offset, rec.payload));
+    }
+  }
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<Log>> MakeLog(const LogConfig& config, const std::string& data_dir, const std::string& topic,
                                      int partitions, MetricsRegistry* metrics, bool read_only) {
   if (config.backend == "embedded") {

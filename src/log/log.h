@@ -108,6 +108,10 @@ class Log {
   virtual void Close() = 0;
 };
 
+// Calls `fn(offset, payload)` for the newest `limit` records of partition `p`, oldest
+// first (for listing tools such as the failed and dead-letter topics).
+Status ReadTail(Log& log, PartitionId p, size_t limit, const std::function<Status(Offset, std::string_view)>& fn);
+
 // Opens topic `topic` of the log backend named in `config` under `data_dir`, with
 // `partitions` partitions (0 = the configured count).
 Result<std::unique_ptr<Log>> MakeLog(const LogConfig& config, const std::string& data_dir, const std::string& topic,

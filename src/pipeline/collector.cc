@@ -165,6 +165,7 @@ bool BuildEvent(const Config& cfg, simdjson::dom::element doc, Event* e, EventEr
 
 Collector::Collector(const Config& config, Log* log, Log* failed, MetricsRegistry* metrics)
     : config_(config), log_(log), failed_(failed), metrics_(metrics) {
+  routed_ = metrics->GetCounter("portrait_events_routed_total", "Event copies appended to [[routes]] topics");
   duplicates_ = metrics->GetCounter("portrait_events_duplicates_total", "Events already logged (same id), not logged again");
   size_t per_partition = std::max<size_t>(1, config.collector.dedup_window / static_cast<size_t>(std::max(1, log ? log->partitions() : 1)));
   for (int p = 0; log && p < log->partitions(); ++p) recent_.push_back(std::make_unique<RecentIds>(per_partition));
@@ -264,6 +265,8 @@ Result<IngestResult> Collector::Ingest(std::string_view body, std::string_view s
   std::vector<PartitionId> partitions;
   std::vector<std::pair<size_t, uint64_t>> claimed;  // (partition, id hash) to release on failure
   payloads.reserve(events.size());
+  std::vector<const Event*> routed;
+  std::vector<std::pair<size_t, uint64_t>> only_routed;  // claimed ids of events for routed topics only
   for (const Event& e : events) {
     PartitionId pid = PartitionOf(e.PartitionKey());
     size_t p = static_cast<size_t>(pid.value);
@@ -273,19 +276,62 @@ Result<IngestResult> Collector::Ingest(std::string_view body, std::string_view s
       continue;
     }
     claimed.emplace_back(p, h);
+    bool exclusive = false;
+    if (auto r = routes_.find(e.type); r != routes_.end()) {
+      routed.push_back(&e);
+      for (const Route& route : r->second) exclusive |= route.exclusive;
+    }
+    if (exclusive) {
+      only_routed.emplace_back(p, h);
+      continue;
+    }
     payloads.emplace_back();
     EncodeEvent(e, &payloads.back());
     partitions.push_back(pid);
   }
-  Status st = AppendRecords(payloads, partitions);
+  Status st = payloads.empty() ? Status::Ok() : AppendRecords(payloads, partitions);
   if (!st.ok()) {
     for (auto [p, h] : claimed) recent_[p]->Erase(h);
     return st;
+  }
+  if (!routed.empty()) {
+    // Only when not even the retry topic takes a copy: the events topic has the rest, so a
+    // client's retry drops those as repeats; the routed-only ones are sent again.
+    if (Status rs = AppendRouted(routed); !rs.ok()) {
+      for (auto [p, h] : only_routed) recent_[p]->Erase(h);
+      return rs;
+    }
   }
   result.accepted = events.size();
   accepted_->Inc(events.size() - result.duplicates);
   duplicates_->Inc(result.duplicates);
   return result;
+}
+
+void Collector::SetRoutes(std::map<std::string, std::vector<Route>> by_type, RetryQueue* retry) {
+  routes_ = std::move(by_type);
+  retry_ = retry;
+}
+
+Status Collector::AppendRouted(const std::vector<const Event*>& events) {
+  std::map<Route*, std::vector<std::pair<const Event*, std::string>>> by_route;
+  for (const Event* e : events) {
+    for (Route& r : routes_[e->type]) by_route[&r].emplace_back(e, EventToJson(*e));
+  }
+  for (auto& [route, copies] : by_route) {
+    std::vector<LogEntry> entries;
+    for (const auto& [e, json] : copies) entries.push_back({PartitionFor(e->PartitionKey(), route->log->partitions()), json});
+    Status st = route->log->Append(entries);
+    if (st.ok()) {
+      routed_->Inc(copies.size());
+      continue;
+    }
+    // The topic did not take them: each copy waits in the retry topic instead.
+    for (const auto& [e, json] : copies) {
+      RETURN_IF_ERROR(retry_->Enqueue(route->sink->name(), e->PartitionKey(), json, st.message()));
+    }
+  }
+  return Status::Ok();
 }
 
 Result<Event> Collector::ParseOne(std::string_view json) {

@@ -8,6 +8,7 @@
 // its own parser.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -19,6 +20,7 @@
 #include "core/status.h"
 #include "log/log.h"
 #include "pipeline/recent_ids.h"
+#include "pipeline/retry.h"
 
 namespace portrait {
 
@@ -63,7 +65,19 @@ class Collector {
 
   static constexpr size_t kPadding = 64;
 
+  // [[routes]]: events of a route's types are also (or, exclusive, only) appended, as
+  // JSON, to the route's topic. A copy the topic does not take goes to `retry` (sink
+  // "route:TOPIC"), so the events topic and the request never wait on it.
+  struct Route {
+    Log* log;
+    Sink* sink;
+    bool exclusive;
+  };
+  void SetRoutes(std::map<std::string, std::vector<Route>> by_type, RetryQueue* retry);
+
  private:
+  // Appends the routed copies of `events` to their topics, or queues them for retry.
+  Status AppendRouted(const std::vector<const Event*>& events);
   void Parse(std::string_view body, std::vector<Event>* events, std::vector<size_t>* indexes,
              std::vector<Rejection>* rejected);
   void CountRejection(const Rejection& r, std::string_view what);
@@ -81,6 +95,9 @@ class Collector {
   Counter* deletions_;
   Counter* requests_;
   std::vector<std::unique_ptr<RecentIds>> recent_;  // per partition
+  std::map<std::string, std::vector<Route>> routes_;  // by event type
+  RetryQueue* retry_ = nullptr;
+  Counter* routed_;
   Counter* duplicates_;
   Counter* failed_kept_;
   Counter* failed_errors_;

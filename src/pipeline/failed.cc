@@ -46,20 +46,12 @@ std::string FailedToJson(const FailedRecord& r, Offset offset) {
 
 Result<std::vector<std::pair<Offset, FailedRecord>>> ReadLatestFailed(Log& failed, size_t limit) {
   std::vector<std::pair<Offset, FailedRecord>> out;
-  int64_t end = failed.EndOffset(PartitionId(0)).value;
-  int64_t from = std::max<int64_t>(failed.StartOffset(PartitionId(0)).value, end - static_cast<int64_t>(limit));
-  ASSIGN_OR_RETURN(auto reader, failed.OpenReader(PartitionId(0), Offset(from)));
-  std::vector<LogRecord> recs;
-  while (reader->position().value < end) {
-    RETURN_IF_ERROR(reader->Read(1 << 20, &recs));
-    if (recs.empty()) break;
-    for (const auto& rec : recs) {
-      if (rec.offset.value >= end) break;
-      FailedRecord r;
-      RETURN_IF_ERROR(DecodeFailed(rec.payload, &r).WithContext("failed topic offset " + std::to_string(rec.offset.value)));
-      out.emplace_back(rec.offset, std::move(r));
-    }
-  }
+  RETURN_IF_ERROR(ReadTail(failed, PartitionId(0), limit, [&](Offset offset, std::string_view payload) {
+    FailedRecord r;
+    RETURN_IF_ERROR(DecodeFailed(payload, &r).WithContext("failed topic offset " + std::to_string(offset.value)));
+    out.emplace_back(offset, std::move(r));
+    return Status::Ok();
+  }));
   std::reverse(out.begin(), out.end());
   return out;
 }

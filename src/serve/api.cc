@@ -99,6 +99,12 @@ HttpResponse Api::Handle(HttpRequest& req) {
     route = "history";
     resp = method_is("GET") ? GetHistory(req, path.substr(10, path.size() - 17))
                             : Error(405, "method_not_allowed", "use GET for /v1/users/{uid}/events");
+  } else if (path == "/v1/dlq") {
+    route = "dlq";
+    resp = method_is("GET") ? GetDeadLetters(req) : Error(405, "method_not_allowed", "use GET for /v1/dlq");
+  } else if (path == "/v1/dlq:replay") {
+    route = "dlq_replay";
+    resp = method_is("POST") ? ReplayDeadLetters(req) : Error(405, "method_not_allowed", "use POST for /v1/dlq:replay");
   } else if (path == "/v1/failed") {
     route = "failed";
     resp = method_is("GET") ? GetFailed(req) : Error(405, "method_not_allowed", "use GET for /v1/failed");
@@ -393,14 +399,21 @@ HttpResponse Api::GetHistory(const HttpRequest& req, std::string_view uid) {
   return {200, "application/json", std::move(body)};
 }
 
-HttpResponse Api::GetFailed(const HttpRequest& req) {
-  size_t limit = 100;
+// The `limit` query parameter (1 to 10000, default 100), or an error answer.
+std::optional<HttpResponse> Api::ParseLimit(const HttpRequest& req, size_t* limit) {
+  *limit = 100;
   if (auto it = req.query.find("limit"); it != req.query.end()) {
     char* end = nullptr;
     long v = std::strtol(it->second.c_str(), &end, 10);
     if (*end != '\0' || v < 1 || v > 10000) return Error(400, "invalid_value", "limit must be 1 to 10000");
-    limit = static_cast<size_t>(v);
+    *limit = static_cast<size_t>(v);
   }
+  return std::nullopt;
+}
+
+HttpResponse Api::GetFailed(const HttpRequest& req) {
+  size_t limit;
+  if (auto bad = ParseLimit(req, &limit)) return *bad;
   if (!failed_) return Error(404, "not_found", "this server keeps no failed topic");
   auto records = ReadLatestFailed(*failed_, limit);
   if (!records.ok()) return Error(500, "log_error", records.status().message());
@@ -409,6 +422,32 @@ HttpResponse Api::GetFailed(const HttpRequest& req) {
   w.BeginObject().Key("failed").BeginArray();
   for (const auto& [offset, r] : *records) w.Raw(FailedToJson(r, offset));
   w.EndArray().EndObject();
+  return {200, "application/json", std::move(body)};
+}
+
+HttpResponse Api::GetDeadLetters(const HttpRequest& req) {
+  size_t limit;
+  if (auto bad = ParseLimit(req, &limit)) return *bad;
+  if (!dead_) return Error(404, "not_found", "this server keeps no dead-letter topic");
+  auto items = ReadLatestDead(*dead_, limit);
+  if (!items.ok()) return Error(500, "log_error", items.status().message());
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject().Key("dead").BeginArray();
+  for (const auto& [offset, item] : *items) w.Raw(RetryItemToJson(item, offset));
+  w.EndArray().EndObject();
+  return {200, "application/json", std::move(body)};
+}
+
+HttpResponse Api::ReplayDeadLetters(const HttpRequest& req) {
+  if (!retry_) return Error(404, "not_found", "this server keeps no dead-letter topic");
+  std::string sink;
+  if (auto it = req.query.find("sink"); it != req.query.end()) sink = it->second;
+  auto n = retry_->ReplayDead(sink);
+  if (!n.ok()) return Error(HttpStatusFor(n.status()), "replay_failed", n.status().message());
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject().Key("replayed").Int(static_cast<int64_t>(*n)).EndObject();
   return {200, "application/json", std::move(body)};
 }
 

@@ -31,6 +31,11 @@ namespace portrait {
 class Api {
  public:
   Api(const Config& config, Collector* collector, ProfileStore* store, Log* failed, MetricsRegistry* metrics);
+  // GET /v1/dlq and POST /v1/dlq:replay.
+  void SetDeadLetters(RetryQueue* retry, Log* dead) {
+    retry_ = retry;
+    dead_ = dead;
+  }
   HttpResponse Handle(HttpRequest& req);
 
  private:
@@ -42,6 +47,9 @@ class Api {
   HttpResponse BatchGet(const HttpRequest& req);
   HttpResponse DeleteProfile(std::string_view uid);
   HttpResponse GetFailed(const HttpRequest& req);
+  HttpResponse GetDeadLetters(const HttpRequest& req);
+  std::optional<HttpResponse> ParseLimit(const HttpRequest& req, size_t* limit);
+  HttpResponse ReplayDeadLetters(const HttpRequest& req);
   HttpResponse GetHistory(const HttpRequest& req, std::string_view uid);
   Status CheckTagNames(const std::vector<std::string>& names) const;
   // The source a write comes from ("http" or "http:<name>"), or an error response when
@@ -58,6 +66,8 @@ class Api {
   Collector* collector_;
   ProfileStore* store_;
   Log* failed_;
+  RetryQueue* retry_ = nullptr;
+  Log* dead_ = nullptr;
   MetricsRegistry* metrics_;
 };
 

@@ -31,12 +31,33 @@ Result<std::unique_ptr<App>> App::Start(Config config) {
   }
   app->collector_ = std::make_unique<Collector>(cfg, app->log_.get(), app->failed_.get(), &app->metrics_);
   RETURN_IF_ERROR(app->collector_->LoadRecentIds());
+  // Retry and dead letters, and the [[routes]] topics (whose failed appends they retry).
+  ASSIGN_OR_RETURN(app->retry_logs_, OpenRetryLogs(cfg, &app->metrics_));
+  app->retry_ = std::make_unique<RetryQueue>(cfg.retry, app->retry_logs_.retry.get(), app->retry_logs_.dead.get(),
+                                             &app->metrics_);
+  std::map<std::string, std::vector<Collector::Route>> routes;
+  for (const RouteConfig& rc : cfg.routes) {
+    auto& log = app->route_logs_[rc.topic];
+    if (!log) {
+      ASSIGN_OR_RETURN(log, MakeLog(cfg.log, cfg.data_dir, rc.topic, 0, &app->metrics_));
+      app->route_sinks_.push_back(std::make_unique<LogSink>("route:" + rc.topic, log.get()));
+      app->retry_->AddSink(app->route_sinks_.back().get());
+    }
+    Sink* sink = nullptr;
+    for (auto& s : app->route_sinks_) {
+      if (s->name() == "route:" + rc.topic) sink = s.get();
+    }
+    for (const std::string& type : rc.types) routes[type].push_back({log.get(), sink, rc.exclusive});
+  }
+  app->collector_->SetRoutes(std::move(routes), app->retry_.get());
+  RETURN_IF_ERROR(app->retry_->Start());
   for (const SourceConfig& sc : cfg.sources) {
     ASSIGN_OR_RETURN(auto source, MakeSource(sc, cfg, app->collector_.get(), cfg.data_dir, &app->metrics_));
     RETURN_IF_ERROR(source->Start());
     app->sources_.push_back(std::move(source));
   }
   app->api_ = std::make_unique<Api>(cfg, app->collector_.get(), app->store_.get(), app->failed_.get(), &app->metrics_);
+  app->api_->SetDeadLetters(app->retry_.get(), app->retry_logs_.dead.get());
   Api* api = app->api_.get();
   app->http_ = std::make_unique<HttpServer>(http, [api](HttpRequest& r) { return api->Handle(r); }, &app->metrics_);
   RETURN_IF_ERROR(app->http_->Start());
@@ -104,8 +125,12 @@ void App::Stop() {
   for (auto& s : sources_) s->Stop();
   if (processor_) processor_->Stop();
   if (archiver_) archiver_->Stop();
+  if (retry_) retry_->Stop();
   if (log_) log_->Close();
   if (failed_) failed_->Close();
+  for (auto& [topic, log] : route_logs_) log->Close();
+  if (retry_logs_.retry) retry_logs_.retry->Close();
+  if (retry_logs_.dead) retry_logs_.dead->Close();
 }
 
 }  // namespace portrait

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -18,6 +19,7 @@
 #include "pipeline/archive.h"
 #include "pipeline/collector.h"
 #include "pipeline/processor.h"
+#include "pipeline/retry.h"
 #include "pipeline/source.h"
 #include "serve/api.h"
 #include "serve/http_server.h"
@@ -53,6 +55,10 @@ class App {
   std::unique_ptr<Collector> collector_;
   std::vector<std::unique_ptr<PullSource>> sources_;
   std::unique_ptr<Archiver> archiver_;
+  RetryLogs retry_logs_;
+  std::unique_ptr<RetryQueue> retry_;
+  std::map<std::string, std::unique_ptr<Log>> route_logs_;  // by topic
+  std::vector<std::unique_ptr<LogSink>> route_sinks_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<HttpServer> http_;
   std::thread retention_;

@@ -117,3 +117,30 @@ TEST(ConfigTest, NoEventTypes) {
 
 }  // namespace
 }  // namespace portrait
+
+namespace portrait {
+namespace {
+
+TEST(ConfigTest, KafkaRetryAndRoutesAreCheckedWithTheFix) {
+  std::string msg = Parse("[log]\nbackend = \"kafka\"\n").message();
+  EXPECT_NE(msg.find("backend \"kafka\" needs [log.kafka] brokers"), std::string::npos) << msg;
+  msg = Parse("[log]\nbackend = \"kafka\"\nkafka = { brokers = \"h:1\", bogus = 1 }\n[archive]\nenabled = true\n").message();
+  EXPECT_NE(msg.find("[log.kafka]: unknown key \"bogus\""), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[archive] is not available with [log] backend = \"kafka\""), std::string::npos) << msg;
+  msg = Parse("[retry]\nmultiplier = 0.5\ninitial_backoff = \"10s\"\nmax_backoff = \"1s\"\n").message();
+  EXPECT_NE(msg.find("multiplier must be a number from 1 to 100"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("max_backoff is shorter than initial_backoff"), std::string::npos) << msg;
+  msg = Parse("[[routes]]\ntypes = [\"nope\"]\ntopic = \"orders\"\n[[routes]]\ntypes = [\"click\"]\ntopic = \"events\"\n").message();
+  EXPECT_NE(msg.find("\"nope\" is not a declared event type"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("not events, failed, retry or dead"), std::string::npos) << msg;
+
+  auto cfg = ParseConfig(std::string(kBase) + "[retry]\ninitial_backoff = \"1s\"\nmultiplier = 3\nmax_backoff = \"20s\"\n", "t.toml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->retry.BackoffMs(1), 1000);
+  EXPECT_EQ(cfg->retry.BackoffMs(2), 3000);
+  EXPECT_EQ(cfg->retry.BackoffMs(3), 9000);
+  EXPECT_EQ(cfg->retry.BackoffMs(4), 20000) << "capped";
+}
+
+}  // namespace
+}  // namespace portrait

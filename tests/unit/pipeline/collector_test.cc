@@ -160,3 +160,70 @@ TEST_F(CollectorTest, DerivesStableIdsAndNormalisesIds) {
 
 }  // namespace
 }  // namespace portrait
+
+namespace portrait {
+namespace {
+
+// [[routes]]: copies of routed types go, as JSON, to their topic (exclusive ones only
+// there); a topic that fails to take them leaves the copies in the retry topic, and the
+// request still succeeds.
+TEST_F(CollectorTest, RoutedEventsReachTheirTopicOrWaitInTheRetryTopic) {
+  auto open = [&](const std::string& name, int partitions) {
+    SegmentLogOptions o;
+    o.dir = dir_.path() + "/" + name;
+    o.partitions = partitions;
+    return std::move(OpenSegmentLog(o, &metrics_).value());
+  };
+  auto orders = open("orders", 2);
+  auto starts = open("starts", 2);
+  auto retry = open("retry", RetryQueue::Steps(config_.retry));
+  auto dead = open("dead", 1);
+  RetryQueue queue(config_.retry, retry.get(), dead.get(), &metrics_);  // not started: items stay queued
+  LogSink orders_sink("route:orders", orders.get()), starts_sink("route:starts", starts.get());
+  std::map<std::string, std::vector<Collector::Route>> routes;
+  routes["click"].push_back({orders.get(), &orders_sink, false});
+  routes["APPSTART"].push_back({starts.get(), &starts_sink, true});
+  collector_->SetRoutes(routes, &queue);
+
+  IngestResult r = Ingest(R"({"uid":"u1","type":"click","ts":1700000000001,"props":{"item_id":7}}
+{"uid":"u2","type":"APPSTART","ts":1700000000002}
+)");
+  EXPECT_EQ(r.accepted, 2u);
+  EXPECT_EQ(Logged(), 1) << "the exclusive APPSTART is not in the events topic";
+  auto all = [](Log& log) {
+    std::vector<std::string> out;
+    for (int p = 0; p < log.partitions(); ++p) {
+      EXPECT_TRUE(ReadTail(log, PartitionId(p), 100, [&](Offset, std::string_view payload) {
+                    out.emplace_back(payload);
+                    return Status::Ok();
+                  }).ok());
+    }
+    return out;
+  };
+  std::vector<std::string> got = all(*orders);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_NE(got[0].find(R"("uid":"u1")"), std::string::npos) << got[0];
+  EXPECT_NE(got[0].find(R"("item_id":7)"), std::string::npos) << got[0];
+  ASSERT_EQ(all(*starts).size(), 1u);
+
+  // The orders topic stops taking appends: the request still succeeds, the copy waits.
+  orders->Close();
+  r = Ingest(R"({"uid":"u3","type":"click","ts":1700000000003,"props":{"item_id":8}})");
+  EXPECT_EQ(r.accepted, 1u);
+  EXPECT_EQ(Logged(), 2);
+  std::vector<RetryItem> waiting;
+  ASSERT_TRUE(ReadTail(*retry, PartitionId(0), 10, [&](Offset, std::string_view payload) {
+                RetryItem item;
+                RETURN_IF_ERROR(DecodeRetryItem(payload, &item));
+                waiting.push_back(item);
+                return Status::Ok();
+              }).ok());
+  ASSERT_EQ(waiting.size(), 1u);
+  EXPECT_EQ(waiting[0].sink, "route:orders");
+  EXPECT_EQ(waiting[0].key, "u3");
+  EXPECT_NE(waiting[0].payload.find(R"("item_id":8)"), std::string::npos);
+  EXPECT_NE(waiting[0].error.find("closed"), std::string::npos) << waiting[0].error;
+}
+
+}  // namespace
+}  // namespace portrait
