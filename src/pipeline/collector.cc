@@ -316,12 +316,13 @@ void Collector::SetRoutes(std::map<std::string, std::vector<Route>> by_type, Ret
 Status Collector::AppendRouted(const std::vector<const Event*>& events) {
   std::map<Route*, std::vector<std::pair<const Event*, std::string>>> by_route;
   for (const Event* e : events) {
-    for (Route& r : routes_[e->type]) by_route[&r].emplace_back(e, EventToJson(*e));
+    for (Route& r : routes_.at(e->type)) by_route[&r].emplace_back(e, EventToJson(*e));
   }
   for (auto& [route, copies] : by_route) {
     std::vector<LogEntry> entries;
-    for (const auto& [e, json] : copies) entries.push_back({PartitionFor(e->PartitionKey(), route->log->partitions()), json});
-    Status st = route->log->Append(entries);
+    Log* log = route->sink->log();
+    for (const auto& [e, json] : copies) entries.push_back({PartitionFor(e->PartitionKey(), log->partitions()), json});
+    Status st = log->Append(entries);
     if (st.ok()) {
       routed_->Inc(copies.size());
       continue;

@@ -69,8 +69,7 @@ class Collector {
   // JSON, to the route's topic. A copy the topic does not take goes to `retry` (sink
   // "route:TOPIC"), so the events topic and the request never wait on it.
   struct Route {
-    Log* log;
-    Sink* sink;
+    LogSink* sink;  // its topic and, for the retry queue, its name
     bool exclusive;
   };
   void SetRoutes(std::map<std::string, std::vector<Route>> by_type, RetryQueue* retry);

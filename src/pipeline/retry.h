@@ -53,6 +53,7 @@ class LogSink : public Sink {
   LogSink(std::string name, Log* log) : name_(std::move(name)), log_(log) {}
   const std::string& name() const override { return name_; }
   Status Deliver(std::string_view key, std::string_view payload) override;
+  Log* log() const { return log_; }
 
  private:
   std::string name_;

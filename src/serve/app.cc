@@ -37,17 +37,13 @@ Result<std::unique_ptr<App>> App::Start(Config config) {
                                              &app->metrics_);
   std::map<std::string, std::vector<Collector::Route>> routes;
   for (const RouteConfig& rc : cfg.routes) {
-    auto& log = app->route_logs_[rc.topic];
-    if (!log) {
-      ASSIGN_OR_RETURN(log, MakeLog(cfg.log, cfg.data_dir, rc.topic, 0, &app->metrics_));
-      app->route_sinks_.push_back(std::make_unique<LogSink>("route:" + rc.topic, log.get()));
-      app->retry_->AddSink(app->route_sinks_.back().get());
+    auto& topic = app->routes_[rc.topic];
+    if (!topic.sink) {
+      ASSIGN_OR_RETURN(topic.log, MakeLog(cfg.log, cfg.data_dir, rc.topic, 0, &app->metrics_));
+      topic.sink = std::make_unique<LogSink>("route:" + rc.topic, topic.log.get());
+      app->retry_->AddSink(topic.sink.get());
     }
-    Sink* sink = nullptr;
-    for (auto& s : app->route_sinks_) {
-      if (s->name() == "route:" + rc.topic) sink = s.get();
-    }
-    for (const std::string& type : rc.types) routes[type].push_back({log.get(), sink, rc.exclusive});
+    for (const std::string& type : rc.types) routes[type].push_back({topic.sink.get(), rc.exclusive});
   }
   app->collector_->SetRoutes(std::move(routes), app->retry_.get());
   RETURN_IF_ERROR(app->retry_->Start());
@@ -128,7 +124,7 @@ void App::Stop() {
   if (retry_) retry_->Stop();
   if (log_) log_->Close();
   if (failed_) failed_->Close();
-  for (auto& [topic, log] : route_logs_) log->Close();
+  for (auto& [name, topic] : routes_) topic.log->Close();
   if (retry_logs_.retry) retry_logs_.retry->Close();
   if (retry_logs_.dead) retry_logs_.dead->Close();
 }

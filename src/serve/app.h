@@ -57,8 +57,11 @@ class App {
   std::unique_ptr<Archiver> archiver_;
   RetryLogs retry_logs_;
   std::unique_ptr<RetryQueue> retry_;
-  std::map<std::string, std::unique_ptr<Log>> route_logs_;  // by topic
-  std::vector<std::unique_ptr<LogSink>> route_sinks_;
+  struct RouteTopic {
+    std::unique_ptr<Log> log;
+    std::unique_ptr<LogSink> sink;  // appends to `log`
+  };
+  std::map<std::string, RouteTopic> routes_;  // [[routes]] topics by name
   std::unique_ptr<Api> api_;
   std::unique_ptr<HttpServer> http_;
   std::thread retention_;

@@ -181,8 +181,8 @@ TEST_F(CollectorTest, RoutedEventsReachTheirTopicOrWaitInTheRetryTopic) {
   RetryQueue queue(config_.retry, retry.get(), dead.get(), &metrics_);  // not started: items stay queued
   LogSink orders_sink("route:orders", orders.get()), starts_sink("route:starts", starts.get());
   std::map<std::string, std::vector<Collector::Route>> routes;
-  routes["click"].push_back({orders.get(), &orders_sink, false});
-  routes["APPSTART"].push_back({starts.get(), &starts_sink, true});
+  routes["click"].push_back({&orders_sink, false});
+  routes["APPSTART"].push_back({&starts_sink, true});
   collector_->SetRoutes(routes, &queue);
 
   IngestResult r = Ingest(R"({"uid":"u1","type":"click","ts":1700000000001,"props":{"item_id":7}}
