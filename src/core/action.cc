@@ -1,5 +1,7 @@
 #include "core/action.h"
 
+#include <charconv>
+
 #include <array>
 
 namespace portrait {
@@ -74,6 +76,39 @@ std::string_view SourceName(Source s) {
     case Source::kRealtime: return "realtime";
   }
   return "?";
+}
+
+Action SnapshotLoadedMark(std::string uid, std::string mark, TimestampMs ts) {
+  Action a;
+  a.uid = std::move(uid);
+  a.op = OpCode::kStringSet;
+  a.text = std::move(mark);
+  a.ts = ts;
+  a.source = Source::kOffline;
+  return a;
+}
+
+std::string SnapshotMark(std::string_view date, int version) {
+  return std::string(date) + "/" + std::to_string(version);
+}
+
+bool ParseSnapshotMark(std::string_view mark, std::string* date, int* version) {
+  size_t slash = mark.find('/');
+  if (slash == std::string_view::npos) return false;
+  std::string_view v = mark.substr(slash + 1);
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), *version);
+  if (ec != std::errc() || p != v.data() + v.size()) return false;
+  *date = mark.substr(0, slash);
+  return true;
+}
+
+bool SnapshotMarkLess(std::string_view a, std::string_view b) {
+  std::string da, db;
+  int va = 0, vb = 0;
+  bool pa = ParseSnapshotMark(a, &da, &va), pb = ParseSnapshotMark(b, &db, &vb);
+  if (!pb) return false;
+  if (!pa) return true;
+  return da != db ? da < db : va < vb;
 }
 
 }  // namespace portrait

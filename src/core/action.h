@@ -84,4 +84,14 @@ struct Action {
   std::vector<ListItem> items;       // list.rpush|rpushl
 };
 
+// An Action with an empty tag changes no tag: it records that the user's offline profile
+// from snapshot `text` ("DATE/VERSION", see SnapshotMark) was loaded (ProfileMeta::snapshot).
+Action SnapshotLoadedMark(std::string uid, std::string mark, TimestampMs ts);
+inline bool IsSnapshotMark(const Action& a) { return a.tag.empty(); }
+// "2026-11-20/2"; and its parts.
+std::string SnapshotMark(std::string_view date, int version);
+bool ParseSnapshotMark(std::string_view mark, std::string* date, int* version);
+// Orders marks by (date, version); an empty mark is before every other.
+bool SnapshotMarkLess(std::string_view a, std::string_view b);
+
 }  // namespace portrait

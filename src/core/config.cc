@@ -47,6 +47,32 @@ bool TagConfig::Allows(OpCode op) const {
   return ops.empty() || std::find(ops.begin(), ops.end(), op) != ops.end();
 }
 
+OpCode DefaultLoadOp(TagType t) {
+  switch (t) {
+    case TagType::kString: return OpCode::kStringSet;
+    case TagType::kNumber: return OpCode::kNumberSet;
+    case TagType::kMap: return OpCode::kMapMerge;
+    case TagType::kSet: return OpCode::kSetAddl;
+    case TagType::kList: return OpCode::kListRpushl;
+  }
+  return OpCode::kStringSet;
+}
+
+bool IsLoadOp(OpCode op) {
+  switch (op) {
+    case OpCode::kStringSet:
+    case OpCode::kNumberSet:
+    case OpCode::kNumberMax:
+    case OpCode::kNumberMin:
+    case OpCode::kMapMerge:
+    case OpCode::kSetAddl:
+    case OpCode::kListRpushl:
+      return true;
+    default:
+      return false;
+  }
+}
+
 const TagConfig* TagRegistry::Find(std::string_view name) const {
   auto it = tags_.find(name);
   return it == tags_.end() ? nullptr : &it->second;
@@ -70,6 +96,15 @@ std::optional<int64_t> ParseDurationMs(std::string_view s) {
   else if (unit == "d") mul = 86'400'000;
   else return std::nullopt;
   return n * mul;
+}
+
+// "HH:MM" -> minutes after midnight.
+std::optional<int> ParseClockMinutes(std::string_view s) {
+  if (s.size() != 5 || s[2] != ':') return std::nullopt;
+  auto digits = [&](size_t i) { return std::isdigit(static_cast<unsigned char>(s[i])) ? s[i] - '0' : -100; };
+  int h = digits(0) * 10 + digits(1), m = digits(3) * 10 + digits(4);
+  if (h < 0 || h > 23 || m < 0 || m > 59) return std::nullopt;
+  return h * 60 + m;
 }
 
 namespace {
@@ -465,6 +500,35 @@ void ParseArchive(Checker& c, const toml::table& t, ArchiveConfig* a) {
   if (auto v = c.GetDurationMs(t, "retention", "[archive]")) a->retention_ms = *v;
 }
 
+void ParseBatch(Checker& c, const toml::table& t, BatchConfig* b) {
+  c.KnownKeys(t, "[batch]", {"at", "snapshot_dir", "keep", "threads"});
+  if (auto v = c.Get<std::string>(t, "at", "[batch]", "a time of day \"HH:MM\" (UTC)")) {
+    if (!ParseClockMinutes(*v)) c.Error(*t.get("at"), "[batch]: at must be a time of day \"HH:MM\" (UTC), such as \"02:00\"");
+    else b->at = *v;
+  }
+  if (auto v = c.Get<std::string>(t, "snapshot_dir", "[batch]", "a directory")) b->snapshot_dir = *v;
+  if (auto v = c.GetInt(t, "keep", "[batch]", 1, 1000)) b->keep = static_cast<int>(*v);
+  if (auto v = c.GetInt(t, "threads", "[batch]", 1, 256)) b->threads = static_cast<int>(*v);
+}
+
+void ParseLazyLoad(Checker& c, const toml::table& t, Config* cfg) {
+  c.KnownKeys(t, "[lazy_load]", {"enabled", "triggers"});
+  if (auto v = c.Get<bool>(t, "enabled", "[lazy_load]", "true or false")) cfg->lazy_load.enabled = *v;
+  if (const toml::node* n = t.get("triggers")) {
+    cfg->lazy_load.triggers.clear();
+    const toml::array* arr = n->as_array();
+    if (!arr) c.Error(*n, "[lazy_load]: triggers must be an array of event type names");
+    for (size_t i = 0; arr && i < arr->size(); ++i) {
+      auto s = (*arr)[i].value<std::string>();
+      if (!s || !cfg->events.count(*s)) {
+        c.Error((*arr)[i], "[lazy_load]: triggers[" + std::to_string(i) + "] must name a declared event type");
+      } else {
+        cfg->lazy_load.triggers.push_back(*s);
+      }
+    }
+  }
+}
+
 void ParseProcessor(Checker& c, const toml::table& t, ProcessorConfig* p) {
   c.KnownKeys(t, "[processor]", {"workers", "batch_max_events"});
   if (auto v = c.GetInt(t, "workers", "[processor]", 1, 256)) p->workers = static_cast<int>(*v);
@@ -531,7 +595,7 @@ void ParseTags(Checker& c, const toml::table& t, Config* cfg) {
       c.Error(node, what + ": must be a table such as [tags." + std::string(name.str()) + "]");
       continue;
     }
-    c.KnownKeys(*tt, what, {"type", "ops", "size_limit", "sort_by", "order", "dedup_by", "ttl", "max_age"});
+    c.KnownKeys(*tt, what, {"type", "ops", "size_limit", "sort_by", "order", "dedup_by", "ttl", "max_age", "offline"});
     TagConfig tag;
     tag.name = name.str();
     if (tag.name.empty() || tag.name.size() > 128 ||
@@ -596,6 +660,33 @@ void ParseTags(Checker& c, const toml::table& t, Config* cfg) {
       if (auto v = c.GetDurationMs(*tt, "max_age", what)) tag.max_age_ms = *v;
     }
     if (auto v = c.GetDurationMs(*tt, "ttl", what)) tag.ttl_ms = *v;
+    tag.load = DefaultLoadOp(tag.type);
+    if (const toml::node* on = tt->get("offline")) {
+      std::string owhat = what + ": offline";
+      if (const toml::table* ot = on->as_table()) {
+        c.KnownKeys(*ot, owhat, {"window", "load"});
+        tag.offline = true;
+        if (auto v = c.GetDurationMs(*ot, "window", owhat)) tag.offline_window_ms = *v;
+        if (auto v = c.Get<std::string>(*ot, "load", owhat, "an operator name")) {
+          auto op = ParseOp(*v);
+          if (!op || !IsLoadOp(*op) || TagTypeOfOp(*op) != tag.type) {
+            c.Error(*ot->get("load"), owhat + ": load \"" + *v + "\" cannot load a " + *type +
+                                          " tag; use " + std::string(OpName(DefaultLoadOp(tag.type))) +
+                                          " (or string.set, number.set|max|min, map.merge, set.addl, list.rpushl "
+                                          "for their types)");
+          } else {
+            tag.load = *op;
+          }
+        }
+      } else {
+        c.Error(*on, owhat + " must be a table such as offline = { window = \"30d\", load = \"" +
+                         std::string(OpName(DefaultLoadOp(tag.type))) + "\" }");
+      }
+    }
+    if (!tag.Allows(tag.load)) {
+      c.Error(node, what + ": ops must allow " + std::string(OpName(tag.load)) +
+                        ", the operator that loads its offline values");
+    }
     cfg->tags.Add(std::move(tag));
   }
 }
@@ -671,7 +762,7 @@ void ParseRules(Checker& c, const toml::array& arr, Config* cfg) {
       c.Error(arr[i], what + ": must be a table ([[rules]])");
       continue;
     }
-    c.KnownKeys(*rt, what, {"on", "tag", "op", "key", "value"});
+    c.KnownKeys(*rt, what, {"on", "tag", "op", "key", "value", "layer"});
     RuleSpec r;
     r.where = c.Where(rt->source());
     if (const toml::node* on = rt->get("on")) {
@@ -703,6 +794,15 @@ void ParseRules(Checker& c, const toml::array& arr, Config* cfg) {
     }
     r.tag = *tag_name;
     what += " (tag \"" + r.tag + "\")";
+    if (auto layer = c.Get<std::string>(*rt, "layer", what, "\"both\", \"realtime\" or \"offline\"")) {
+      if (*layer == "realtime") r.offline = false;
+      else if (*layer == "offline") r.realtime = false;
+      else if (*layer != "both") c.Error(*rt->get("layer"), what + ": layer must be \"both\", \"realtime\" or \"offline\"");
+      if (!r.realtime && !tag->offline) {
+        c.Error(*rt->get("layer"), what + ": an offline rule needs its tag computed offline; add offline = { window = "
+                                          "\"30d\" } to [tags." + r.tag + "]");
+      }
+    }
     auto op_name = c.Get<std::string>(*rt, "op", what, "an operator name");
     if (!op_name) {
       if (!rt->get("op")) c.Error(*rt, what + ": needs op, e.g. op = \"list.rpush\"");
@@ -795,7 +895,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   cfg.path = name;
   c.KnownKeys(root, "top level",
               {"data_dir", "server", "log", "store", "processor", "collector", "history", "archive", "events", "tags",
-               "rules", "sources", "retry", "routes"});
+               "rules", "sources", "retry", "routes", "batch", "lazy_load"});
   if (auto v = c.Get<std::string>(root, "data_dir", "top level", "a directory path")) cfg.data_dir = *v;
   auto section = [&](std::string_view key) -> const toml::table* {
     const toml::node* n = root.get(key);
@@ -815,6 +915,8 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   if (auto* t = section("archive")) ParseArchive(c, *t, &cfg.archive);
   if (auto* t = section("retry")) ParseRetry(c, *t, &cfg.retry);
   if (auto* t = section("events")) ParseEvents(c, *t, &cfg);
+  if (auto* t = section("batch")) ParseBatch(c, *t, &cfg.batch);
+  if (auto* t = section("lazy_load")) ParseLazyLoad(c, *t, &cfg);
   if (auto* t = section("tags")) ParseTags(c, *t, &cfg);
   if (const toml::node* n = root.get("rules")) {
     if (const toml::array* a = n->as_array()) ParseRules(c, *a, &cfg);
@@ -841,6 +943,11 @@ int64_t RetryConfig::BackoffMs(int failures) const {
   double ms = static_cast<double>(initial_backoff_ms);
   for (int i = 1; i < failures && ms < static_cast<double>(max_backoff_ms); ++i) ms *= multiplier;
   return std::min(max_backoff_ms, static_cast<int64_t>(ms));
+}
+
+std::string ArchiveDir(const Config& c) { return c.archive.dir.empty() ? c.data_dir + "/archive" : c.archive.dir; }
+std::string SnapshotDir(const Config& c) {
+  return c.batch.snapshot_dir.empty() ? c.data_dir + "/snapshots" : c.batch.snapshot_dir;
 }
 
 Result<Config> LoadConfig(const std::string& path) {

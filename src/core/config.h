@@ -48,6 +48,12 @@ struct TagConfig {
   // lifetime
   int64_t ttl_ms = 0;      // tag expires when not updated for this long; 0 = never
   int64_t max_age_ms = 0;  // list items older than this (by sort field) drop out
+  // offline: `portrait batch` computes the tag from the archived events of this window
+  // (ending with the snapshot's date; 0 = all archived history) by the tag's rules of the
+  // offline layer, and the lazy loader merges it into profiles with `load`.
+  bool offline = false;
+  int64_t offline_window_ms = 0;
+  OpCode load = OpCode::kStringSet;  // also used for imported columns of tags without offline
 
   bool Allows(OpCode op) const;
 };
@@ -86,7 +92,16 @@ struct RuleSpec {
   OpCode op = OpCode::kStringSet;
   std::optional<ValueTemplate> key;  // map.put / map.incr / map.del
   ValueTemplate value;
+  // layer = "both" (default), "realtime" (only the processor) or "offline" (only `portrait
+  // batch`, for tags with offline = {...}).
+  bool realtime = true;
+  bool offline = true;
 };
+
+// The operator that loads an offline value into a tag of type `t` when the tag names none.
+OpCode DefaultLoadOp(TagType t);
+// Whether `op` can load offline values: it must replace or merge, never add up.
+bool IsLoadOp(OpCode op);
 
 enum class FsyncPolicy { kAlways, kBatch, kNone };
 std::string_view FsyncPolicyName(FsyncPolicy p);
@@ -185,6 +200,22 @@ struct RouteConfig {
   bool exclusive = false;
 };
 
+// [batch]: T+1 snapshots. `portrait batch --date D` (or the schedule in `portrait serve`)
+// writes DIR/date=D/v=N; the completion log DIR/completed.ndjson lists the whole ones.
+struct BatchConfig {
+  std::string at;               // "HH:MM" (UTC): `portrait serve` runs the batch for yesterday daily; empty = off
+  std::string snapshot_dir;     // default DATA/snapshots
+  int keep = 3;                 // complete snapshots kept; older ones are retired and deleted
+  int threads = 2;              // archive partitions computed in parallel
+};
+
+// [lazy_load]: on a trigger event the processor loads the user's offline profile from the
+// newest complete snapshot dated before the event's day, once per snapshot version.
+struct LazyLoadConfig {
+  bool enabled = true;
+  std::vector<std::string> triggers = {"APPSTART", "init"};
+};
+
 struct CollectorConfig {
   size_t dedup_window = 1'000'000;  // recent event ids remembered (all partitions) to drop repeats
 };
@@ -206,6 +237,8 @@ struct Config {
   std::vector<RouteConfig> routes;
   HistoryConfig history;
   ArchiveConfig archive;
+  BatchConfig batch;
+  LazyLoadConfig lazy_load;
   std::vector<SourceConfig> sources;
   std::map<std::string, EventTypeSpec, std::less<>> events;
   TagRegistry tags;
@@ -213,8 +246,15 @@ struct Config {
 };
 
 Result<Config> LoadConfig(const std::string& path);
+
+// Where the archive and the snapshots live: their configured dirs, else under data_dir.
+std::string ArchiveDir(const Config& config);
+std::string SnapshotDir(const Config& config);
 // `name` is used in messages in place of a file path.
 Result<Config> ParseConfig(std::string_view toml_text, const std::string& name);
+
+// "HH:MM" -> minutes after midnight.
+std::optional<int> ParseClockMinutes(std::string_view text);
 
 // "30d", "12h", "15m", "90s", "250ms" -> milliseconds.
 std::optional<int64_t> ParseDurationMs(std::string_view text);

@@ -215,6 +215,10 @@ bool AppliedIds::Decode(std::string_view in) {
 }
 
 void ProfileMeta::Observe(const Action& a) {
+  if (IsSnapshotMark(a)) {
+    if (SnapshotMarkLess(snapshot, a.text)) snapshot = a.text;
+    return;
+  }
   if (a.source == Source::kRealtime) realtime_updated_at = std::max(realtime_updated_at, a.ts);
 }
 

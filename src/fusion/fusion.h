@@ -80,6 +80,7 @@ struct AppliedIds {
 struct ProfileMeta {
   TimestampMs realtime_updated_at = 0;  // greatest ts of a realtime action applied
   std::string snapshot;                  // "date/version" of the offline snapshot, or empty
+  // Takes the action's realtime ts, or the newer mark of a snapshot-loaded action.
   void Observe(const Action& a);
   void Encode(std::string* out) const;
   bool Decode(std::string_view in);

@@ -6,6 +6,7 @@
 #include "fusion/fusion.h"
 #include "pipeline/collector.h"
 #include "pipeline/json_body.h"
+#include "pipeline/operand.h"
 #include "pipeline/records.h"
 
 namespace portrait {
@@ -37,7 +38,8 @@ bool MakeItem(simdjson::dom::element v, const TagConfig& cfg, const Action& a, A
   return true;
 }
 
-// Reads the operand of `a.op` from `value` (and `key` / `keys` for map operators).
+}  // namespace
+
 bool ReadOperand(const TagConfig& cfg, simdjson::dom::element* value, simdjson::dom::element* key,
                  simdjson::dom::element* keys, Action* a, ActionError* err) {
   std::string op(OpName(a->op));
@@ -171,6 +173,8 @@ bool ReadOperand(const TagConfig& cfg, simdjson::dom::element* value, simdjson::
   }
   return false;
 }
+
+namespace {
 
 bool BuildAction(const Config& cfg, simdjson::dom::element doc, Action* a, ActionError* err) {
   simdjson::dom::object obj;

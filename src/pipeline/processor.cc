@@ -12,6 +12,10 @@ namespace portrait {
 
 Processor::Processor(const Config& config, Log* log, ProfileStore* store, MetricsRegistry* m)
     : config_(config), log_(log), store_(store), rules_(config) {
+  if (config.lazy_load.enabled && !config.lazy_load.triggers.empty()) {
+    snapshots_ = std::make_unique<SnapshotCatalog>(SnapshotDir(config));
+  }
+  metrics_ = m;
   for (int i = 0; i < log->partitions(); ++i) processed_.push_back(std::make_unique<std::atomic<int64_t>>(0));
   events_ = m->GetCounter("portrait_processor_events_total", "Events turned into Actions");
   actions_ = m->GetCounter("portrait_processor_actions_total", "Actions produced by tag rules (before combining)");
@@ -105,9 +109,19 @@ struct Processor::Work {
   Event event;
   std::vector<HistoryEntry> history;
   size_t skipped = 0;
+  std::unique_ptr<LazyLoader> loader;  // this worker's, when lazy loading is on
+  std::vector<LoadTrigger> triggers;
 };
 
+void Processor::InitWork(Work& w) {
+  if (snapshots_) w.loader = std::make_unique<LazyLoader>(config_, store_, snapshots_.get(), metrics_);
+}
+
 bool Processor::Flush(Work& w) {
+  if (!w.triggers.empty()) {
+    if (!WriteUntilDone("lazy load (store read)", [&] { return w.loader->Load(w.triggers, &w.actions); })) return false;
+    w.triggers.clear();
+  }
   w.combined.clear();
   w.slot.clear();
   for (Action& a : w.actions) {
@@ -144,6 +158,9 @@ bool Processor::Handle(Work& w, PartitionId p, std::span<const LogRecord> record
         ds = DecodeEvent(rec.payload, &w.event);
         if (ds.ok()) {
           rules_.Evaluate(w.event, &w.actions, &w.skipped);
+          if (w.loader && w.loader->IsTrigger(w.event.type)) {
+            w.triggers.push_back({std::string(w.event.PartitionKey()), w.event.ts, p, rec.offset});
+          }
           if (config_.history.enabled) {
             w.history.push_back({std::string(w.event.PartitionKey()), w.event.ts, w.event.id, w.event.type,
                                  std::string(rec.payload)});
@@ -213,6 +230,7 @@ void Processor::Run(int worker) {
   const size_t max_events = config_.processor.batch_max_events;
   std::vector<LogRecord> records;
   Work w;
+  InitWork(w);
   while (!stop_.load()) {
     uint64_t epoch = log_->DataEpoch();
     auto start = std::chrono::steady_clock::now();
@@ -250,6 +268,7 @@ void Processor::RunMember(GroupMember* member) {
   std::vector<PartitionBatch> batches;
   std::vector<PartitionOffset> done;
   Work w;
+  InitWork(w);
   while (!stop_.load()) {
     Status st = member->Poll(max_events, std::chrono::milliseconds(100), &batches);
     if (!st.ok()) {

@@ -10,7 +10,8 @@
 // batch's Actions per (uid, tag) with the fusion operators, and hands them to the store
 // together with the next offsets in one atomic write; on restart it resumes from the
 // stored offsets, so every event is applied exactly once. A failed store write is
-// retried with backoff; the batch is never skipped.
+// retried with backoff; the batch is never skipped. Trigger events ([lazy_load]) load the
+// user's offline profile (LazyLoader) into the same store write as the batch.
 #pragma once
 
 #include <atomic>
@@ -24,6 +25,7 @@
 #include "core/config.h"
 #include "core/metrics.h"
 #include "log/log.h"
+#include "pipeline/offline.h"
 #include "pipeline/rules.h"
 #include "store/profile_store.h"
 
@@ -54,6 +56,7 @@ class Processor {
   // Pre-combines the Actions of `w` per (uid, tag) and writes them with its checkpoints
   // in one store write, retried until it succeeds; false when the processor stopped first.
   bool Flush(Work& w);
+  void InitWork(Work& w);
   void FinishBatch(Work& w, size_t n_events, std::chrono::steady_clock::time_point start);
   // Runs `write` until it succeeds, backing off up to 5 s between attempts; false if the
   // processor was stopped first (then nothing of it was committed).
@@ -63,12 +66,14 @@ class Processor {
   Log* log_;
   ProfileStore* store_;
   RuleSet rules_;
+  std::unique_ptr<SnapshotCatalog> snapshots_;  // null when lazy loading is off
   std::vector<std::unique_ptr<std::atomic<int64_t>>> processed_;
   int num_workers_ = 1;
   std::vector<std::unique_ptr<GroupMember>> members_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};
 
+  MetricsRegistry* metrics_;
   Counter* events_;
   Counter* actions_;
   Counter* skipped_;

@@ -58,10 +58,11 @@ bool Eval(const ValueTemplate& t, const Event& e, Value* v) {
 
 }  // namespace
 
-RuleSet::RuleSet(const Config& config) {
+RuleSet::RuleSet(const Config& config, Layer layer) {
   for (const RuleSpec& r : config.rules) {
     const TagConfig* tag = config.tags.Find(r.tag);
     if (!tag) continue;  // LoadConfig rejects this; keep the set usable regardless
+    if (layer == Layer::kRealtime ? !r.realtime : !(r.offline && tag->offline)) continue;
     for (const std::string& type : r.on) by_type_[type].push_back({&r, tag});
   }
 }

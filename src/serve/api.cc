@@ -1,5 +1,7 @@
 #include "serve/api.h"
 
+#include "store/snapshot.h"
+
 #include <zlib.h>
 
 #include <chrono>
@@ -105,6 +107,9 @@ HttpResponse Api::Handle(HttpRequest& req) {
   } else if (path == "/v1/dlq:replay") {
     route = "dlq_replay";
     resp = method_is("POST") ? ReplayDeadLetters(req) : Error(405, "method_not_allowed", "use POST for /v1/dlq:replay");
+  } else if (path == "/v1/snapshots") {
+    route = "snapshots";
+    resp = method_is("GET") ? GetSnapshots() : Error(405, "method_not_allowed", "use GET for /v1/snapshots");
   } else if (path == "/v1/failed") {
     route = "failed";
     resp = method_is("GET") ? GetFailed(req) : Error(405, "method_not_allowed", "use GET for /v1/failed");
@@ -260,8 +265,13 @@ void Api::RenderFreshness(const Profile& p, JsonWriter& w) const {
   if (p.meta.realtime_updated_at > 0) w.Int(p.meta.realtime_updated_at);
   else w.Null();
   w.Key("snapshot");
-  if (p.meta.snapshot.empty()) w.Null();
-  else w.String(p.meta.snapshot);
+  std::string date;
+  int version = 0;
+  if (ParseSnapshotMark(p.meta.snapshot, &date, &version)) {
+    w.BeginObject().Key("date").String(date).Key("version").Int(version).EndObject();
+  } else {
+    w.Null();
+  }
   w.EndObject();
 }
 
@@ -421,6 +431,17 @@ HttpResponse Api::GetFailed(const HttpRequest& req) {
   JsonWriter w(&body);
   w.BeginObject().Key("failed").BeginArray();
   for (const auto& [offset, r] : *records) w.Raw(FailedToJson(r, offset));
+  w.EndArray().EndObject();
+  return {200, "application/json", std::move(body)};
+}
+
+HttpResponse Api::GetSnapshots() {
+  auto rows = ReadCompletionLog(SnapshotDir(config_));
+  if (!rows.ok()) return Error(500, "snapshot_error", rows.status().message());
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject().Key("snapshots").BeginArray();
+  for (const auto& r : *rows) w.Raw(r.ToJson());
   w.EndArray().EndObject();
   return {200, "application/json", std::move(body)};
 }

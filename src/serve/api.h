@@ -7,6 +7,7 @@
 //   POST   /v1/profiles:batchGet          {"uids": [...], "tags": [...]} -> {"profiles": [...]}
 //   DELETE /v1/profiles/{uid}             logs the erasure; answers once durable
 //   GET    /v1/failed?limit=N             the newest rejected events and Actions
+//   GET    /v1/snapshots                  the completion log of offline snapshots
 //   GET    /v1/users/{uid}/events         event history, newest first (?type=&from=&to=&limit=)
 //   GET  /healthz              liveness
 //   GET  /metrics              Prometheus text format
@@ -48,6 +49,7 @@ class Api {
   HttpResponse DeleteProfile(std::string_view uid);
   HttpResponse GetFailed(const HttpRequest& req);
   HttpResponse GetDeadLetters(const HttpRequest& req);
+  HttpResponse GetSnapshots();
   std::optional<HttpResponse> ParseLimit(const HttpRequest& req, size_t* limit);
   HttpResponse ReplayDeadLetters(const HttpRequest& req);
   HttpResponse GetHistory(const HttpRequest& req, std::string_view uid);

@@ -25,10 +25,12 @@ Result<std::unique_ptr<App>> App::Start(Config config) {
   app->processor_ = std::make_unique<Processor>(cfg, app->log_.get(), app->store_.get(), &app->metrics_);
   RETURN_IF_ERROR(app->processor_->Start());
   if (cfg.archive.enabled) {
-    std::string dir = cfg.archive.dir.empty() ? cfg.data_dir + "/archive" : cfg.archive.dir;
+    std::string dir = ArchiveDir(cfg);
     app->archiver_ = std::make_unique<Archiver>(cfg.archive, dir, app->log_.get(), &app->metrics_);
     RETURN_IF_ERROR(app->archiver_->Start());
   }
+  app->batch_ = std::make_unique<BatchSchedule>(cfg, &app->metrics_);
+  app->batch_->Start();
   app->collector_ = std::make_unique<Collector>(cfg, app->log_.get(), app->failed_.get(), &app->metrics_);
   RETURN_IF_ERROR(app->collector_->LoadRecentIds());
   // Retry and dead letters, and the [[routes]] topics (whose failed appends they retry).
@@ -119,6 +121,7 @@ void App::Stop() {
   if (retention_.joinable()) retention_.join();
   if (http_) http_->Stop();
   for (auto& s : sources_) s->Stop();
+  if (batch_) batch_->Stop();
   if (processor_) processor_->Stop();
   if (archiver_) archiver_->Stop();
   if (retry_) retry_->Stop();

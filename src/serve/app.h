@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "batch/batch.h"
 #include "core/config.h"
 #include "core/dir_lock.h"
 #include "core/metrics.h"
@@ -55,6 +56,7 @@ class App {
   std::unique_ptr<Collector> collector_;
   std::vector<std::unique_ptr<PullSource>> sources_;
   std::unique_ptr<Archiver> archiver_;
+  std::unique_ptr<BatchSchedule> batch_;  // [batch] at
   RetryLogs retry_logs_;
   std::unique_ptr<RetryQueue> retry_;
   struct RouteTopic {

@@ -74,6 +74,16 @@ class ProfileStore {
     }
     return out;
   }
+  // The offline snapshot each user's profile includes (ProfileMeta::snapshot; empty when
+  // none), in the order given. Reads no tag.
+  Result<std::vector<std::string>> GetSnapshotMarks(std::span<const std::string> uids) {
+    const std::string no_tag;  // no tag has an empty name
+    ASSIGN_OR_RETURN(auto profiles, GetMany(uids, {&no_tag, 1}, 0));
+    std::vector<std::string> out;
+    out.reserve(profiles.size());
+    for (auto& p : profiles) out.push_back(std::move(p.meta.snapshot));
+    return out;
+  }
   virtual Result<std::optional<Offset>> GetCheckpoint(std::string_view consumer, PartitionId p) = 0;
   // Erases everything stored for `uid` (tags, applied ids, freshness) and records the
   // checkpoints, atomically.

@@ -18,8 +18,6 @@
 
 namespace portrait {
 
-namespace {
-
 std::vector<std::string> SplitCsv(std::string_view row, char delim) {
   std::vector<std::string> out(1);
   bool quoted = false;
@@ -44,6 +42,8 @@ std::vector<std::string> SplitCsv(std::string_view row, char delim) {
   }
   return out;
 }
+
+namespace {
 
 bool IsNumber(const std::string& s, bool integer_only) {
   if (s.empty()) return false;

@@ -13,6 +13,10 @@
 
 namespace portrait {
 
+// Splits one CSV line into cells (RFC 4180 quoting: "a,b" and "" for a quote; a quoted
+// cell cannot span lines).
+std::vector<std::string> SplitCsv(std::string_view row, char delim);
+
 // Turns one CSV row into an event's JSON per the source's columns (typed by the event
 // type's declared props), or explains why it cannot.
 Result<std::string> CsvRowToJson(std::string_view row, const SourceConfig& source, const Config& config);

@@ -15,6 +15,7 @@
 local OP_STRING_SET, OP_NUMBER_SET, OP_NUMBER_INCR, OP_NUMBER_MAX, OP_NUMBER_MIN = 1, 2, 3, 4, 5
 local OP_MAP_PUT, OP_MAP_INCR, OP_MAP_MERGE, OP_MAP_DEL = 6, 7, 8, 9
 local OP_SET_ADD, OP_SET_ADDL, OP_LIST_RPUSH, OP_LIST_RPUSHL, OP_TAG_DEL = 10, 11, 12, 13, 14
+local OP_MARK = 0  -- records the offline snapshot loaded ("DATE/VERSION") in 'ss'
 local SRC_REALTIME = 2
 local ID_WINDOW_MS = 7 * 24 * 3600 * 1000
 local MAX_IDS = 100000
@@ -49,6 +50,19 @@ end
 local function drop_tag(P, tag)
   redis.call('DEL', P .. 't:' .. tag, P .. 'mw:' .. tag, P .. 'li:' .. tag)
   redis.call('HDEL', P .. 'm', 'y:' .. tag, 'u:' .. tag, 'w:' .. tag, 'ns:' .. tag)
+end
+
+-- Keeps the newer of the stored and the given snapshot mark, by (date, version).
+local function set_mark(P, mark)
+  local m = P .. 'm'
+  local cur = redis.call('HGET', m, 'ss')
+  local d, v = string.match(mark, '^(.*)/(%d+)$')
+  if not d then return end
+  if cur then
+    local cd, cv = string.match(cur, '^(.*)/(%d+)$')
+    if cd and (bytes_less(d, cd) or (d == cd and tonumber(v) <= tonumber(cv))) then return end
+  end
+  redis.call('HSET', m, 'ss', mark)
 end
 
 -- Records an exactly-once id; false if it was applied before.
@@ -218,7 +232,10 @@ local function apply(keys, a)
     if not skip and id ~= '' and (op == OP_NUMBER_INCR or op == OP_MAP_INCR) then
       skip = not record_id(P, id, ts)
     end
-    if not skip then
+    if not skip and op == OP_MARK then
+      set_mark(P, a[first])
+      done = done + 1
+    elseif not skip then
       apply_one(P, a, first, op, ts, src)
       if src == SRC_REALTIME then
         local rt = tonumber(redis.call('HGET', P .. 'm', 'rt') or '0')

@@ -123,6 +123,17 @@ void EncodeOperand(const Action& a, const TagConfig& cfg, std::vector<std::strin
   out->insert(out->end(), f.begin(), f.end());
 }
 
+// A snapshot-loaded mark travels as operator 0 with the mark as its one field.
+void EncodeMark(const Action& a, std::vector<std::string>* out) {
+  out->push_back(std::to_string(a.offset.value));
+  out->push_back("");
+  out->push_back("0");
+  out->push_back(std::to_string(a.ts));
+  out->push_back(std::to_string(static_cast<int>(a.source)));
+  out->push_back("1");
+  out->push_back(a.text);
+}
+
 // Builds a TagState from one entry of portrait_get's answer.
 bool DecodeTag(const RedisReply& e, const TagConfig& cfg, fusion::TagState* s) {
   if (e.elements.size() < 6) return false;
@@ -213,6 +224,7 @@ class RedisStore : public ProfileStore {
       std::vector<std::string_view> call_tags;
       for (size_t k = i; k < j; ++k) {
         std::string_view t = actions[order[k]].tag;
+        if (t.empty()) continue;  // a snapshot mark: only the meta hash
         if (std::find(call_tags.begin(), call_tags.end(), t) == call_tags.end()) call_tags.push_back(t);
       }
       RedisCommand c = FunctionCall("apply", UserKeys(p, call_tags));
@@ -223,6 +235,11 @@ class RedisStore : public ProfileStore {
       size_t count = 0;
       for (size_t k = i; k < j; ++k) {
         const Action& a = actions[order[k]];
+        if (IsSnapshotMark(a)) {
+          EncodeMark(a, &c.args);
+          ++count;
+          continue;
+        }
         const TagConfig* cfg = tags_->Find(a.tag);
         if (!cfg || !cfg->Allows(a.op)) continue;
         EncodeOperand(a, *cfg, &c.args);

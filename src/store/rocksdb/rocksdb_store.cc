@@ -203,9 +203,19 @@ class FusionMergeOperator : public rocksdb::MergeOperator {
       if (!DecodeOperand(std::string_view(op.data(), op.size()), &entries)) continue;
       for (const auto& [tag, action] : entries) {
         const TagConfig* cfg = tags_->Find(tag);
-        if (!cfg) continue;
+        if (!cfg && !tag.empty()) continue;
         a = Action();
         if (!fusion::DecodeAction(action, &a).ok()) continue;
+        a.tag = tag;
+        if (!meta) {
+          meta.emplace();
+          auto it = profile.find(kMetaEntry);
+          if (it != profile.end()) meta->Decode(it->second.raw);
+        }
+        if (!cfg) {  // a snapshot-loaded mark
+          meta->Observe(a);
+          continue;
+        }
         if (!a.id.empty() && fusion::NeedsExactlyOnce(a.op)) {
           if (!ids) {
             ids.emplace();
@@ -213,11 +223,6 @@ class FusionMergeOperator : public rocksdb::MergeOperator {
             if (it != profile.end()) ids->Decode(it->second.raw);
           }
           if (!ids->Record(a.id, a.ts)) continue;  // applied before: a retry
-        }
-        if (!meta) {
-          meta.emplace();
-          auto it = profile.find(kMetaEntry);
-          if (it != profile.end()) meta->Decode(it->second.raw);
         }
         meta->Observe(a);
         StoredTag& t = profile[std::string(tag)];

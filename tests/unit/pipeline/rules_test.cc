@@ -20,7 +20,7 @@ TEST(RulesTest, ExampleConfigRulesProduceActions) {
   size_t skipped = 0;
   rules.Evaluate(e, &out, &skipped);
   EXPECT_EQ(skipped, 0u);
-  ASSERT_EQ(out.size(), 3u);  // category_prefs, purchases, last_seen
+  ASSERT_EQ(out.size(), 4u);  // category_prefs, purchases, last_purchase_at, last_seen
   EXPECT_EQ(out[0].tag, "category_prefs");
   EXPECT_EQ(out[0].op, OpCode::kMapIncr);
   ASSERT_EQ(out[0].entries.size(), 1u);
@@ -28,7 +28,19 @@ TEST(RulesTest, ExampleConfigRulesProduceActions) {
   EXPECT_EQ(out[0].entries[0].number, 1);
   EXPECT_EQ(out[1].tag, "purchases");
   EXPECT_EQ(out[1].number, 1);
-  EXPECT_EQ(out[2].text, "2023-11-14T22:13:20.000Z");
+  EXPECT_EQ(out[2].tag, "last_purchase_at");
+  EXPECT_EQ(out[2].op, OpCode::kNumberMax);
+  EXPECT_EQ(out[2].number, 1700000000000.0);
+  EXPECT_EQ(out[3].text, "2023-11-14T22:13:20.000Z");
+
+  // The offline layer: rules of offline tags only, including offline-only rules.
+  RuleSet offline(*cfg, RuleSet::Layer::kOffline);
+  out.clear();
+  offline.Evaluate(e, &out, &skipped);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].tag, "last_purchase_at");
+  EXPECT_EQ(out[1].tag, "purchases_by_category_90d");
+  EXPECT_EQ(out[1].entries[0].key, "7");
 
   e.type = "click";
   out.clear();

@@ -1,0 +1,280 @@
+#include "batch/batch.h"
+
+#include <simdjson.h>
+#include <spdlog/spdlog.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <unordered_map>
+
+#include "core/event.h"
+#include "core/json.h"
+#include "fusion/fusion.h"
+#include "pipeline/rules.h"
+
+namespace portrait {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// The archive's part files of dates [first_date, last_date] (first_date empty = all), by partition.
+Result<std::map<int, std::vector<std::string>>> ListArchive(const std::string& dir, const std::string& first_date,
+                                                            const std::string& last_date) {
+  std::map<int, std::vector<std::string>> parts;
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return parts;
+  for (const auto& d : fs::directory_iterator(dir, ec)) {
+    std::string name = d.path().filename().string();
+    if (!name.starts_with("date=") || !d.is_directory()) continue;
+    std::string date = name.substr(5);
+    if ((!first_date.empty() && date < first_date) || date > last_date) continue;
+    for (const auto& h : fs::directory_iterator(d.path(), ec)) {
+      if (!h.is_directory() || !h.path().filename().string().starts_with("hour=")) continue;
+      for (const auto& f : fs::directory_iterator(h.path(), ec)) {
+        std::string fname = f.path().filename().string();
+        if (!fname.starts_with("part-") || !fname.ends_with(".ndjson.gz")) continue;  // .tmp: being written
+        int p = std::atoi(fname.c_str() + 5);
+        parts[p].push_back(f.path().string());
+      }
+    }
+  }
+  if (ec) return Status::IOError("archive " + dir + ": " + ec.message());
+  for (auto& [_, files] : parts) std::sort(files.begin(), files.end());
+  return parts;
+}
+
+Status ReadGzip(const std::string& path, std::string* out) {
+  out->clear();
+  gzFile gz = gzopen(path.c_str(), "rb");
+  if (!gz) return Status::IOError("cannot open " + path);
+  gzbuffer(gz, 1 << 18);
+  char buf[1 << 16];
+  int n;
+  while ((n = gzread(gz, buf, sizeof buf)) > 0) out->append(buf, static_cast<size_t>(n));
+  int err = 0;
+  const char* msg = n < 0 ? gzerror(gz, &err) : nullptr;
+  gzclose(gz);
+  if (n < 0) return Status::Corruption(path + ": " + (msg ? msg : "unreadable gzip"));
+  return Status::Ok();
+}
+
+bool ReadString(simdjson::dom::object& o, std::string_view key, std::string* out) {
+  std::string_view v;
+  if (o[key].get(v)) return false;
+  out->assign(v);
+  return true;
+}
+
+// One archived line (EventToJson's form) into `e`; false if it is not one.
+bool ParseArchived(simdjson::dom::element doc, Event* e) {
+  simdjson::dom::object o;
+  if (doc.get_object().get(o)) return false;
+  e->uid.clear();
+  e->device_id.clear();
+  e->product.clear();
+  e->channel.clear();
+  e->props.clear();
+  if (!ReadString(o, "type", &e->type) || o["ts"].get(e->ts)) return false;
+  ReadString(o, "id", &e->id);
+  ReadString(o, "uid", &e->uid);
+  ReadString(o, "device_id", &e->device_id);
+  ReadString(o, "product", &e->product);
+  ReadString(o, "channel", &e->channel);
+  if (e->PartitionKey().empty()) return false;
+  simdjson::dom::object props;
+  if (!o["props"].get(props)) {
+    for (auto f : props) e->props.emplace_back(std::string(f.key), simdjson::minify(f.value));
+  }
+  return true;
+}
+
+// Everything one thread needs to compute its partitions.
+struct Job {
+  Job(const Config& c, const RuleSet& r) : config(c), rules(r) {}
+  const Config& config;
+  const RuleSet& rules;
+  std::vector<const TagConfig*> tags;          // the offline tags
+  std::unordered_map<std::string, size_t> index;  // tag name -> position in `tags`
+  std::vector<TimestampMs> from;               // per tag: the first ts in its window
+  std::vector<std::string> types;              // event types some offline rule listens on
+  TimestampMs as_of = 0;
+  TimestampMs earliest = 0;
+  SnapshotWriter* writer = nullptr;
+  std::atomic<uint64_t> files{0}, events{0}, used{0}, bad_lines{0};
+};
+
+Status ComputePartition(Job& job, const std::vector<std::string>& files) {
+  std::unordered_map<std::string, std::vector<fusion::TagState>> users;
+  simdjson::dom::parser parser;
+  std::string buf;
+  Event e;
+  std::vector<Action> actions;
+  size_t skipped = 0;
+  uint64_t events = 0, used = 0, bad = 0;
+  for (const std::string& path : files) {
+    RETURN_IF_ERROR(ReadGzip(path, &buf));
+    job.files.fetch_add(1);
+    simdjson::dom::document_stream stream;
+    if (auto err = parser.parse_many(buf, std::max<size_t>(1 << 20, simdjson::dom::DEFAULT_BATCH_SIZE)).get(stream)) {
+      return Status::Corruption(path + ": " + simdjson::error_message(err));
+    }
+    for (auto doc : stream) {
+      ++events;
+      simdjson::dom::element el;
+      if (doc.get(el) || !ParseArchived(el, &e)) {
+        if (bad++ < 5) spdlog::warn("batch: {}: a line that is not an archived event; skipped", path);
+        continue;
+      }
+      if (e.ts > job.as_of || e.ts < job.earliest) continue;
+      if (std::find(job.types.begin(), job.types.end(), e.type) == job.types.end()) continue;
+      actions.clear();
+      job.rules.Evaluate(e, &actions, &skipped);
+      bool took = false;
+      for (const Action& a : actions) {
+        size_t i = job.index.at(a.tag);
+        if (e.ts < job.from[i]) continue;
+        auto& states = users[a.uid];
+        if (states.empty()) states.resize(job.tags.size());
+        fusion::Apply(states[i], a, *job.tags[i]);
+        took = true;
+      }
+      if (took) ++used;
+    }
+  }
+  job.events.fetch_add(events);
+  job.used.fetch_add(used);
+  job.bad_lines.fetch_add(bad);
+  std::string row, value;
+  for (const auto& [uid, states] : users) {
+    row.clear();
+    JsonWriter w(&row);
+    w.BeginObject();
+    bool any = false;
+    for (size_t i = 0; i < states.size(); ++i) {
+      if (!fusion::IsLive(states[i], *job.tags[i], job.as_of)) continue;
+      value.clear();
+      fusion::RenderValue(states[i], *job.tags[i], job.as_of, &value);
+      w.Key(job.tags[i]->name).Raw(value);
+      any = true;
+    }
+    w.EndObject();
+    if (any) RETURN_IF_ERROR(job.writer->Put(uid, row));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<BatchStats> RunBatch(const Config& config, const std::string& date) {
+  auto start = std::chrono::steady_clock::now();
+  auto day = DayStartMs(date);
+  if (!day) return Status::InvalidArgument("--date \"" + date + "\" is not a date YYYY-MM-DD");
+  RuleSet rules(config, RuleSet::Layer::kOffline);
+  Job job(config, rules);
+  job.as_of = SnapshotAsOf(date);
+  job.earliest = job.as_of;
+  for (const auto& [name, tag] : config.tags.all()) {
+    if (!tag.offline) continue;
+    job.index[name] = job.tags.size();
+    job.tags.push_back(&tag);
+    TimestampMs from = tag.offline_window_ms > 0 ? job.as_of - tag.offline_window_ms + 1 : INT64_MIN;
+    job.from.push_back(from);
+    job.earliest = std::min(job.earliest, from);
+  }
+  if (job.tags.empty()) {
+    return Status::FailedPrecondition("no tag is computed offline; give a tag offline = { window = \"30d\" } in " +
+                                      config.path);
+  }
+  for (const RuleSpec& r : config.rules) {
+    const TagConfig* t = config.tags.Find(r.tag);
+    if (!r.offline || !t || !t->offline) continue;
+    for (const auto& type : r.on) {
+      if (std::find(job.types.begin(), job.types.end(), type) == job.types.end()) job.types.push_back(type);
+    }
+  }
+  std::string first_date = job.earliest == INT64_MIN ? "" : DateOf(job.earliest);
+  ASSIGN_OR_RETURN(auto parts, ListArchive(ArchiveDir(config), first_date, date));
+  ASSIGN_OR_RETURN(auto writer, SnapshotWriter::Create(SnapshotDir(config), date, "batch"));
+  job.writer = writer.get();
+
+  std::vector<const std::vector<std::string>*> work;
+  for (const auto& [_, files] : parts) work.push_back(&files);
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  Status failure;
+  auto run = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < work.size();) {
+      Status st = ComputePartition(job, *work[i]);
+      if (!st.ok()) {
+        std::lock_guard<std::mutex> l(mu);
+        if (failure.ok()) failure = st;
+        next.store(work.size());
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 1; t < config.batch.threads; ++t) threads.emplace_back(run);
+  run();
+  for (auto& t : threads) t.join();
+  if (!failure.ok()) return failure.WithContext("batch " + date);
+
+  BatchStats stats;
+  ASSIGN_OR_RETURN(stats.snapshot, writer->Commit(config.batch.keep));
+  stats.files = job.files.load();
+  stats.events = job.events.load();
+  stats.used = job.used.load();
+  stats.bad_lines = job.bad_lines.load();
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return stats;
+}
+
+BatchSchedule::BatchSchedule(const Config& config, MetricsRegistry* m) : config_(config) {
+  ok_ = m->GetCounter("portrait_batch_runs_total", "Scheduled batch runs, by result", "result=\"ok\"");
+  failed_ = m->GetCounter("portrait_batch_runs_total", "Scheduled batch runs, by result", "result=\"failed\"");
+}
+
+BatchSchedule::~BatchSchedule() { Stop(); }
+
+void BatchSchedule::Start() {
+  if (config_.batch.at.empty()) return;
+  thread_ = std::thread([this] { Run(); });
+}
+
+void BatchSchedule::Stop() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void BatchSchedule::Run() {
+  const int64_t at_ms = int64_t{*ParseClockMinutes(config_.batch.at)} * 60'000;
+  while (true) {
+    TimestampMs now = NowMs();
+    TimestampMs today = *DayStartMs(DateOf(now));
+    TimestampMs due = today + at_ms;
+    if (due <= now) due += 86'400'000;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      if (cv_.wait_for(l, std::chrono::milliseconds(due - now), [this] { return stop_; })) return;
+    }
+    std::string date = DateOf(NowMs() - 86'400'000);
+    spdlog::info("batch: scheduled run for {}", date);
+    auto stats = RunBatch(config_, date);
+    if (stats.ok()) {
+      ok_->Inc();
+      spdlog::info("batch: {} done: snapshot {} with {} users from {} events in {:.1f} s", date,
+                   stats->snapshot.Mark(), stats->snapshot.users, stats->events, stats->seconds);
+    } else {
+      failed_->Inc();
+      spdlog::error("batch: {} failed: {}", date, stats.status().ToString());
+    }
+  }
+}
+
+}  // namespace portrait
