@@ -12,5 +12,8 @@ echo
 echo "== file source"
 build/release/bench/source_bench
 echo
+echo "== offline layer: batch, import, lazy load"
+build/release/bench/offline_bench
+echo
 echo "== end to end (embedded log + RocksDB, HTTP over loopback, load generator in the same process)"
 build/release/bench/e2e_bench "$@"

@@ -29,7 +29,8 @@ struct BatchStats {
   uint64_t events = 0;       // events read from them
   uint64_t used = 0;         // events some offline rule took (in a tag's window)
   uint64_t bad_lines = 0;    // archive lines that were not events (skipped, logged)
-  double seconds = 0;
+  double seconds = 0;          // all of it
+  double compute_seconds = 0;  // reading the archive and writing the rows, before the commit
   SnapshotInfo snapshot;
 };
 

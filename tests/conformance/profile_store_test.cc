@@ -258,6 +258,25 @@ TEST_P(ProfileStoreTest, FreshnessFollowsRealtimeActionsOnly) {
   EXPECT_EQ(Get("u").meta.realtime_updated_at, 300);
 }
 
+TEST_P(ProfileStoreTest, SnapshotMarksKeepTheNewestAndGoWithTheProfile) {
+  // A mark alone (a user absent from the snapshot) makes a profile with no tag.
+  ASSERT_TRUE(store_->Apply(std::vector<Action>{SnapshotLoadedMark("u", "2026-11-20/2", 5)}, {}).ok());
+  // Older marks (an earlier version, an earlier date) arriving later change nothing.
+  std::vector<Action> batch = {SnapshotLoadedMark("u", "2026-11-20/1", 6), SnapshotLoadedMark("u", "2026-11-19/9", 7),
+                               Incr("u", 1, 8), SnapshotLoadedMark("v", "2026-11-19/1", 9)};
+  ASSERT_TRUE(store_->Apply(batch, {}).ok());
+  std::vector<std::string> uids = {"u", "v", "nobody"};
+  auto marks = store_->GetSnapshotMarks(uids);
+  ASSERT_TRUE(marks.ok()) << marks.status().ToString();
+  EXPECT_EQ(*marks, (std::vector<std::string>{"2026-11-20/2", "2026-11-19/1", ""}));
+  EXPECT_EQ(Get("u").meta.snapshot, "2026-11-20/2");
+  EXPECT_EQ(Get("u").tags.size(), 1u) << "a mark is no tag";
+  ASSERT_TRUE(store_->Apply(std::vector<Action>{SnapshotLoadedMark("u", "2026-11-21/1", 10)}, {}).ok());
+  EXPECT_EQ(Get("u").meta.snapshot, "2026-11-21/1");
+  ASSERT_TRUE(store_->DeleteProfile("u", {}).ok());
+  EXPECT_EQ(Get("u").meta.snapshot, "") << "an erased profile loads its offline profile again";
+}
+
 TEST_P(ProfileStoreTest, EraseAllLeavesNothing) {
   std::vector<Checkpoint> cps = {{"processor", PartitionId(1), Offset(5)}};
   ASSERT_TRUE(store_->Apply(std::vector<Action>{Incr("a", 1, 1), Incr("b", 2, 2)}, cps).ok());

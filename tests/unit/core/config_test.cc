@@ -31,6 +31,65 @@ TEST(ConfigTest, ExampleConfigLoads) {
   EXPECT_EQ(cfg->log.fsync, FsyncPolicy::kBatch);
 }
 
+TEST(ConfigTest, OfflineTagsBatchAndLazyLoad) {
+  auto cfg = ParseConfig(std::string(kBase) + R"(
+[events.APPSTART]
+[tags.clicks.offline]
+window = "30d"
+[tags.best]
+type = "number"
+offline = { load = "number.max" }
+[[rules]]
+on = "click"
+tag = "best"
+op = "number.max"
+value = "$props.item_id"
+layer = "offline"
+[batch]
+at = "02:30"
+keep = 5
+[lazy_load]
+triggers = ["APPSTART"]
+)", "t.toml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  const TagConfig* clicks = cfg->tags.Find("clicks");
+  EXPECT_TRUE(clicks->offline);
+  EXPECT_EQ(clicks->offline_window_ms, 30LL * 86'400'000);
+  EXPECT_EQ(clicks->load, OpCode::kListRpushl);
+  EXPECT_EQ(cfg->tags.Find("best")->load, OpCode::kNumberMax);
+  EXPECT_FALSE(cfg->rules[0].realtime);
+  EXPECT_TRUE(cfg->rules[0].offline);
+  EXPECT_EQ(cfg->batch.at, "02:30");
+  EXPECT_EQ(cfg->batch.keep, 5);
+  EXPECT_EQ(cfg->lazy_load.triggers, (std::vector<std::string>{"APPSTART"}));
+}
+
+TEST(ConfigTest, BadOfflineSettingsAreNamed) {
+  Status st = ParseConfig(std::string(kBase) + R"(
+[tags.clicks.offline]
+load = "number.incr"
+[tags.n]
+type = "number"
+[[rules]]
+on = "click"
+tag = "n"
+op = "number.incr"
+value = 1
+layer = "offline"
+[batch]
+at = "25:00"
+[lazy_load]
+triggers = ["nosuch"]
+)", "t.toml").status();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("tag \"clicks\": offline: load \"number.incr\" cannot load a list tag; use list.rpushl"),
+            std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("an offline rule needs its tag computed offline"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("[batch]: at must be a time of day \"HH:MM\""), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("[lazy_load]: triggers[0] must name a declared event type"), std::string::npos)
+      << st.message();
+}
+
 TEST(ConfigTest, SyntaxErrorNamesPosition) {
   Status st = ParseConfig("[server]\nlisten = \n", "bad.toml").status();
   ASSERT_FALSE(st.ok());
