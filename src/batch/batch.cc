@@ -219,6 +219,13 @@ Result<BatchStats> RunBatch(const Config& config, const std::string& date) {
   }
   std::string first_date = job.earliest == INT64_MIN ? "" : DateOf(job.earliest);
   ASSIGN_OR_RETURN(auto parts, ListArchive(ArchiveDir(config), first_date, date));
+  if (parts.empty()) {
+    // Most likely the wrong archive dir or date: an empty snapshot would load nothing into
+    // every profile and hide the mistake.
+    return Status::FailedPrecondition("no archived events " + (first_date.empty() ? "" : "from " + first_date + " ") +
+                                      "up to " + date + " in " + ArchiveDir(config) +
+                                      " ([archive] dir, or --data-dir); no snapshot written");
+  }
   ASSIGN_OR_RETURN(auto writer, SnapshotWriter::Create(SnapshotDir(config), date, "batch"));
   job.writer = writer.get();
 

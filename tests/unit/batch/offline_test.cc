@@ -437,6 +437,17 @@ TEST(BatchTest, RefusesAConfigWithoutOfflineTags) {
   EXPECT_NE(stats.status().message().find("no tag is computed offline"), std::string::npos);
 }
 
+TEST(BatchTest, NoArchivedEventsIsAnErrorNotAnEmptySnapshot) {
+  testing_util::TempDir dir;
+  Config cfg = LoadTestConfig(dir.path());
+  auto stats = RunBatch(cfg, Date(1));
+  ASSERT_FALSE(stats.ok());
+  EXPECT_NE(stats.status().message().find("no archived events"), std::string::npos) << stats.status().message();
+  auto rows = ReadCompletionLog(SnapshotDir(cfg));
+  ASSERT_TRUE(rows.ok());
+  EXPECT_TRUE(rows->empty());
+}
+
 TEST(SnapshotTest, RetiresAllButTheNewestKeep) {
   testing_util::TempDir dir;
   std::string sdir = dir.path() + "/snapshots";
