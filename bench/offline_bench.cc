@@ -14,6 +14,7 @@
 #include <random>
 
 #include "batch/batch.h"
+#include "pipeline/archive.h"
 #include "pipeline/offline.h"
 #include "store/rocksdb/rocksdb_store.h"
 
@@ -34,15 +35,13 @@ void WriteArchive(const std::string& dir, int64_t events, int users) {
   for (int64_t i = 0; i < events; ++i) {
     int u = static_cast<int>(rng() % static_cast<uint64_t>(users));
     TimestampMs ts = end - static_cast<TimestampMs>(rng() % (7 * 86'400'000ULL));
-    TimestampMs hour = ts - ts % 3'600'000;
     char line[256];
     std::snprintf(line, sizeof line,
                   R"({"id":"e%lld","uid":"u%d","type":"%s","ts":%lld,"props":{"item_id":%llu,"category_id":%llu}})"
                   "\n",
                   static_cast<long long>(i), u, types[rng() % 9], static_cast<long long>(ts),
                   static_cast<unsigned long long>(rng() % 4'000'000), static_cast<unsigned long long>(rng() % 9000));
-    std::string path = dir + "/date=" + DateOf(hour) + "/hour=" + std::to_string(hour / 3'600'000 % 24) + "/part-" +
-                       std::to_string(u % 8) + "-0.ndjson.gz";
+    std::string path = dir + "/" + Archiver::HourPath(ts) + "/part-" + std::to_string(u % 8) + "-0.ndjson.gz";
     files[path] += line;
   }
   for (const auto& [path, text] : files) {

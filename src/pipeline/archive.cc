@@ -10,6 +10,7 @@
 
 #include "core/event.h"
 #include "pipeline/records.h"
+#include "store/snapshot.h"
 
 namespace portrait {
 
@@ -25,13 +26,9 @@ Archiver::Archiver(const ArchiveConfig& config, std::string dir, Log* log, Metri
 Archiver::~Archiver() { Stop(); }
 
 std::string Archiver::HourPath(TimestampMs ts) {
-  std::time_t secs = static_cast<std::time_t>(ts / 1000 - (ts % 1000 < 0 ? 1 : 0));
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "date=%04d-%02d-%02d/hour=%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour);
-  return buf;
+  constexpr int64_t kDayMs = 86'400'000;
+  int64_t hour = ((ts % kDayMs) + kDayMs) % kDayMs / 3'600'000;
+  return "date=" + DateOf(ts) + (hour < 10 ? "/hour=0" : "/hour=") + std::to_string(hour);
 }
 
 Status Archiver::Start() {

@@ -51,7 +51,7 @@ bool OfflineRowToActions(simdjson::dom::element row, const TagRegistry& tags, co
 
 LazyLoader::LazyLoader(const Config& config, ProfileStore* store, SnapshotCatalog* catalog, MetricsRegistry* m)
     : config_(config), store_(store), catalog_(catalog) {
-  for (const auto& t : config.lazy_load.triggers) triggers_.insert(t);
+  triggers_ = config.lazy_load.triggers;
   const char* help = "Lazy loads of offline profiles on trigger events, by result";
   loaded_ = m->GetCounter("portrait_lazy_loads_total", help, "result=\"loaded\"");
   absent_ = m->GetCounter("portrait_lazy_loads_total", help, "result=\"absent\"");

@@ -11,11 +11,11 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 #include <vector>
 
 #include "core/action.h"
@@ -51,7 +51,10 @@ class LazyLoader {
  public:
   LazyLoader(const Config& config, ProfileStore* store, SnapshotCatalog* catalog, MetricsRegistry* metrics);
 
-  bool IsTrigger(std::string_view event_type) const { return triggers_.count(std::string(event_type)) > 0; }
+  // Called for every event the processor reads: a scan of a few names, no allocation.
+  bool IsTrigger(std::string_view event_type) const {
+    return std::find(triggers_.begin(), triggers_.end(), event_type) != triggers_.end();
+  }
 
   // Appends the loading Actions for `triggers` to `out` (each stamped with its trigger's
   // partition and offset). Fails only when the store cannot be read (the caller retries);
@@ -63,7 +66,7 @@ class LazyLoader {
   const Config& config_;
   ProfileStore* store_;
   SnapshotCatalog* catalog_;
-  std::unordered_set<std::string> triggers_;
+  std::vector<std::string> triggers_;
   simdjson::dom::parser parser_;
   Counter* loaded_;
   Counter* absent_;

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <string>
-#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -21,9 +20,6 @@ class RuleSet {
   // kRealtime: the rules the processor runs; kOffline: the rules of tags computed offline
   // (for `portrait batch`).
   explicit RuleSet(const Config& config, Layer layer = Layer::kRealtime);
-
-  // Whether any rule listens on this event type.
-  bool Listens(std::string_view type) const { return by_type_.find(std::string(type)) != by_type_.end(); }
 
   // Appends the event's Actions to `out`. A rule whose inputs the event lacks (an
   // optional prop) or holds in an unusable form is skipped and counted in `skipped`.

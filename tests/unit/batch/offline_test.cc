@@ -12,6 +12,7 @@
 #include "batch/batch.h"
 #include "core/event.h"
 #include "fusion/fusion.h"
+#include "pipeline/archive.h"
 #include "pipeline/offline.h"
 #include "pipeline/rules.h"
 #include "redis_util.h"
@@ -292,14 +293,7 @@ void WriteArchive(const std::string& dir, const std::vector<Event>& events, int 
   std::map<std::string, std::string> files;  // path -> NDJSON
   for (const Event& e : events) {
     int p = PartitionFor(e.PartitionKey(), partitions).value;
-    TimestampMs hour = e.ts - e.ts % 3'600'000;
-    char buf[64];
-    time_t secs = hour / 1000;
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    std::snprintf(buf, sizeof buf, "date=%04d-%02d-%02d/hour=%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                  tm.tm_hour);
-    files[dir + "/" + buf + "/part-" + std::to_string(p) + "-0.ndjson.gz"] += EventToJson(e) + "\n";
+    files[dir + "/" + Archiver::HourPath(e.ts) + "/part-" + std::to_string(p) + "-0.ndjson.gz"] += EventToJson(e) + "\n";
   }
   for (const auto& [path, text] : files) {
     std::filesystem::create_directories(std::filesystem::path(path).parent_path());
