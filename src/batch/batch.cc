@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <unordered_map>
 
+#include "batch/archive_files.h"
 #include "core/event.h"
 #include "core/json.h"
 #include "fusion/fusion.h"
@@ -20,47 +21,6 @@ namespace portrait {
 namespace fs = std::filesystem;
 
 namespace {
-
-// The archive's part files of dates [first_date, last_date] (first_date empty = all), by partition.
-Result<std::map<int, std::vector<std::string>>> ListArchive(const std::string& dir, const std::string& first_date,
-                                                            const std::string& last_date) {
-  std::map<int, std::vector<std::string>> parts;
-  std::error_code ec;
-  if (!fs::exists(dir, ec)) return parts;
-  for (const auto& d : fs::directory_iterator(dir, ec)) {
-    std::string name = d.path().filename().string();
-    if (!name.starts_with("date=") || !d.is_directory()) continue;
-    std::string date = name.substr(5);
-    if ((!first_date.empty() && date < first_date) || date > last_date) continue;
-    for (const auto& h : fs::directory_iterator(d.path(), ec)) {
-      if (!h.is_directory() || !h.path().filename().string().starts_with("hour=")) continue;
-      for (const auto& f : fs::directory_iterator(h.path(), ec)) {
-        std::string fname = f.path().filename().string();
-        if (!fname.starts_with("part-") || !fname.ends_with(".ndjson.gz")) continue;  // .tmp: being written
-        int p = std::atoi(fname.c_str() + 5);
-        parts[p].push_back(f.path().string());
-      }
-    }
-  }
-  if (ec) return Status::IOError("archive " + dir + ": " + ec.message());
-  for (auto& [_, files] : parts) std::sort(files.begin(), files.end());
-  return parts;
-}
-
-Status ReadGzip(const std::string& path, std::string* out) {
-  out->clear();
-  gzFile gz = gzopen(path.c_str(), "rb");
-  if (!gz) return Status::IOError("cannot open " + path);
-  gzbuffer(gz, 1 << 18);
-  char buf[1 << 16];
-  int n;
-  while ((n = gzread(gz, buf, sizeof buf)) > 0) out->append(buf, static_cast<size_t>(n));
-  int err = 0;
-  const char* msg = n < 0 ? gzerror(gz, &err) : nullptr;
-  gzclose(gz);
-  if (n < 0) return Status::Corruption(path + ": " + (msg ? msg : "unreadable gzip"));
-  return Status::Ok();
-}
 
 bool ReadString(simdjson::dom::object& o, std::string_view key, std::string* out) {
   std::string_view v;
@@ -261,19 +221,29 @@ Result<BatchStats> RunBatch(const Config& config, const std::string& date) {
   return stats;
 }
 
-BatchSchedule::BatchSchedule(const Config& config, MetricsRegistry* m) : config_(config) {
-  ok_ = m->GetCounter("portrait_batch_runs_total", "Scheduled batch runs, by result", "result=\"ok\"");
-  failed_ = m->GetCounter("portrait_batch_runs_total", "Scheduled batch runs, by result", "result=\"failed\"");
+Status RunScheduledBatch(const Config& config, const std::string& date) {
+  auto stats = RunBatch(config, date);
+  if (!stats.ok()) return stats.status();
+  spdlog::info("batch: {} done: snapshot {} with {} users from {} events in {:.1f} s", date, stats->snapshot.Mark(),
+               stats->snapshot.users, stats->events, stats->seconds);
+  return Status::Ok();
 }
 
-BatchSchedule::~BatchSchedule() { Stop(); }
+DailySchedule::DailySchedule(std::string what, std::string at, Job job, std::string_view metric, MetricsRegistry* m)
+    : what_(std::move(what)), at_(std::move(at)), job_(std::move(job)) {
+  std::string help = "Scheduled " + what_ + " runs, by result";
+  ok_ = m->GetCounter(metric, help, "result=\"ok\"");
+  failed_ = m->GetCounter(metric, help, "result=\"failed\"");
+}
 
-void BatchSchedule::Start() {
-  if (config_.batch.at.empty()) return;
+DailySchedule::~DailySchedule() { Stop(); }
+
+void DailySchedule::Start() {
+  if (at_.empty()) return;
   thread_ = std::thread([this] { Run(); });
 }
 
-void BatchSchedule::Stop() {
+void DailySchedule::Stop() {
   {
     std::lock_guard<std::mutex> l(mu_);
     stop_ = true;
@@ -282,8 +252,8 @@ void BatchSchedule::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void BatchSchedule::Run() {
-  const int64_t at_ms = int64_t{*ParseClockMinutes(config_.batch.at)} * 60'000;
+void DailySchedule::Run() {
+  const int64_t at_ms = int64_t{*ParseClockMinutes(at_)} * 60'000;
   while (true) {
     TimestampMs now = NowMs();
     TimestampMs today = *DayStartMs(DateOf(now));
@@ -294,15 +264,13 @@ void BatchSchedule::Run() {
       if (cv_.wait_for(l, std::chrono::milliseconds(due - now), [this] { return stop_; })) return;
     }
     std::string date = DateOf(NowMs() - 86'400'000);
-    spdlog::info("batch: scheduled run for {}", date);
-    auto stats = RunBatch(config_, date);
-    if (stats.ok()) {
+    spdlog::info("{}: scheduled run for {}", what_, date);
+    Status st = job_(date);
+    if (st.ok()) {
       ok_->Inc();
-      spdlog::info("batch: {} done: snapshot {} with {} users from {} events in {:.1f} s", date,
-                   stats->snapshot.Mark(), stats->snapshot.users, stats->events, stats->seconds);
     } else {
       failed_->Inc();
-      spdlog::error("batch: {} failed: {}", date, stats.status().ToString());
+      spdlog::error("{}: {} failed: {}", what_, date, st.ToString());
     }
   }
 }

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -60,16 +61,20 @@ Result<ImportStats> ImportSnapshot(const Config& config, const std::string& date
                                    const ImportOptions& options);
 
 // `[batch] at = "HH:MM"`: runs RunBatch for yesterday (UTC) every day at that time.
-class BatchSchedule {
+// Runs `job` for yesterday's UTC date every day at `at` ("HH:MM", UTC) on its own thread,
+// counting runs as `metric`{result="ok"|"failed"}. Empty `at`: never.
+class DailySchedule {
  public:
-  BatchSchedule(const Config& config, MetricsRegistry* metrics);
-  ~BatchSchedule();
+  using Job = std::function<Status(const std::string& date)>;
+  DailySchedule(std::string what, std::string at, Job job, std::string_view metric, MetricsRegistry* metrics);
+  ~DailySchedule();
   void Start();
   void Stop();
 
  private:
   void Run();
-  const Config& config_;
+  std::string what_, at_;
+  Job job_;
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -77,5 +82,8 @@ class BatchSchedule {
   Counter* ok_;
   Counter* failed_;
 };
+
+// The batch of `[batch] at`: RunBatch for yesterday, logged.
+Status RunScheduledBatch(const Config& config, const std::string& date);
 
 }  // namespace portrait

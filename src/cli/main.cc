@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "batch/batch.h"
+#include "batch/calibrate.h"
 #include "core/config.h"
 #include "log/log.h"
 #include "core/dir_lock.h"
@@ -178,6 +179,57 @@ int BatchCmd(const std::string& config_path, const std::string& data_dir, std::s
   return 0;
 }
 
+int CalibrateCmd(const std::string& config_path, const std::string& data_dir, std::string date, bool json) {
+  std::optional<Config> loaded = LoadForCommand(config_path, data_dir);
+  if (!loaded) return 2;
+  Config& cfg = *loaded;
+  if (date.empty()) date = Yesterday();
+  std::unique_ptr<portrait::DirLock> lock;
+  if (cfg.store.backend == "rocksdb") {  // the embedded store is the server's alone
+    auto l = portrait::DirLock::Acquire(cfg.data_dir);
+    if (!l.ok()) {
+      std::cerr << "portrait: " << l.status().message() << " (stop the server, or use POST /v1/channels:calibrate?date="
+                << date << ")\n";
+      return 1;
+    }
+    lock = std::move(l).value();
+  }
+  portrait::MetricsRegistry metrics;
+  auto store = portrait::MakeProfileStore(cfg.store, cfg.data_dir, &cfg.tags, &metrics);
+  if (!store.ok()) {
+    std::cerr << "portrait: " << store.status().message() << "\n";
+    return 1;
+  }
+  auto report = portrait::Calibrate(cfg, (*store)->channels(), date);
+  if (!report.ok()) {
+    std::cerr << "portrait: calibrate failed: " << report.status().message() << "\n";
+    return 1;
+  }
+  if (json) {
+    std::printf("%s\n", report->ToJson().c_str());
+  } else {
+    std::printf("%-16s %-20s %-17s %10s %10s %8s\n", "product", "channel", "hour (UTC)", "realtime", "calibrated", "diff");
+    for (const auto& b : report->buckets) {
+      std::printf("%-16s %-20s %-17s %10lld %10lld %+8lld\n", b.product.c_str(), b.channel.c_str(),
+                  portrait::FormatIsoUtc(b.hour).substr(0, 16).c_str(), static_cast<long long>(b.realtime),
+                  static_cast<long long>(b.calibrated), static_cast<long long>(b.realtime - b.calibrated));
+    }
+    for (const auto& p : report->products) {
+      std::printf("product %s: realtime %lld, calibrated %lld, error %lld users (%.4f %%)\n", p.product.c_str(),
+                  static_cast<long long>(p.realtime), static_cast<long long>(p.calibrated),
+                  static_cast<long long>(p.abs_error), 100 * p.error_ratio());
+    }
+  }
+  std::fprintf(stderr,
+               "calibrate %s: %llu events from %llu archive files in %.2f s; real-time error %lld of %lld new users "
+               "(%.4f %%); the served figures of the day are now the calibrated ones\n",
+               date.c_str(), static_cast<unsigned long long>(report->events),
+               static_cast<unsigned long long>(report->files), report->seconds,
+               static_cast<long long>(report->overall.abs_error), static_cast<long long>(report->overall.calibrated),
+               100 * report->overall.error_ratio());
+  return 0;
+}
+
 int SnapshotImportCmd(const std::string& config_path, const std::string& data_dir, const std::string& date,
                       const std::string& file, portrait::ImportOptions options, const std::vector<std::string>& maps) {
   std::optional<Config> cfg = LoadForCommand(config_path, data_dir);
@@ -284,6 +336,16 @@ int main(int argc, char** argv) {
   batch->add_option("--data-dir", batch_dir, "Data directory; overrides the config's data_dir");
   batch->add_option("--date", batch_date, "The day YYYY-MM-DD (UTC); default yesterday");
 
+  auto* calibrate = cli.add_subcommand(
+      "calibrate", "Recompute a day's new users per channel from the archive, report the real-time error, and serve "
+                   "the calibrated figures");
+  std::string cal_config, cal_dir, cal_date;
+  bool cal_json = false;
+  calibrate->add_option("--config", cal_config, "Config file (TOML)")->required()->check(CLI::ExistingFile);
+  calibrate->add_option("--data-dir", cal_dir, "Data directory; overrides the config's data_dir");
+  calibrate->add_option("--date", cal_date, "The day YYYY-MM-DD (UTC); default yesterday");
+  calibrate->add_flag("--json", cal_json, "Print the report as JSON");
+
   auto* snapshot = cli.add_subcommand("snapshot", "Offline snapshots: import from a warehouse, list");
   snapshot->require_subcommand(1);
   auto* snap_import = snapshot->add_subcommand("import", "Load offline profiles (one user per row) into a snapshot");
@@ -306,6 +368,7 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(cli, argc, argv);
   if (*batch) return BatchCmd(batch_config, batch_dir, batch_date);
+  if (*calibrate) return CalibrateCmd(cal_config, cal_dir, cal_date, cal_json);
   if (*snap_import) return SnapshotImportCmd(snap_config, snap_dir, snap_date, snap_file, import_options, snap_maps);
   if (*snap_list) return SnapshotListCmd(snap_config, snap_dir);
   if (*replay) {

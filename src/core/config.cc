@@ -511,6 +511,23 @@ void ParseBatch(Checker& c, const toml::table& t, BatchConfig* b) {
   if (auto v = c.GetInt(t, "threads", "[batch]", 1, 256)) b->threads = static_cast<int>(*v);
 }
 
+void ParseChannels(Checker& c, const toml::table& t, ChannelsConfig* ch) {
+  c.KnownKeys(t, "[channels]", {"enabled", "default_product", "calibrate_at", "filter_mb"});
+  if (auto v = c.Get<bool>(t, "enabled", "[channels]", "true or false")) ch->enabled = *v;
+  if (auto v = c.Get<std::string>(t, "default_product", "[channels]", "a product name")) {
+    if (v->empty()) c.Error(*t.get("default_product"), "[channels]: default_product must not be empty");
+    else ch->default_product = *v;
+  }
+  if (auto v = c.Get<std::string>(t, "calibrate_at", "[channels]", "a time of day \"HH:MM\" (UTC)")) {
+    if (!ParseClockMinutes(*v)) {
+      c.Error(*t.get("calibrate_at"), "[channels]: calibrate_at must be a time of day \"HH:MM\" (UTC), such as \"03:00\"");
+    } else {
+      ch->calibrate_at = *v;
+    }
+  }
+  if (auto v = c.GetInt(t, "filter_mb", "[channels]", 1, 1 << 20)) ch->filter_mb = static_cast<size_t>(*v);
+}
+
 void ParseLazyLoad(Checker& c, const toml::table& t, Config* cfg) {
   c.KnownKeys(t, "[lazy_load]", {"enabled", "triggers"});
   if (auto v = c.Get<bool>(t, "enabled", "[lazy_load]", "true or false")) cfg->lazy_load.enabled = *v;
@@ -895,7 +912,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   cfg.path = name;
   c.KnownKeys(root, "top level",
               {"data_dir", "server", "log", "store", "processor", "collector", "history", "archive", "events", "tags",
-               "rules", "sources", "retry", "routes", "batch", "lazy_load"});
+               "rules", "sources", "retry", "routes", "batch", "lazy_load", "channels"});
   if (auto v = c.Get<std::string>(root, "data_dir", "top level", "a directory path")) cfg.data_dir = *v;
   auto section = [&](std::string_view key) -> const toml::table* {
     const toml::node* n = root.get(key);
@@ -917,6 +934,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   if (auto* t = section("events")) ParseEvents(c, *t, &cfg);
   if (auto* t = section("batch")) ParseBatch(c, *t, &cfg.batch);
   if (auto* t = section("lazy_load")) ParseLazyLoad(c, *t, &cfg);
+  if (auto* t = section("channels")) ParseChannels(c, *t, &cfg.channels);
   if (auto* t = section("tags")) ParseTags(c, *t, &cfg);
   if (const toml::node* n = root.get("rules")) {
     if (const toml::array* a = n->as_array()) ParseRules(c, *a, &cfg);

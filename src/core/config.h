@@ -209,6 +209,17 @@ struct BatchConfig {
   int threads = 2;              // archive partitions computed in parallel
 };
 
+// [channels]: new users per (product, channel, event-time hour). A user is new for a product
+// at the first event of (product, uid); devices before login count by device_id until an
+// event carries both. `portrait calibrate --date D` (or the schedule) recomputes a day from
+// the archive and replaces the served figures of that day.
+struct ChannelsConfig {
+  bool enabled = true;
+  std::string default_product = "default";  // for events without a product
+  std::string calibrate_at;                 // "HH:MM" (UTC): `portrait serve` calibrates yesterday daily; empty = off
+  size_t filter_mb = 256;                   // per processor worker: first-seen filter before the store is asked
+};
+
 // [lazy_load]: on a trigger event the processor loads the user's offline profile from the
 // newest complete snapshot dated before the event's day, once per snapshot version.
 struct LazyLoadConfig {
@@ -239,6 +250,7 @@ struct Config {
   ArchiveConfig archive;
   BatchConfig batch;
   LazyLoadConfig lazy_load;
+  ChannelsConfig channels;
   std::vector<SourceConfig> sources;
   std::map<std::string, EventTypeSpec, std::less<>> events;
   TagRegistry tags;

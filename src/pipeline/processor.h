@@ -25,6 +25,7 @@
 #include "core/config.h"
 #include "core/metrics.h"
 #include "log/log.h"
+#include "pipeline/new_users.h"
 #include "pipeline/offline.h"
 #include "pipeline/rules.h"
 #include "store/profile_store.h"

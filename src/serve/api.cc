@@ -14,8 +14,6 @@
 
 namespace portrait {
 
-namespace {
-
 HttpResponse Error(int status, std::string_view code, std::string_view message) {
   return {status, "application/json", JsonError(code, message)};
 }
@@ -29,6 +27,8 @@ int HttpStatusFor(const Status& s) {
     default: return 500;
   }
 }
+
+namespace {
 
 std::vector<std::string> SplitComma(const std::string& s) {
   std::vector<std::string> out;
@@ -110,6 +110,16 @@ HttpResponse Api::Handle(HttpRequest& req) {
   } else if (path == "/v1/snapshots") {
     route = "snapshots";
     resp = method_is("GET") ? GetSnapshots() : Error(405, "method_not_allowed", "use GET for /v1/snapshots");
+  } else if (path == "/v1/channels/new-users") {
+    route = "channel_new_users";
+    resp = method_is("GET") ? GetNewUsers(req) : Error(405, "method_not_allowed", "use GET for /v1/channels/new-users");
+  } else if (path == "/v1/channels:calibrate") {
+    route = "channel_calibrate";
+    std::string source;
+    auto denied = Authorize(req, &source);
+    resp = !method_is("POST") ? Error(405, "method_not_allowed", "use POST for /v1/channels:calibrate")
+           : denied          ? *denied
+                             : PostCalibrate(req);
   } else if (path == "/v1/failed") {
     route = "failed";
     resp = method_is("GET") ? GetFailed(req) : Error(405, "method_not_allowed", "use GET for /v1/failed");
@@ -123,7 +133,7 @@ HttpResponse Api::Handle(HttpRequest& req) {
     route = "unknown";
     resp = Error(404, "not_found", "no route " + std::string(path) +
                                        "; see /v1/events, /v1/actions, /v1/profiles/{uid}, "
-                                       "/v1/profiles/{uid}/tags/{tag}, /v1/profiles:batchGet, /healthz, /metrics");
+                                       "/v1/profiles/{uid}/tags/{tag}, /v1/profiles:batchGet, /v1/channels/new-users, /healthz, /metrics");
   }
   if (route != "preflight") AddCors(req, &resp);
   Count(route, resp.status, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

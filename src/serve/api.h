@@ -9,6 +9,9 @@
 //   GET    /v1/failed?limit=N             the newest rejected events and Actions
 //   GET    /v1/snapshots                  the completion log of offline snapshots
 //   GET    /v1/users/{uid}/events         event history, newest first (?type=&from=&to=&limit=)
+//   GET    /v1/channels/new-users         new users per channel and bucket (?product=&from=&to=
+//                                         &granularity=hour|day&format=json|csv)
+//   POST   /v1/channels:calibrate?date=D  recomputes day D from the archive (channels_api.cc)
 //   GET  /healthz              liveness
 //   GET  /metrics              Prometheus text format
 // Writes (POST events/actions, DELETE) need `Authorization: Bearer <token>` when
@@ -28,6 +31,10 @@
 #include "store/profile_store.h"
 
 namespace portrait {
+
+// An error answer {"error": {"code", "message"}}, and the HTTP status of a Status.
+HttpResponse Error(int status, std::string_view code, std::string_view message);
+int HttpStatusFor(const Status& s);
 
 class Api {
  public:
@@ -53,6 +60,8 @@ class Api {
   std::optional<HttpResponse> ParseLimit(const HttpRequest& req, size_t* limit);
   HttpResponse ReplayDeadLetters(const HttpRequest& req);
   HttpResponse GetHistory(const HttpRequest& req, std::string_view uid);
+  HttpResponse GetNewUsers(const HttpRequest& req);
+  HttpResponse PostCalibrate(const HttpRequest& req);
   Status CheckTagNames(const std::vector<std::string>& names) const;
   // The source a write comes from ("http" or "http:<name>"), or an error response when
   // tokens are configured and the request has none that matches.

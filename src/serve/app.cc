@@ -1,5 +1,7 @@
 #include "serve/app.h"
 
+#include "batch/calibrate.h"
+
 #include <filesystem>
 
 #include "core/dir_lock.h"
@@ -29,8 +31,23 @@ Result<std::unique_ptr<App>> App::Start(Config config) {
     app->archiver_ = std::make_unique<Archiver>(cfg.archive, dir, app->log_.get(), &app->metrics_);
     RETURN_IF_ERROR(app->archiver_->Start());
   }
-  app->batch_ = std::make_unique<BatchSchedule>(cfg, &app->metrics_);
+  app->batch_ = std::make_unique<DailySchedule>(
+      "batch", cfg.batch.at, [&cfg](const std::string& date) { return RunScheduledBatch(cfg, date); },
+      "portrait_batch_runs_total", &app->metrics_);
   app->batch_->Start();
+  App* self = app.get();
+  app->calibrate_ = std::make_unique<DailySchedule>(
+      "calibrate", cfg.channels.calibrate_at,
+      [self, &cfg](const std::string& date) -> Status {
+        auto report = Calibrate(cfg, self->store_->channels(), date);
+        if (!report.ok()) return report.status();
+        RecordCalibration(*report, &self->metrics_);
+        spdlog::info("calibrate: {} done: {} new users, real-time error {} ({:.4f} %)", date, report->overall.calibrated,
+                     report->overall.abs_error, 100 * report->overall.error_ratio());
+        return Status::Ok();
+      },
+      "portrait_channel_calibration_runs_total", &app->metrics_);
+  app->calibrate_->Start();
   app->collector_ = std::make_unique<Collector>(cfg, app->log_.get(), app->failed_.get(), &app->metrics_);
   RETURN_IF_ERROR(app->collector_->LoadRecentIds());
   // Retry and dead letters, and the [[routes]] topics (whose failed appends they retry).
@@ -122,6 +139,7 @@ void App::Stop() {
   if (http_) http_->Stop();
   for (auto& s : sources_) s->Stop();
   if (batch_) batch_->Stop();
+  if (calibrate_) calibrate_->Stop();
   if (processor_) processor_->Stop();
   if (archiver_) archiver_->Stop();
   if (retry_) retry_->Stop();

@@ -56,7 +56,8 @@ class App {
   std::unique_ptr<Collector> collector_;
   std::vector<std::unique_ptr<PullSource>> sources_;
   std::unique_ptr<Archiver> archiver_;
-  std::unique_ptr<BatchSchedule> batch_;  // [batch] at
+  std::unique_ptr<DailySchedule> batch_;      // [batch] at
+  std::unique_ptr<DailySchedule> calibrate_;  // [channels] calibrate_at
   RetryLogs retry_logs_;
   std::unique_ptr<RetryQueue> retry_;
   struct RouteTopic {

@@ -21,6 +21,7 @@
 #include "core/metrics.h"
 #include "core/status.h"
 #include "fusion/fusion.h"
+#include "store/channel_store.h"
 
 namespace portrait {
 
@@ -110,6 +111,10 @@ class ProfileStore {
     if (!history.empty()) RETURN_IF_ERROR(RecordHistory(history, cfg));
     return Apply(actions, checkpoints);
   }
+  // The channel figures kept beside the profiles (in the same database); null when the
+  // backend keeps none.
+  virtual ChannelStore* channels() { return nullptr; }
+
   // Newest first.
   virtual Result<std::vector<HistoryEntry>> ReadHistory(std::string_view uid, const HistoryQuery& q,
                                                         const HistoryConfig& cfg, TimestampMs now) = 0;
