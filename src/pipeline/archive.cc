@@ -117,10 +117,14 @@ void Archiver::Run() {
         continue;
       }
       size_t events = 0;
-      while ((*reader)->position() < end) {
-        if (!(*reader)->Read(8 << 20, &recs).ok() || recs.empty()) break;
+      // Records past `end` may come in the last read (the log grows meanwhile): they are
+      // left for the next pass, so the commit is the offset after the last one taken.
+      Offset next = from;
+      while (next < end) {
+        if (!(*reader)->Read(8 << 20, &recs).ok() || recs.empty() || recs.front().offset >= end) break;
         for (const auto& rec : recs) {
           if (rec.offset >= end) break;
+          next = Offset(rec.offset.value + 1);
           if (PeekRecordKind(rec.payload) != RecordKind::kEvent || !DecodeEvent(rec.payload, &e).ok()) continue;
           if (config_.retention_ms > 0 && e.ts < NowMs() - config_.retention_ms) continue;  // would be deleted at once
           std::string& lines = pending_[HourPath(e.ts)];
@@ -129,7 +133,7 @@ void Archiver::Run() {
           ++events;
         }
       }
-      Status st = FlushPartition(p, from, (*reader)->position());
+      Status st = FlushPartition(p, from, next);
       if (!st.ok()) {
         pending_.clear();
         errors_->Inc();
