@@ -15,5 +15,8 @@ echo
 echo "== offline layer: batch, import, lazy load"
 build/release/bench/offline_bench
 echo
+echo "== channel new users: tracking per event, memory per user, calibration"
+build/release/bench/channels_bench
+echo
 echo "== end to end (embedded log + RocksDB, HTTP over loopback, load generator in the same process)"
 build/release/bench/e2e_bench "$@"

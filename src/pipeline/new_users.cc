@@ -4,89 +4,92 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cstring>
 
 namespace portrait {
 namespace {
 
 constexpr size_t kInitialSlots = 1024;
+constexpr uint32_t kOwned = 1u << 31;
+constexpr int64_t kEpochSeconds = 1'577'836'800;  // 2020-01-01T00:00:00Z
 
 uint32_t Seconds(TimestampMs ts) {
-  if (ts <= 0) return 0;
-  return static_cast<uint32_t>(std::min<TimestampMs>(ts / 1000, UINT32_MAX));
+  int64_t s = ts / 1000 - kEpochSeconds;
+  return static_cast<uint32_t>(std::clamp<int64_t>(s, 0, kOwned - 1));
 }
 
-// kind: 'u' user, 'd' device alone, 'l' a device with the uid it came with.
-uint64_t IdentityHash(std::string_view product, char kind, std::string_view id, std::string_view uid) {
-  XXH3_state_t st;
-  XXH3_64bits_reset(&st);
-  XXH3_64bits_update(&st, product.data(), product.size());
-  const char sep[2] = {'\0', kind};
-  XXH3_64bits_update(&st, sep, 2);
-  XXH3_64bits_update(&st, id.data(), id.size());
-  if (!uid.empty()) {
-    XXH3_64bits_update(&st, sep, 1);
-    XXH3_64bits_update(&st, uid.data(), uid.size());
+// kind: 'u' user, 'd' device. One-shot XXH3 over a stack buffer: the streaming API
+// costs more than the lookup.
+uint64_t IdentityHash(std::string_view product, char kind, std::string_view id) {
+  char buf[256];
+  const size_t n = product.size() + 2 + id.size();
+  uint64_t h;
+  if (n <= sizeof buf) {
+    std::memcpy(buf, product.data(), product.size());
+    buf[product.size()] = '\0';
+    buf[product.size() + 1] = kind;
+    std::memcpy(buf + product.size() + 2, id.data(), id.size());
+    h = XXH3_64bits(buf, n);
+  } else {
+    std::string s(product);
+    s.push_back('\0');
+    s.push_back(kind);
+    s.append(id);
+    h = XXH3_64bits(s.data(), s.size());
   }
-  uint64_t h = XXH3_64bits_digest(&st);
   return h == 0 ? 1 : h;
 }
 
 }  // namespace
 
 FirstSeenFilter::FirstSeenFilter(size_t max_bytes) : max_bytes_(max_bytes) {
-  keys_.assign(kInitialSlots, 0);
-  secs_.assign(kInitialSlots, 0);
+  slots_.assign(kInitialSlots, Slot{0, 0});
   mask_ = kInitialSlots - 1;
 }
 
-size_t FirstSeenFilter::Slot(uint64_t key) const {
+size_t FirstSeenFilter::Find(uint64_t key) const {
   size_t i = static_cast<size_t>(key) & mask_;
-  while (keys_[i] != 0 && keys_[i] != key) i = (i + 1) & mask_;
+  while (slots_[i].key != 0 && slots_[i].key != key) i = (i + 1) & mask_;
   return i;
 }
 
-bool FirstSeenFilter::KnownBefore(uint64_t key, TimestampMs ts) const {
-  size_t i = Slot(key);
-  return keys_[i] == key && secs_[i] < Seconds(ts);
+bool FirstSeenFilter::KnownBefore(uint64_t key, TimestampMs ts, bool owned) const {
+  const Slot& s = slots_[Find(key)];
+  return s.key == key && (s.time & ~kOwned) < Seconds(ts) && (!owned || (s.time & kOwned));
 }
 
-void FirstSeenFilter::Lower(uint64_t key, TimestampMs ts) {
-  size_t i = Slot(key);
-  uint32_t s = Seconds(ts);
-  if (keys_[i] == key) {
-    secs_[i] = std::min(secs_[i], s);
+void FirstSeenFilter::Lower(uint64_t key, TimestampMs ts, bool owned) {
+  size_t i = Find(key);
+  const uint32_t sec = Seconds(ts);
+  if (slots_[i].key == key) {
+    uint32_t t = slots_[i].time;
+    slots_[i].time = std::min(t & ~kOwned, sec) | (t & kOwned) | (owned ? kOwned : 0);
     return;
   }
-  if ((size_ + 1) * 5 > keys_.size() * 4) {  // past 80 % full
+  if ((size_ + 1) * 20 > slots_.size() * 17) {  // past 85 % full
     Grow();
-    i = Slot(key);
+    i = Find(key);
   }
-  keys_[i] = key;
-  secs_[i] = s;
+  slots_[i] = Slot{key, sec | (owned ? kOwned : 0)};
   ++size_;
 }
 
 void FirstSeenFilter::Grow() {
-  size_t slots = keys_.size() * 2;
-  if (slots * (sizeof(uint64_t) + sizeof(uint32_t)) > max_bytes_) {
+  size_t n = slots_.size() * 2;
+  if (n * sizeof(Slot) > max_bytes_) {
     Clear();  // the store still knows everything; only lookups are lost
     return;
   }
-  std::vector<uint64_t> keys(slots, 0);
-  std::vector<uint32_t> secs(slots, 0);
-  keys.swap(keys_);
-  secs.swap(secs_);
-  mask_ = slots - 1;
-  for (size_t j = 0; j < keys.size(); ++j) {
-    if (keys[j] == 0) continue;
-    size_t i = Slot(keys[j]);
-    keys_[i] = keys[j];
-    secs_[i] = secs[j];
+  std::vector<Slot> old(n, Slot{0, 0});
+  old.swap(slots_);
+  mask_ = n - 1;
+  for (const Slot& s : old) {
+    if (s.key != 0) slots_[Find(s.key)] = s;
   }
 }
 
 void FirstSeenFilter::Clear() {
-  std::fill(keys_.begin(), keys_.end(), 0);
+  std::fill(slots_.begin(), slots_.end(), Slot{0, 0});
   size_ = 0;
 }
 
@@ -105,9 +108,11 @@ NewUserTracker::~NewUserTracker() { filter_bytes_->Add(-static_cast<int64_t>(fil
 void NewUserTracker::Add(const Event& e) {
   if (e.uid.empty() && e.device_id.empty()) return;
   std::string_view product = e.product.empty() ? std::string_view(config_.default_product) : std::string_view(e.product);
-  uint64_t user = e.uid.empty() ? 0 : IdentityHash(product, 'u', e.uid, {});
-  uint64_t device = e.device_id.empty() ? 0 : IdentityHash(product, e.uid.empty() ? 'd' : 'l', e.device_id, e.uid);
-  if ((user == 0 || filter_.KnownBefore(user, e.ts)) && (device == 0 || filter_.KnownBefore(device, e.ts))) {
+  const uint64_t user = e.uid.empty() ? 0 : IdentityHash(product, 'u', e.uid);
+  const uint64_t device = e.device_id.empty() ? 0 : IdentityHash(product, 'd', e.device_id);
+  // With a uid, the device must also be known to have an owner (else this event merges it).
+  const bool with_uid = user != 0;
+  if ((user == 0 || filter_.KnownBefore(user, e.ts)) && (device == 0 || filter_.KnownBefore(device, e.ts, with_uid))) {
     ++filtered_here_;
     return;
   }
@@ -119,10 +124,11 @@ void NewUserTracker::Add(const Event& e) {
   s.ts = e.ts;
   pending_.push_back(std::move(s));
   // The processor retries Flush until it succeeds (or drops this tracker), so the store
-  // will hold what the filter now says.
+  // will hold what the filter now says: the first events at or before ts, and a device
+  // seen with a uid has an owner (this uid, or an earlier one).
   size_t before = filter_.bytes();
   if (user != 0) filter_.Lower(user, e.ts);
-  if (device != 0) filter_.Lower(device, e.ts);
+  if (device != 0) filter_.Lower(device, e.ts, with_uid);
   if (filter_.bytes() != before) filter_bytes_->Add(static_cast<int64_t>(filter_.bytes()) - static_cast<int64_t>(before));
 }
 

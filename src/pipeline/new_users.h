@@ -1,13 +1,14 @@
 // New-user tracking in the processor: turns events into Sightings for the ChannelStore,
 // sending only those that may change something.
 //
-// FirstSeenFilter remembers, per identity (a 64-bit hash of product and uid, device or
-// device-uid link), a second at or after which the store already holds the identity's
-// first event. An event later than that second cannot change the registry (first events
-// only move earlier), so it is not sent. A hash collision can hide a new user from real
-// time until calibration finds it; at 64 bits that is about one user in 10^12 per
-// million tracked. The filter is 12 bytes a slot, at most 80 % full; when it would pass
-// its memory limit it starts empty again, which costs store lookups, never figures.
+// FirstSeenFilter remembers, per identity (a 64-bit hash of product and uid or device), a
+// second at or after which the store already holds the identity's first event, and for a
+// device whether the store has given it an owner. An event later than that second cannot
+// change the registry (first events only move earlier), so it is not sent. A hash
+// collision can hide a new user from real time until calibration finds it: about one user
+// in 10^12 per million tracked. A slot is 12 bytes in one array (one cache miss a lookup),
+// at most 85 % full; when the filter would pass its memory limit it starts empty again,
+// which costs store lookups, never figures.
 //
 // One NewUserTracker per processor worker; not thread-safe.
 #pragma once
@@ -26,23 +27,28 @@ namespace portrait {
 class FirstSeenFilter {
  public:
   explicit FirstSeenFilter(size_t max_bytes);
-  // True when `key` is known with a first event in a second before the one of `ts`.
-  bool KnownBefore(uint64_t key, TimestampMs ts) const;
-  // Records that the store holds a first event of `key` at or before `ts`.
-  void Lower(uint64_t key, TimestampMs ts);
+  // True when `key` is known with a first event in a second before the one of `ts` (and,
+  // when `owned`, known to have an owner).
+  bool KnownBefore(uint64_t key, TimestampMs ts, bool owned = false) const;
+  // Records that the store holds a first event of `key` at or before `ts` (and an owner).
+  void Lower(uint64_t key, TimestampMs ts, bool owned = false);
   size_t size() const { return size_; }
-  size_t bytes() const { return keys_.size() * (sizeof(uint64_t) + sizeof(uint32_t)); }
+  size_t bytes() const { return slots_.size() * sizeof(Slot); }
   void Clear();
 
  private:
-  size_t Slot(uint64_t key) const;
+  struct __attribute__((packed)) Slot {
+    uint64_t key;   // 0 = empty
+    uint32_t time;  // bit 31: owned; bits 0-30: seconds since 2020-01-01 (to 2088)
+  };
+  static_assert(sizeof(Slot) == 12);
+  size_t Find(uint64_t key) const;
   void Grow();
 
   size_t max_bytes_;
   size_t size_ = 0;
   size_t mask_ = 0;
-  std::vector<uint64_t> keys_;   // 0 = empty slot
-  std::vector<uint32_t> secs_;   // unix seconds of the known first event
+  std::vector<Slot> slots_;
 };
 
 class NewUserTracker {
