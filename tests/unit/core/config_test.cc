@@ -90,6 +90,23 @@ triggers = ["nosuch"]
       << st.message();
 }
 
+TEST(ConfigTest, ChannelsSection) {
+  auto cfg = ParseConfig(std::string(kBase) + "[channels]\ndefault_product = \"app\"\ncalibrate_at = \"03:30\"\nfilter_mb = 64\n", "t.toml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_TRUE(cfg->channels.enabled);
+  EXPECT_EQ(cfg->channels.default_product, "app");
+  EXPECT_EQ(cfg->channels.calibrate_at, "03:30");
+  EXPECT_EQ(cfg->channels.filter_mb, 64u);
+  Status bad = Parse("[channels]\ncalibrate_at = \"25:00\"\n");
+  EXPECT_NE(bad.message().find("t.toml:10:16: [channels]: calibrate_at must be a time of day"), std::string::npos)
+      << bad.message();
+  bad = Parse("[channels]\ndefault_product = \"\"\n");
+  EXPECT_NE(bad.message().find("default_product must not be empty"), std::string::npos) << bad.message();
+  bad = Parse("[channels]\nfilter = 3\n");
+  EXPECT_NE(bad.message().find("filter"), std::string::npos) << bad.message();
+  EXPECT_NE(bad.message().find("filter_mb"), std::string::npos) << bad.message();
+}
+
 TEST(ConfigTest, SyntaxErrorNamesPosition) {
   Status st = ParseConfig("[server]\nlisten = \n", "bad.toml").status();
   ASSERT_FALSE(st.ok());
