@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "temp_dir.h"
 
 namespace portrait::testing_util {
@@ -146,5 +148,21 @@ class RedisCluster {
  private:
   std::vector<std::unique_ptr<RedisServer>> servers_;
 };
+
+// One standalone server and one 3-master cluster per test binary, started on first use
+// and killed when the binary exits; a failure to start fails the test that asked.
+inline RedisServer& SharedRedisServer() {
+  static RedisServer s;
+  static bool started = s.Start();
+  if (!started) ADD_FAILURE() << "cannot start redis-server";
+  return s;
+}
+
+inline RedisCluster& SharedRedisCluster() {
+  static RedisCluster c;
+  static bool started = c.Start();
+  if (!started) ADD_FAILURE() << "cannot start the 3-master redis cluster";
+  return c;
+}
 
 }  // namespace portrait::testing_util

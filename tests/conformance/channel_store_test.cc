@@ -24,19 +24,8 @@ struct Backend {
   std::function<Result<std::unique_ptr<ProfileStore>>(const std::string& dir, const TagRegistry*, MetricsRegistry*)> open;
 };
 
-testing_util::RedisServer& Standalone() {
-  static testing_util::RedisServer s;
-  static bool started = s.Start();
-  if (!started) ADD_FAILURE() << "cannot start redis-server";
-  return s;
-}
-
-testing_util::RedisCluster& Cluster() {
-  static testing_util::RedisCluster c;
-  static bool started = c.Start();
-  if (!started) ADD_FAILURE() << "cannot start the 3-master redis cluster";
-  return c;
-}
+testing_util::RedisServer& Standalone() { return testing_util::SharedRedisServer(); }
+testing_util::RedisCluster& Cluster() { return testing_util::SharedRedisCluster(); }
 
 const Backend kRocksDb{"rocksdb", [](const std::string& dir, const TagRegistry* tags, MetricsRegistry* m) {
                          return OpenRocksDbStore({dir + "/db", 8}, tags, m);

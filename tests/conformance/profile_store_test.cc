@@ -26,20 +26,8 @@ struct Backend {
 };
 
 // One standalone server and one 3-master cluster for the whole suite.
-// Function-local statics: started on first use, killed when the test binary exits.
-testing_util::RedisServer& Standalone() {
-  static testing_util::RedisServer s;
-  static bool started = s.Start();
-  if (!started) ADD_FAILURE() << "cannot start redis-server";
-  return s;
-}
-
-testing_util::RedisCluster& Cluster() {
-  static testing_util::RedisCluster c;
-  static bool started = c.Start();
-  if (!started) ADD_FAILURE() << "cannot start the 3-master redis cluster";
-  return c;
-}
+testing_util::RedisServer& Standalone() { return testing_util::SharedRedisServer(); }
+testing_util::RedisCluster& Cluster() { return testing_util::SharedRedisCluster(); }
 
 const Backend kRocksDb{"rocksdb",
                        [](const std::string& dir, const TagRegistry* tags, MetricsRegistry* m) {

@@ -6,6 +6,8 @@
 #include <simdjson.h>
 
 #include <chrono>
+#include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -17,6 +19,24 @@
 #include "temp_dir.h"
 
 namespace portrait::testing_util {
+
+inline int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// "YYYY-MM-DD" (UTC) of a unix-ms time.
+inline std::string DateOf(int64_t ms) {
+  std::time_t s = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&s, &tm);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+  return buf;
+}
+
+// A command line running the portrait binary under test.
+inline std::string Portrait(const std::string& args) { return std::string(PORTRAIT_BINARY) + " " + args; }
 
 // The example config users get, with `replacements` applied (each must match).
 inline std::string WriteExampleConfig(const std::string& dir,

@@ -20,22 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string DateOf(int64_t ms) {
-  std::time_t s = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&s, &tm);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
-  return buf;
-}
-
-std::string Portrait(const std::string& args) { return std::string(PORTRAIT_BINARY) + " " + args; }
-
 // The completion log as the CLI prints it: one JSON row per line.
 std::vector<std::string> SnapshotList(const std::string& config, const std::string& data) {
   std::string out;
