@@ -12,7 +12,7 @@
 namespace portrait {
 namespace {
 
-constexpr size_t kMaxBuckets = 10000;  // per channel
+constexpr size_t kMaxHours = 400 * 24;  // a query's range, whatever the granularity
 
 int Digits(std::string_view s, size_t at, size_t n) {
   if (at + n > s.size()) return -1;
@@ -105,8 +105,8 @@ HttpResponse Api::GetNewUsers(const HttpRequest& req) {
     from = to - (granularity == "hour" ? 2 * kDayMs : 30 * kDayMs);
   }
   if (from >= to) return Error(400, "invalid_value", "from must be before to");
-  if (static_cast<size_t>((to - from) / unit) > kMaxBuckets) {
-    return Error(400, "invalid_value", "at most " + std::to_string(kMaxBuckets) + " buckets per channel; narrow from/to or use granularity=day");
+  if (static_cast<size_t>((to - from) / kHourMs) > kMaxHours) {
+    return Error(400, "invalid_value", "at most " + std::to_string(kMaxHours / 24) + " days from from to to; narrow them");
   }
   auto figures = channels->Read(product, from, to);
   if (!figures.ok()) return Error(HttpStatusFor(figures.status()), "store_error", figures.status().message());

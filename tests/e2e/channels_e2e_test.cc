@@ -367,7 +367,7 @@ TEST(ChannelsE2eTest, BadQueriesAreNamed) {
   expect("/v1/channels/new-users?granularity=week", 400, "granularity must be hour or day");
   expect("/v1/channels/new-users?from=yesterday", 400, "from must be unix ms");
   expect("/v1/channels/new-users?from=2026-01-02&to=2026-01-01", 400, "from must be before to");
-  expect("/v1/channels/new-users?from=2000-01-01&to=2026-01-01", 400, "at most 10000 buckets");
+  expect("/v1/channels/new-users?from=2000-01-01&to=2026-01-01&granularity=day", 400, "at most 400 days");
   expect("/v1/channels/new-users?format=xml", 400, "format must be json or csv");
   expect("POST /v1/channels:calibrate", 400, "date=YYYY-MM-DD is required");
   expect("POST /v1/channels:calibrate?date=2026-13-01", 400, "date must be YYYY-MM-DD");

@@ -368,6 +368,32 @@ class RocksDbChannels : public ChannelStore {
     std::map<std::string, std::optional<Identity>> records;  // full key -> record read or written
     std::map<std::string, int64_t> deltas;                   // count key -> change
     Status error = Status::Ok();
+    // The records the sightings name, in one MultiGet (an owner named by a device record
+    // is read when the rule gets to it).
+    {
+      std::vector<std::string> keys;
+      for (const Sighting& s : sightings) {
+        std::string prefix = ProductKey(kIdentityPrefix, s.product);
+        if (!s.uid.empty()) keys.push_back(prefix + "u" + s.uid);
+        if (!s.device.empty()) keys.push_back(prefix + "d" + s.device);
+      }
+      std::sort(keys.begin(), keys.end());
+      keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+      std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+      std::vector<std::string> values;
+      std::vector<rocksdb::Status> st = db_->MultiGet(rocksdb::ReadOptions(), slices, &values);
+      for (size_t i = 0; i < keys.size(); ++i) {
+        std::optional<Identity> rec;
+        if (st[i].ok()) {
+          Identity id;
+          if (!DecodeIdentity(values[i], &id)) return Status::Corruption("channel registry record " + keys[i] + " is unreadable");
+          rec = std::move(id);
+        } else if (!st[i].IsNotFound()) {
+          return Status::IOError("rocksdb read channel registry: " + st[i].ToString());
+        }
+        records.emplace(std::move(keys[i]), std::move(rec));
+      }
+    }
     for (const Sighting& s : sightings) {
       std::string prefix = ProductKey(kIdentityPrefix, s.product);
       auto get = [&](const std::string& key) -> const Identity* {
