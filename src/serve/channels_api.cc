@@ -53,8 +53,6 @@ std::optional<TimestampMs> ParseTime(std::string_view s) {
   return *day + h * kHourMs + m * 60'000 + sec * 1000 + ms;
 }
 
-TimestampMs Floor(TimestampMs t, TimestampMs unit) { return t - ((t % unit) + unit) % unit; }
-
 void CsvField(std::string* out, std::string_view v) {
   if (v.find_first_of(",\"\r\n") == std::string_view::npos) {
     out->append(v);
@@ -96,11 +94,11 @@ HttpResponse Api::GetNewUsers(const HttpRequest& req) {
   } else {
     to = NowMs();
   }
-  to = Floor(to + unit - 1, unit);  // the bucket holding `to` is partial: shown whole
+  to = FloorTo(to + unit - 1, unit);  // the bucket holding `to` is partial: shown whole
   if (std::string v = param("from"); !v.empty()) {
     auto t = ParseTime(v);
     if (!t) return Error(400, "invalid_value", "from must be unix ms, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, got \"" + v + "\"");
-    from = Floor(*t, unit);
+    from = FloorTo(*t, unit);
   } else {
     from = to - (granularity == "hour" ? 2 * kDayMs : 30 * kDayMs);
   }
@@ -119,14 +117,14 @@ HttpResponse Api::GetNewUsers(const HttpRequest& req) {
   };
   std::map<std::string, std::map<TimestampMs, Cell>> by_channel;  // channel -> bucket start -> counts
   for (const auto& c : figures->realtime) {
-    Cell& cell = by_channel[c.channel][Floor(c.hour, unit)];
+    Cell& cell = by_channel[c.channel][FloorTo(c.hour, unit)];
     cell.realtime += c.count;
-    if (!calibrated_days.count(Floor(c.hour, kDayMs))) cell.served += c.count;
+    if (!calibrated_days.count(FloorTo(c.hour, kDayMs))) cell.served += c.count;
   }
   for (const auto& c : figures->calibrated) {
-    if (calibrated_days.count(Floor(c.hour, kDayMs))) by_channel[c.channel][Floor(c.hour, unit)].served += c.count;
+    if (calibrated_days.count(FloorTo(c.hour, kDayMs))) by_channel[c.channel][FloorTo(c.hour, unit)].served += c.count;
   }
-  auto bucket_calibrated = [&](TimestampMs start) { return calibrated_days.count(Floor(start, kDayMs)) > 0; };
+  auto bucket_calibrated = [&](TimestampMs start) { return calibrated_days.count(FloorTo(start, kDayMs)) > 0; };
 
   if (format == "csv") {
     std::string out = "channel,start,new_users,running_total,calibrated,realtime\n";

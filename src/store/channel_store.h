@@ -29,7 +29,9 @@ namespace portrait {
 
 constexpr TimestampMs kHourMs = 3'600'000;
 constexpr TimestampMs kDayMs = 86'400'000;
-inline TimestampMs HourOf(TimestampMs ts) { return ts - ((ts % kHourMs) + kHourMs) % kHourMs; }
+// The start of the `unit`-long bucket holding ts (UTC; also before 1970).
+inline TimestampMs FloorTo(TimestampMs ts, TimestampMs unit) { return ts - ((ts % unit) + unit) % unit; }
+inline TimestampMs HourOf(TimestampMs ts) { return FloorTo(ts, kHourMs); }
 
 // The channel new users are counted under when their first event names none.
 inline constexpr std::string_view kNoChannel = "(none)";

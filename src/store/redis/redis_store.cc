@@ -267,7 +267,7 @@ class RedisStore : public ProfileStore, public ChannelStore {
     for (const auto& e : replies[0].elements) channels.push_back(e.str);
     std::sort(channels.begin(), channels.end());
     std::vector<std::pair<TimestampMs, const std::string*>> fields;
-    for (TimestampMs h = HourOf(from) < from ? HourOf(from) + kHourMs : HourOf(from); h < to; h += kHourMs) {
+    for (TimestampMs h = FloorTo(from + kHourMs - 1, kHourMs); h < to; h += kHourMs) {  // hours starting in range
       for (const auto& ch : channels) fields.emplace_back(h, &ch);
     }
     RedisCommand rt{{"HMGET", b + "rt"}, b + "rt"}, cal{{"HMGET", b + "cal"}, b + "cal"}, days{{"HMGET", b + "days"}, b + "days"};
@@ -276,7 +276,7 @@ class RedisStore : public ProfileStore, public ChannelStore {
       cal.args.push_back(rt.args.back());
     }
     std::vector<TimestampMs> day_starts;
-    for (TimestampMs d = from - ((from % kDayMs) + kDayMs) % kDayMs; d < to; d += kDayMs) {
+    for (TimestampMs d = FloorTo(from, kDayMs); d < to; d += kDayMs) {
       day_starts.push_back(d);
       days.args.push_back(std::to_string(d));
     }

@@ -365,7 +365,11 @@ class RocksDbChannels : public ChannelStore {
   Status Observe(std::span<const Sighting> sightings) override {
     if (sightings.empty()) return Status::Ok();
     std::lock_guard lk(mu_);
-    std::map<std::string, std::optional<Identity>> records;  // full key -> record read or written
+    struct Record {
+      std::optional<Identity> value;
+      bool changed = false;
+    };
+    std::map<std::string, Record> records;  // full key -> record read or written
     std::map<std::string, int64_t> deltas;                   // count key -> change
     Status error = Status::Ok();
     // The records the sightings name, in one MultiGet (an owner named by a device record
@@ -379,20 +383,8 @@ class RocksDbChannels : public ChannelStore {
       }
       std::sort(keys.begin(), keys.end());
       keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-      std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
-      std::vector<std::string> values;
-      std::vector<rocksdb::Status> st = db_->MultiGet(rocksdb::ReadOptions(), slices, &values);
-      for (size_t i = 0; i < keys.size(); ++i) {
-        std::optional<Identity> rec;
-        if (st[i].ok()) {
-          Identity id;
-          if (!DecodeIdentity(values[i], &id)) return Status::Corruption("channel registry record " + keys[i] + " is unreadable");
-          rec = std::move(id);
-        } else if (!st[i].IsNotFound()) {
-          return Status::IOError("rocksdb read channel registry: " + st[i].ToString());
-        }
-        records.emplace(std::move(keys[i]), std::move(rec));
-      }
+      ASSIGN_OR_RETURN(auto recs, ReadRecords(keys));
+      for (size_t i = 0; i < keys.size(); ++i) records.emplace(std::move(keys[i]), Record{std::move(recs[i]), false});
     }
     for (const Sighting& s : sightings) {
       std::string prefix = ProductKey(kIdentityPrefix, s.product);
@@ -400,21 +392,16 @@ class RocksDbChannels : public ChannelStore {
         std::string full = prefix + key;
         auto it = records.find(full);
         if (it == records.end()) {
-          std::string v;
-          rocksdb::Status st = db_->Get(rocksdb::ReadOptions(), full, &v);
-          std::optional<Identity> rec;
-          if (st.ok()) {
-            Identity id;
-            if (DecodeIdentity(v, &id)) rec = std::move(id);
-            else error = Status::Corruption("channel registry record of " + key + " is unreadable");
-          } else if (!st.IsNotFound()) {
-            error = Status::IOError("rocksdb read channel registry: " + st.ToString());
+          auto rec = ReadRecords({&full, 1});
+          if (!rec.ok()) {
+            error = rec.status();
+            return nullptr;
           }
-          it = records.emplace(std::move(full), std::move(rec)).first;
+          it = records.emplace(std::move(full), Record{std::move((*rec)[0]), false}).first;
         }
-        return it->second ? &*it->second : nullptr;
+        return it->second.value ? &*it->second.value : nullptr;
       };
-      auto put = [&](const std::string& key, Identity id) { records[prefix + key] = std::move(id); };
+      auto put = [&](const std::string& key, Identity id) { records[prefix + key] = Record{std::move(id), true}; };
       auto count = [&](TimestampMs hour, std::string_view channel, int64_t d) {
         deltas[HourKey(kCountPrefix, s.product, hour, channel)] += d;
       };
@@ -424,10 +411,10 @@ class RocksDbChannels : public ChannelStore {
     rocksdb::WriteBatch batch;
     std::string v;
     for (const auto& [key, rec] : records) {
-      if (!rec) continue;
+      if (!rec.changed) continue;
       v.clear();
-      EncodeIdentity(*rec, &v);
-      batch.Put(key, v);  // unchanged records are written again: harmless, and rare
+      EncodeIdentity(*rec.value, &v);
+      batch.Put(key, v);
     }
     for (const auto& [key, d] : deltas) {
       if (d == 0) continue;
@@ -481,7 +468,7 @@ class RocksDbChannels : public ChannelStore {
     RETURN_IF_ERROR(scan(kCalibratedPrefix, &f.calibrated));
     std::string lo = ProductKey(kCalibratedDayPrefix, product), hi = lo;
     const size_t head = lo.size();
-    AppendBigEndian(&lo, from - ((from % kDayMs) + kDayMs) % kDayMs);
+    AppendBigEndian(&lo, FloorTo(from, kDayMs));
     AppendBigEndian(&hi, to);
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
     for (it->Seek(lo); it->Valid() && it->key().compare(hi) < 0; it->Next()) {
@@ -499,18 +486,7 @@ class RocksDbChannels : public ChannelStore {
     full.reserve(keys.size());
     std::string prefix = ProductKey(kIdentityPrefix, product);
     for (const auto& k : keys) full.push_back(prefix + k);
-    std::vector<rocksdb::Slice> slices(full.begin(), full.end());
-    std::vector<std::string> values;
-    std::vector<rocksdb::Status> st = db_->MultiGet(rocksdb::ReadOptions(), slices, &values);
-    std::vector<std::optional<Identity>> out(keys.size());
-    for (size_t i = 0; i < keys.size(); ++i) {
-      if (st[i].IsNotFound()) continue;
-      if (!st[i].ok()) return Status::IOError("rocksdb read channel registry: " + st[i].ToString());
-      Identity id;
-      if (!DecodeIdentity(values[i], &id)) return Status::Corruption("channel registry record of " + keys[i] + " is unreadable");
-      out[i] = std::move(id);
-    }
-    return out;
+    return ReadRecords(full);
   }
 
   Status WriteCalibration(std::string_view product, TimestampMs day, std::span<const ChannelCount> counts,
@@ -539,6 +515,22 @@ class RocksDbChannels : public ChannelStore {
   }
 
  private:
+  // Registry records by full key, in one MultiGet; absent ones are nullopt.
+  Result<std::vector<std::optional<Identity>>> ReadRecords(std::span<const std::string> keys) {
+    std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+    std::vector<std::string> values;
+    std::vector<rocksdb::Status> st = db_->MultiGet(rocksdb::ReadOptions(), slices, &values);
+    std::vector<std::optional<Identity>> out(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (st[i].IsNotFound()) continue;
+      if (!st[i].ok()) return Status::IOError("rocksdb read channel registry: " + st[i].ToString());
+      Identity id;
+      if (!DecodeIdentity(values[i], &id)) return Status::Corruption("channel registry record " + keys[i] + " is unreadable");
+      out[i] = std::move(id);
+    }
+    return out;
+  }
+
   rocksdb::DB* db_;
   std::mutex mu_;
 };
