@@ -38,6 +38,7 @@ int Serve(const std::string& config_path, const std::string& listen, const std::
   sigemptyset(&stop);
   sigaddset(&stop, SIGINT);
   sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGHUP);  // reload the decision rules
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -53,7 +54,13 @@ int Serve(const std::string& config_path, const std::string& listen, const std::
               std::string(portrait::FsyncPolicyName(c.log.fsync)).c_str(), c.store.backend.c_str());
   std::fflush(stdout);
   int sig = 0;
-  sigwait(&stop, &sig);
+  for (;;) {
+    sigwait(&stop, &sig);
+    if (sig != SIGHUP) break;
+    auto n = (*app)->ReloadRules();  // logs the outcome either way
+    if (n.ok()) std::printf("portrait: reloaded %s: %zu decision rules in force\n", config_path.c_str(), *n);
+    std::fflush(stdout);
+  }
   spdlog::info("portrait: signal {}, shutting down", sig);
   (*app)->Stop();
   return 0;

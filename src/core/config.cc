@@ -896,7 +896,183 @@ void ParseRules(Checker& c, const toml::array& arr, Config* cfg) {
   }
 }
 
+
+std::vector<std::string> ReadTypeList(Checker& c, const toml::node& n, const std::string& what, const Config& cfg) {
+  std::vector<std::string> out;
+  auto add = [&](const toml::node& e) {
+    auto s = e.value<std::string>();
+    if (!s) {
+      c.Error(e, what + ": must name event types");
+    } else if (!cfg.events.count(*s)) {
+      c.Error(e, what + ": event type \"" + *s + "\" is not declared; add [events." + *s + "]");
+    } else {
+      out.push_back(*s);
+    }
+  };
+  if (const toml::array* a = n.as_array()) {
+    for (auto&& e : *a) add(e);
+  } else {
+    add(n);
+  }
+  return out;
+}
+
+// `unless` / `when`: [{ tag = "name", key = "$props.NAME" }, ...]
+void ParseProfileTests(Checker& c, const toml::node& n, const std::string& what, bool present, const Config& cfg,
+                       DecisionRuleSpec* r) {
+  const toml::array* a = n.as_array();
+  if (!a) {
+    c.Error(n, what + ": must be an array of { tag = \"name\", key = \"$props.NAME\" } tables");
+    return;
+  }
+  for (auto&& e : *a) {
+    const toml::table* t = e.as_table();
+    if (!t) {
+      c.Error(e, what + ": each test is a table { tag = \"name\", key = ... }");
+      continue;
+    }
+    c.KnownKeys(*t, what, {"tag", "key"});
+    ProfileTest test;
+    test.present = present;
+    auto tag = c.Get<std::string>(*t, "tag", what, "a tag name");
+    if (!tag) {
+      if (!t->get("tag")) c.Error(e, what + ": needs tag = \"name\"");
+      continue;
+    }
+    const TagConfig* tc = cfg.tags.Find(*tag);
+    if (!tc) {
+      c.Error(*t->get("tag"), what + ": tag \"" + *tag + "\" is not declared; add [tags." + *tag + "]");
+      continue;
+    }
+    test.tag = *tag;
+    if (const toml::node* k = t->get("key")) {
+      if (tc->type != TagType::kMap && tc->type != TagType::kSet) {
+        c.Error(*k, what + ": key tests a map entry or a set member; tag \"" + *tag + "\" is a " +
+                        std::string(TagTypeName(tc->type)));
+        continue;
+      }
+      test.key = ParseTemplate(c, *k, what + ": key");
+      if (test.key && test.key->kind == ValueTemplate::Kind::kObject) {
+        c.Error(*k, what + ": key must be a literal or a $field");
+        continue;
+      }
+    }
+    r->profile.push_back(std::move(test));
+  }
+}
+
+void ParseDecisions(Checker& c, const toml::table& t, Config* cfg) {
+  DecisionsConfig& d = cfg->decisions;
+  c.KnownKeys(t, "[decisions]", {"webhook", "webhook_timeout_ms", "keep_per_user", "keep", "max_entries_per_user", "rules"});
+  if (auto v = c.Get<std::string>(t, "webhook", "[decisions]", "a URL such as \"http://127.0.0.1:9000/decisions\"")) {
+    d.webhook = *v;
+    std::string host, path;
+    int port = 0;
+    if (!d.webhook.empty() && !ParseHttpUrl(d.webhook, &host, &port, &path)) {
+      c.Error(*t.get("webhook"), "[decisions]: webhook must be \"http://HOST:PORT/PATH\" (plain HTTP), not \"" + d.webhook + "\"");
+    }
+  }
+  if (auto v = c.GetInt(t, "webhook_timeout_ms", "[decisions]", 10, 600'000)) d.webhook_timeout_ms = static_cast<int>(*v);
+  if (auto v = c.GetInt(t, "keep_per_user", "[decisions]", 1, 100'000)) d.keep_per_user = static_cast<size_t>(*v);
+  if (auto v = c.GetDurationMs(t, "keep", "[decisions]")) d.keep_ms = *v;
+  if (auto v = c.GetInt(t, "max_entries_per_user", "[decisions]", 1, 1'000'000)) d.max_entries_per_user = static_cast<size_t>(*v);
+  const toml::node* rn = t.get("rules");
+  if (!rn) return;
+  const toml::array* arr = rn->as_array();
+  if (!arr) {
+    c.Error(*rn, "[decisions]: rules must be an array of tables ([[decisions.rules]])");
+    return;
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; i < arr->size(); ++i) {
+    const toml::table* rt = (*arr)[i].as_table();
+    std::string what = "decision rule #" + std::to_string(i + 1);
+    if (!rt) {
+      c.Error((*arr)[i], what + ": must be a table ([[decisions.rules]])");
+      continue;
+    }
+    c.KnownKeys(*rt, what, {"name", "on", "key", "at_least", "after", "within", "cooldown", "when", "unless", "action",
+                            "payload"});
+    DecisionRuleSpec r;
+    r.where = c.Where(rt->source());
+    if (auto v = c.Get<std::string>(*rt, "name", what, "a string")) r.name = *v;
+    if (r.name.empty() || r.name.find_first_of("\x1f\n\"") != std::string::npos) {
+      c.Error(*rt, what + ": needs name = \"...\" (a non-empty name without quotes or control characters)");
+      continue;
+    }
+    if (!names.insert(r.name).second) c.Error(*rt, what + ": the name \"" + r.name + "\" is used twice");
+    what = "decision rule \"" + r.name + "\"";
+    if (const toml::node* on = rt->get("on")) r.on = ReadTypeList(c, *on, what + ": on", *cfg);
+    if (r.on.empty()) c.Error(*rt, what + ": needs on = \"event type\" (or an array of them)");
+    if (auto v = c.Get<std::string>(*rt, "key", what, "a prop name")) {
+      r.key = *v;
+    }
+    if (auto v = c.GetInt(*rt, "at_least", what, 1, 10'000)) r.at_least = static_cast<int>(*v);
+    if (const toml::node* a = rt->get("after")) {
+      auto types = ReadTypeList(c, *a, what + ": after", *cfg);
+      if (types.size() == 1) r.after = types[0];
+      if (std::find(r.on.begin(), r.on.end(), r.after) != r.on.end()) {
+        c.Error(*a, what + ": after names a type that is also in on; a sequence needs two different types");
+      }
+      else if (a->as_array()) c.Error(*a, what + ": after names one event type");
+      if (r.at_least != 1) c.Error(*a, what + ": a sequence rule (after) fires on one `on` event; drop at_least");
+    }
+    if (auto v = c.GetDurationMs(*rt, "within", what)) r.within_ms = *v;
+    if ((r.at_least > 1 || !r.after.empty()) && r.within_ms <= 0) {
+      c.Error(*rt, what + ": needs within = \"30m\" (the window the events must fall in)");
+    }
+    r.cooldown_ms = r.within_ms;
+    if (auto v = c.GetDurationMs(*rt, "cooldown", what)) r.cooldown_ms = *v;
+    if (!r.key.empty()) {
+      for (const std::string& type : r.Types()) {
+        auto it = cfg->events.find(type);
+        if (it != cfg->events.end() && !it->second.FindProp(r.key)) {
+          c.Error(*rt->get("key"), what + ": key \"" + r.key + "\" is not a prop of event type \"" + type +
+                                       "\"; declare it under [events." + type + ".props]");
+        }
+      }
+    }
+    if (const toml::node* n = rt->get("when")) ParseProfileTests(c, *n, what + ": when", true, *cfg, &r);
+    if (const toml::node* n = rt->get("unless")) ParseProfileTests(c, *n, what + ": unless", false, *cfg, &r);
+    if (auto v = c.Get<std::string>(*rt, "action", what, "a string")) r.action = *v;
+    if (r.action.empty()) c.Error(*rt, what + ": needs action = \"name\" (what the decision asks for, e.g. \"coupon\")");
+    r.payload.kind = ValueTemplate::Kind::kObject;
+    if (const toml::node* p = rt->get("payload")) {
+      if (!p->is_table()) {
+        c.Error(*p, what + ": payload must be a table of literals and $fields, e.g. { coupon = \"PHONE10\" }");
+      } else if (auto v = ParseTemplate(c, *p, what + ": payload")) {
+        r.payload = std::move(*v);
+      }
+    }
+    cfg->decisions.rules.push_back(std::move(r));
+  }
+}
 }  // namespace
+
+std::vector<std::string> DecisionRuleSpec::Types() const {
+  std::vector<std::string> out = on;
+  if (!after.empty() && std::find(out.begin(), out.end(), after) == out.end()) out.push_back(after);
+  return out;
+}
+
+bool ParseHttpUrl(std::string_view url, std::string* host, int* port, std::string* path) {
+  constexpr std::string_view kScheme = "http://";
+  if (!url.starts_with(kScheme)) return false;
+  url.remove_prefix(kScheme.size());
+  size_t slash = url.find('/');
+  std::string_view hostport = url.substr(0, slash);
+  *path = slash == std::string_view::npos ? "/" : std::string(url.substr(slash));
+  size_t colon = hostport.rfind(':');
+  if (colon == std::string_view::npos) {
+    *host = std::string(hostport);
+    *port = 80;
+  } else {
+    *host = std::string(hostport.substr(0, colon));
+    auto [p, ec] = std::from_chars(hostport.data() + colon + 1, hostport.data() + hostport.size(), *port);
+    if (ec != std::errc() || p != hostport.data() + hostport.size() || *port <= 0 || *port > 65535) return false;
+  }
+  return !host->empty();
+}
 
 Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   toml::table root;
@@ -912,7 +1088,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   cfg.path = name;
   c.KnownKeys(root, "top level",
               {"data_dir", "server", "log", "store", "processor", "collector", "history", "archive", "events", "tags",
-               "rules", "sources", "retry", "routes", "batch", "lazy_load", "channels"});
+               "rules", "sources", "retry", "routes", "batch", "lazy_load", "channels", "decisions"});
   if (auto v = c.Get<std::string>(root, "data_dir", "top level", "a directory path")) cfg.data_dir = *v;
   auto section = [&](std::string_view key) -> const toml::table* {
     const toml::node* n = root.get(key);
@@ -940,6 +1116,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
     if (const toml::array* a = n->as_array()) ParseRules(c, *a, &cfg);
     else c.Error(*n, "rules must be an array of tables ([[rules]])");
   }
+  if (auto* t = section("decisions")) ParseDecisions(c, *t, &cfg);
   if (const toml::node* n = root.get("sources")) {
     if (const toml::array* a = n->as_array()) ParseSources(c, *a, &cfg);
     else c.Error(*n, "sources must be an array of tables ([[sources]])");

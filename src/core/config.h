@@ -227,6 +227,44 @@ struct LazyLoadConfig {
   std::vector<std::string> triggers = {"APPSTART", "init"};
 };
 
+// [decisions]: real-time marketing decisions. Each rule watches the events of `on` per
+// (user, key) where the key is the triggering event's prop `key`, and decides `action` when
+// at least `at_least` of them fall within `within` of each other by event time (or, with
+// `after`, when an `after` event precedes an `on` event within `within`), the profile tests
+// hold, and no decision of the rule for that (user, key) lies within `cooldown`.
+struct ProfileTest {
+  std::string tag;
+  std::optional<ValueTemplate> key;  // map entry or set member; none = the tag as a whole
+  bool present = false;              // `when` (true) or `unless` (false)
+};
+
+struct DecisionRuleSpec {
+  std::string where;  // "FILE:LINE:COL" for messages
+  std::string name;
+  std::vector<std::string> on;  // event types that count and trigger evaluation
+  std::string key;              // prop of those events that must be equal; "" = one key per user
+  int at_least = 1;
+  std::string after;            // sequence rules: this event type first (same key), then one of `on`
+  int64_t within_ms = 0;
+  std::vector<ProfileTest> profile;
+  int64_t cooldown_ms = 0;      // default: within
+  std::string action;
+  ValueTemplate payload;        // an object (may be empty) rendered from the triggering event
+  // Every event type the rule reads: on + after.
+  std::vector<std::string> Types() const;
+  // How far back in event time the rule can still match or be cooled down.
+  int64_t HorizonMs() const { return within_ms + cooldown_ms; }
+};
+
+struct DecisionsConfig {
+  std::string webhook;              // "http://host:port/path": each decision is POSTed there; empty = none
+  int webhook_timeout_ms = 2000;
+  size_t keep_per_user = 100;       // newest decisions GET /v1/decisions/{uid} serves
+  int64_t keep_ms = 30LL * 86'400'000;   // and for how long (wall clock)
+  size_t max_entries_per_user = 1000;    // rule state per user: events remembered, at most
+  std::vector<DecisionRuleSpec> rules;
+};
+
 struct CollectorConfig {
   size_t dedup_window = 1'000'000;  // recent event ids remembered (all partitions) to drop repeats
 };
@@ -251,6 +289,7 @@ struct Config {
   BatchConfig batch;
   LazyLoadConfig lazy_load;
   ChannelsConfig channels;
+  DecisionsConfig decisions;
   std::vector<SourceConfig> sources;
   std::map<std::string, EventTypeSpec, std::less<>> events;
   TagRegistry tags;
@@ -264,6 +303,9 @@ std::string ArchiveDir(const Config& config);
 std::string SnapshotDir(const Config& config);
 // `name` is used in messages in place of a file path.
 Result<Config> ParseConfig(std::string_view toml_text, const std::string& name);
+
+// "http://host[:port]/path" -> its parts; false when it is not such a URL.
+bool ParseHttpUrl(std::string_view url, std::string* host, int* port, std::string* path);
 
 // "HH:MM" -> minutes after midnight.
 std::optional<int> ParseClockMinutes(std::string_view text);

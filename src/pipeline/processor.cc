@@ -112,12 +112,19 @@ struct Processor::Work {
   std::unique_ptr<LazyLoader> loader;  // this worker's, when lazy loading is on
   std::vector<LoadTrigger> triggers;
   std::unique_ptr<NewUserTracker> new_users;  // when [channels] is on and the store keeps them
+  std::unique_ptr<DecisionEngine> decisions;  // when decisions are wired and the store keeps their state
+  std::shared_ptr<const DecisionRules> rules;  // in force for the batch in the making
+  std::vector<Decision> decided;
 };
 
 void Processor::InitWork(Work& w) {
   if (snapshots_) w.loader = std::make_unique<LazyLoader>(config_, store_, snapshots_.get(), metrics_);
   if (config_.channels.enabled && store_->channels()) {
     w.new_users = std::make_unique<NewUserTracker>(config_.channels, store_->channels(), metrics_);
+  }
+  if (decision_rules_ && outbox_ && store_->decisions()) {
+    w.decisions = std::make_unique<DecisionEngine>(config_, store_, store_->decisions(), metrics_);
+    w.rules = decision_rules_->Get();
   }
 }
 
@@ -131,6 +138,20 @@ bool Processor::Flush(Work& w) {
   if (w.new_users) {
     if (!WriteUntilDone("new-user registry write", [&] { return w.new_users->Flush(); })) return false;
   }
+  // Decisions before the profile write (see the header); the profile tests see the batch's
+  // Actions on top of the stored profile.
+  if (w.decisions && !w.decisions->empty()) {
+    if (!WriteUntilDone("decisions", [&]() -> Status {
+          w.decided.clear();
+          RETURN_IF_ERROR(w.decisions->Evaluate(*w.rules, w.actions, &w.decided));
+          size_t fresh = 0;
+          RETURN_IF_ERROR(outbox_->Publish(w.decided, &fresh));
+          return w.decisions->Commit(*w.rules, w.decided);
+        })) {
+      return false;
+    }
+  }
+  if (w.decisions) w.rules = decision_rules_->Get();  // a reload takes effect from the next batch
   w.combined.clear();
   w.slot.clear();
   for (Action& a : w.actions) {
@@ -168,6 +189,7 @@ bool Processor::Handle(Work& w, PartitionId p, std::span<const LogRecord> record
         if (ds.ok()) {
           rules_.Evaluate(w.event, &w.actions, &w.skipped);
           if (w.new_users) w.new_users->Add(w.event);
+          if (w.decisions) w.decisions->Add(*w.rules, w.event);
           if (w.loader && w.loader->IsTrigger(w.event.type)) {
             w.triggers.push_back({std::string(w.event.PartitionKey()), w.event.ts, p, rec.offset});
           }

@@ -11,7 +11,10 @@
 // together with the next offsets in one atomic write; on restart it resumes from the
 // stored offsets, so every event is applied exactly once. A failed store write is
 // retried with backoff; the batch is never skipped. Trigger events ([lazy_load]) load the
-// user's offline profile (LazyLoader) into the same store write as the batch.
+// user's offline profile (LazyLoader) into the same store write as the batch. Decision
+// rules (pipeline/decisions.h) run on the batch before its profile write: their state and
+// the decisions are written first, so a crash in between replays events the rule state
+// has already seen, which decides nothing again.
 #pragma once
 
 #include <atomic>
@@ -25,6 +28,7 @@
 #include "core/config.h"
 #include "core/metrics.h"
 #include "log/log.h"
+#include "pipeline/decisions.h"
 #include "pipeline/new_users.h"
 #include "pipeline/offline.h"
 #include "pipeline/rules.h"
@@ -38,6 +42,13 @@ class Processor {
 
   Processor(const Config& config, Log* log, ProfileStore* store, MetricsRegistry* metrics);
   ~Processor();
+
+  // Decisions: rules in force and where decisions go. Before Start; both outlive the
+  // processor. Without it (or a store without a DecisionStore) no decisions are made.
+  void SetDecisions(const DecisionRuleBook* rules, DecisionOutbox* outbox) {
+    decision_rules_ = rules;
+    outbox_ = outbox;
+  }
 
   Status Start();
   void Stop();
@@ -68,6 +79,8 @@ class Processor {
   ProfileStore* store_;
   RuleSet rules_;
   std::unique_ptr<SnapshotCatalog> snapshots_;  // null when lazy loading is off
+  const DecisionRuleBook* decision_rules_ = nullptr;
+  DecisionOutbox* outbox_ = nullptr;
   std::vector<std::unique_ptr<std::atomic<int64_t>>> processed_;
   int num_workers_ = 1;
   std::vector<std::unique_ptr<GroupMember>> members_;

@@ -58,6 +58,31 @@ bool Eval(const ValueTemplate& t, const Event& e, Value* v) {
 
 }  // namespace
 
+bool EvalTemplate(const ValueTemplate& t, const Event& e, std::string* json, std::string* text) {
+  Value v;
+  if (t.kind != ValueTemplate::Kind::kObject) {
+    if (!Eval(t, e, &v)) return false;
+    *json = std::move(v.json);
+    if (text) *text = std::move(v.text);
+    return true;
+  }
+  json->clear();
+  JsonWriter w(json);
+  w.BeginObject();
+  for (const auto& [name, sub] : t.fields) {
+    if (Eval(sub, e, &v)) w.Key(name).Raw(v.json);
+  }
+  w.EndObject();
+  if (text) *text = *json;
+  return true;
+}
+
+std::string PropText(std::string_view raw) {
+  Value v;
+  FromRaw(raw, &v);
+  return v.text;
+}
+
 RuleSet::RuleSet(const Config& config, Layer layer) {
   for (const RuleSpec& r : config.rules) {
     const TagConfig* tag = config.tags.Find(r.tag);

@@ -14,6 +14,12 @@
 
 namespace portrait {
 
+// A template's value for `e`: its JSON text, and as text (a JSON string unquoted, else the
+// JSON). Objects render the fields that have a value. False when a field it reads is absent.
+bool EvalTemplate(const ValueTemplate& t, const Event& e, std::string* json, std::string* text = nullptr);
+// A prop's raw JSON as text: a string unquoted, anything else as written.
+std::string PropText(std::string_view raw);
+
 class RuleSet {
  public:
   enum class Layer { kRealtime, kOffline };

@@ -120,6 +120,20 @@ HttpResponse Api::Handle(HttpRequest& req) {
     resp = !method_is("POST") ? Error(405, "method_not_allowed", "use POST for /v1/channels:calibrate")
            : denied          ? *denied
                              : PostCalibrate(req);
+  } else if (path == "/v1/decisions/stream") {
+    route = "decision_stream";
+    resp = method_is("GET") ? StreamDecisions(req) : Error(405, "method_not_allowed", "use GET for /v1/decisions/stream");
+  } else if (path.starts_with("/v1/decisions/") && path.size() > 14) {
+    route = "decisions";
+    resp = method_is("GET") ? GetDecisions(req, path.substr(14))
+                            : Error(405, "method_not_allowed", "use GET for /v1/decisions/{uid}");
+  } else if (path == "/v1/admin/reload") {
+    route = "reload";
+    std::string source;
+    auto denied = Authorize(req, &source);
+    resp = !method_is("POST") ? Error(405, "method_not_allowed", "use POST for /v1/admin/reload")
+           : denied          ? *denied
+                             : PostReload();
   } else if (path == "/v1/failed") {
     route = "failed";
     resp = method_is("GET") ? GetFailed(req) : Error(405, "method_not_allowed", "use GET for /v1/failed");
@@ -133,7 +147,8 @@ HttpResponse Api::Handle(HttpRequest& req) {
     route = "unknown";
     resp = Error(404, "not_found", "no route " + std::string(path) +
                                        "; see /v1/events, /v1/actions, /v1/profiles/{uid}, "
-                                       "/v1/profiles/{uid}/tags/{tag}, /v1/profiles:batchGet, /v1/channels/new-users, /healthz, /metrics");
+                                       "/v1/profiles/{uid}/tags/{tag}, /v1/profiles:batchGet, /v1/channels/new-users, "
+                                       "/v1/decisions/{uid}, /v1/decisions/stream, /healthz, /metrics");
   }
   if (route != "preflight") AddCors(req, &resp);
   Count(route, resp.status, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

@@ -12,6 +12,9 @@
 //   GET    /v1/channels/new-users         new users per channel and bucket (?product=&from=&to=
 //                                         &granularity=hour|day&format=json|csv)
 //   POST   /v1/channels:calibrate?date=D  recomputes day D from the archive (channels_api.cc)
+//   GET    /v1/decisions/{uid}            the user's recent decisions, newest first (?limit=N)
+//   GET    /v1/decisions/stream           decisions as they are made (Server-Sent Events; ?uid=, ?rule=)
+//   POST   /v1/admin/reload               re-reads the config file's decision rules (decisions_api.cc)
 //   GET  /healthz              liveness
 //   GET  /metrics              Prometheus text format
 // Writes (POST events/actions, DELETE) need `Authorization: Bearer <token>` when
@@ -27,6 +30,7 @@
 #include "core/metrics.h"
 #include "log/log.h"
 #include "pipeline/collector.h"
+#include "pipeline/decisions.h"
 #include "serve/http_server.h"
 #include "store/profile_store.h"
 
@@ -43,6 +47,13 @@ class Api {
   void SetDeadLetters(RetryQueue* retry, Log* dead) {
     retry_ = retry;
     dead_ = dead;
+  }
+  // The decision routes: recent decisions from `store`, the live `feed`, and `reload`
+  // (answers how many rules are in force, or why the new ones were refused).
+  void SetDecisions(DecisionStore* store, DecisionFeed* feed, std::function<Result<size_t>()> reload) {
+    decision_store_ = store;
+    feed_ = feed;
+    reload_ = std::move(reload);
   }
   HttpResponse Handle(HttpRequest& req);
 
@@ -62,6 +73,9 @@ class Api {
   HttpResponse GetHistory(const HttpRequest& req, std::string_view uid);
   HttpResponse GetNewUsers(const HttpRequest& req);
   HttpResponse PostCalibrate(const HttpRequest& req);
+  HttpResponse GetDecisions(const HttpRequest& req, std::string_view uid);
+  HttpResponse StreamDecisions(const HttpRequest& req);
+  HttpResponse PostReload();
   Status CheckTagNames(const std::vector<std::string>& names) const;
   // The source a write comes from ("http" or "http:<name>"), or an error response when
   // tokens are configured and the request has none that matches.
@@ -79,6 +93,9 @@ class Api {
   Log* failed_;
   RetryQueue* retry_ = nullptr;
   Log* dead_ = nullptr;
+  DecisionStore* decision_store_ = nullptr;
+  DecisionFeed* feed_ = nullptr;
+  std::function<Result<size_t>()> reload_;
   MetricsRegistry* metrics_;
 };
 

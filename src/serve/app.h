@@ -19,6 +19,8 @@
 #include "log/log.h"
 #include "pipeline/archive.h"
 #include "pipeline/collector.h"
+#include "pipeline/decisions.h"
+#include "pipeline/webhook.h"
 #include "pipeline/processor.h"
 #include "pipeline/retry.h"
 #include "pipeline/source.h"
@@ -39,6 +41,11 @@ class App {
   MetricsRegistry& metrics() { return metrics_; }
   Processor& processor() { return *processor_; }
   ProfileStore& store() { return *store_; }
+  DecisionFeed& decision_feed() { return feed_; }
+  // Re-reads the config file and puts its decision rules in force once they check out
+  // against the running config; on any error the old rules stay. Returns how many rules
+  // are in force. Other changed sections need a restart (logged).
+  Result<size_t> ReloadRules();
   Collector& collector() { return *collector_; }
 
  private:
@@ -53,6 +60,13 @@ class App {
   std::unique_ptr<Log> failed_;  // rejected events and Actions, one partition
   std::unique_ptr<ProfileStore> store_;
   std::unique_ptr<Processor> processor_;
+  std::unique_ptr<Log> decisions_log_;  // the `decisions` topic
+  DecisionFeed feed_;
+  std::unique_ptr<DecisionOutbox> outbox_;
+  std::unique_ptr<DecisionRuleBook> rule_book_;
+  std::unique_ptr<WebhookSink> webhook_;
+  std::unique_ptr<DecisionDispatcher> dispatcher_;
+  std::mutex reload_mu_;
   std::unique_ptr<Collector> collector_;
   std::vector<std::unique_ptr<PullSource>> sources_;
   std::unique_ptr<Archiver> archiver_;

@@ -18,7 +18,105 @@ struct HttpServer::Call {
   bool too_large = false;
 };
 
+struct HttpStream::Access {
+  struct Holder {
+    std::shared_ptr<HttpStream> stream;
+    HttpServer* server;
+  };
+
+  static ssize_t Read(void* cls, uint64_t, char* buf, size_t max) {
+    HttpStream& s = *static_cast<Holder*>(cls)->stream;
+    std::lock_guard lk(s.mu_);
+    if (!s.pending_.empty()) {
+      size_t n = std::min(max, s.pending_.size());
+      std::memcpy(buf, s.pending_.data(), n);
+      s.pending_.erase(0, n);
+      return static_cast<ssize_t>(n);
+    }
+    if (s.closing_) return MHD_CONTENT_READER_END_OF_STREAM;
+    // Nothing to send: park the connection until Write or Close resumes it.
+    s.suspended_ = true;
+    MHD_suspend_connection(s.conn_);
+    return 0;
+  }
+
+  static void Free(void* cls) {
+    auto* h = static_cast<Holder*>(cls);
+    std::function<void()> on_end;
+    {
+      std::lock_guard lk(h->stream->mu_);
+      h->stream->ended_ = true;
+      h->stream->conn_ = nullptr;
+      on_end = std::move(h->stream->on_end_);
+    }
+    h->server->Untrack(h->stream.get());
+    if (on_end) on_end();
+    delete h;
+  }
+
+  static void Attach(HttpStream& s, MHD_Connection* c) {
+    std::lock_guard lk(s.mu_);
+    s.conn_ = c;
+  }
+};
+
+bool HttpStream::Write(std::string_view data) {
+  std::lock_guard lk(mu_);
+  if (ended_ || closing_) return false;
+  pending_.append(data);
+  if (suspended_) {
+    suspended_ = false;
+    MHD_resume_connection(conn_);
+  }
+  return true;
+}
+
+void HttpStream::Close() {
+  std::lock_guard lk(mu_);
+  closing_ = true;
+  if (suspended_ && !ended_) {
+    suspended_ = false;
+    MHD_resume_connection(conn_);
+  }
+}
+
+void HttpStream::OnEnd(std::function<void()> fn) {
+  std::lock_guard lk(mu_);
+  if (ended_) {
+    fn();
+    return;
+  }
+  on_end_ = std::move(fn);
+}
+
+void HttpServer::Track(const std::shared_ptr<HttpStream>& s) {
+  std::lock_guard lk(streams_mu_);
+  std::erase_if(streams_, [](const auto& w) { return w.expired(); });
+  streams_.push_back(s);
+}
+
+void HttpServer::Untrack(const HttpStream* s) {
+  std::lock_guard lk(streams_mu_);
+  std::erase_if(streams_, [&](const auto& w) {
+    auto p = w.lock();
+    return !p || p.get() == s;
+  });
+}
+
 namespace {
+
+MHD_Result SendStream(HttpServer* server, MHD_Connection* c, const HttpResponse& r) {
+  HttpStream::Access::Attach(*r.stream, c);
+  server->Track(r.stream);
+  auto* holder = new HttpStream::Access::Holder{r.stream, server};
+  MHD_Response* resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 << 10, &HttpStream::Access::Read,
+                                                         holder, &HttpStream::Access::Free);
+  MHD_add_response_header(resp, "Content-Type", r.content_type.c_str());
+  for (const auto& [k, v] : r.headers) MHD_add_response_header(resp, k.c_str(), v.c_str());
+  MHD_Result ret = MHD_queue_response(c, static_cast<unsigned>(r.status), resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
 
 MHD_Result Send(MHD_Connection* c, const HttpResponse& r) {
   MHD_Response* resp =
@@ -90,6 +188,7 @@ MHD_Result OnRequest(void* cls, MHD_Connection* c, const char* url, const char* 
   }
   call->req.body.reserve(call->req.body.size() + 64);
   HttpResponse resp = server->Dispatch(call->req);
+  if (resp.stream) return SendStream(server, c, resp);
   return Send(c, resp);
 }
 
@@ -134,7 +233,7 @@ Status HttpServer::Start() {
   if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
     return Status::InvalidArgument("listen address \"" + options_.host + "\" is not an IPv4 address");
   }
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
   daemon_ = MHD_start_daemon(
       flags, static_cast<uint16_t>(options_.port), nullptr, nullptr, &OnRequest, this, MHD_OPTION_SOCK_ADDR,
       reinterpret_cast<sockaddr*>(&addr), MHD_OPTION_THREAD_POOL_SIZE, static_cast<unsigned>(options_.threads),
@@ -151,6 +250,15 @@ Status HttpServer::Start() {
 
 void HttpServer::Stop() {
   if (daemon_) {
+    // A suspended connection must be resumed before the daemon stops: end every stream.
+    std::vector<std::shared_ptr<HttpStream>> open;
+    {
+      std::lock_guard lk(streams_mu_);
+      for (auto& w : streams_) {
+        if (auto s = w.lock()) open.push_back(std::move(s));
+      }
+    }
+    for (auto& s : open) s->Close();
     MHD_stop_daemon(daemon_);
     daemon_ = nullptr;
   }

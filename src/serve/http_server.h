@@ -8,6 +8,8 @@
 
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +18,7 @@
 #include "core/status.h"
 
 struct MHD_Daemon;
+struct MHD_Connection;
 
 namespace portrait {
 
@@ -27,6 +30,31 @@ struct HttpRequest {
   std::string body;  // has at least 64 spare bytes of capacity after its end
 };
 
+// A response body written over time (Server-Sent Events). The connection is parked
+// (suspended, no thread held) while there is nothing to send and woken by Write/Close.
+// Thread-safe.
+class HttpStream {
+ public:
+  // Queues `data` for the client; false once the client is gone.
+  bool Write(std::string_view data);
+  // Ends the response after what is queued.
+  void Close();
+  // Runs once when the response ends (client gone, Close, server stop), on a server thread.
+  void OnEnd(std::function<void()> fn);
+
+  // Internal, for the server.
+  struct Access;
+
+ private:
+  std::mutex mu_;
+  std::string pending_;
+  MHD_Connection* conn_ = nullptr;
+  bool suspended_ = false;
+  bool closing_ = false;
+  bool ended_ = false;
+  std::function<void()> on_end_;
+};
+
 struct HttpResponse {
   HttpResponse() = default;
   HttpResponse(int s, std::string type, std::string b, std::vector<std::pair<std::string, std::string>> h = {})
@@ -35,6 +63,7 @@ struct HttpResponse {
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
+  std::shared_ptr<HttpStream> stream;  // set: the body is streamed from it instead of `body`
 };
 
 using HttpHandler = std::function<HttpResponse(HttpRequest&)>;
@@ -60,6 +89,8 @@ class HttpServer {
   const HttpServerOptions& options() const { return options_; }
   HttpResponse Dispatch(HttpRequest& req) { return handler_(req); }
   Counter* too_large() const { return too_large_; }
+  void Track(const std::shared_ptr<HttpStream>& s);
+  void Untrack(const HttpStream* s);
 
  private:
   HttpServerOptions options_;
@@ -67,6 +98,8 @@ class HttpServer {
   MHD_Daemon* daemon_ = nullptr;
   int port_ = 0;
   Counter* too_large_;
+  std::mutex streams_mu_;
+  std::vector<std::weak_ptr<HttpStream>> streams_;  // open streams, closed before the daemon stops
 };
 
 // Splits "host:port"; false if malformed.

@@ -22,6 +22,7 @@
 #include "core/status.h"
 #include "fusion/fusion.h"
 #include "store/channel_store.h"
+#include "store/decision_store.h"
 
 namespace portrait {
 
@@ -114,6 +115,8 @@ class ProfileStore {
   // The channel figures kept beside the profiles (in the same database); null when the
   // backend keeps none.
   virtual ChannelStore* channels() { return nullptr; }
+  // Rule state and recent decisions, kept beside the profiles; null when the backend keeps none.
+  virtual DecisionStore* decisions() { return nullptr; }
 
   // Newest first.
   virtual Result<std::vector<HistoryEntry>> ReadHistory(std::string_view uid, const HistoryQuery& q,

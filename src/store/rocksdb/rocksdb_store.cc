@@ -31,6 +31,10 @@ constexpr char kIdentityPrefix = 'n';
 constexpr char kCountPrefix = 'c';
 constexpr char kCalibratedPrefix = 'k';
 constexpr char kCalibratedDayPrefix = 'q';
+// Decisions (store/decision_store.h): rule state per user and recent decisions per user;
+// both values start with their expiry (wall clock ms, fixed64).
+constexpr char kRuleStatePrefix = 'r';
+constexpr char kDecisionPrefix = 'y';
 constexpr uint8_t kProfileFormat = 1;
 constexpr uint8_t kOperandFormat = 1;
 // Entries of a stored profile that are not tags (tag names cannot start with \x01).
@@ -174,6 +178,11 @@ class HistoryRetention : public rocksdb::CompactionFilter {
  public:
   explicit HistoryRetention(const HistoryLimits* limits) : limits_(limits) {}
   bool Filter(int, const rocksdb::Slice& key, const rocksdb::Slice& value, std::string*, bool*) const override {
+    if (!key.empty() && (key[0] == kRuleStatePrefix || key[0] == kDecisionPrefix)) {
+      Reader r(std::string_view(value.data(), value.size()));
+      uint64_t expires = r.Fixed64();
+      return r.ok() && static_cast<TimestampMs>(expires) < NowMs();
+    }
     if (key.empty() || key[0] != kHistoryPrefix || limits_->retention_ms.load() <= 0) return false;
     Reader r(std::string_view(value.data(), value.size()));
     if (r.Varint() == 0 || !r.ok()) return true;
@@ -358,6 +367,105 @@ bool DecodeIdentity(std::string_view in, Identity* id) {
 // The channel figures of the RocksDB store. Observe reads and writes the registry under
 // one mutex: after the processor's first-seen filter, it sees the events that may change
 // something (a new identity, an earlier first event), a small share of all.
+// Rule state and recent decisions. Expired values are skipped on read and dropped by the
+// compaction filter.
+class RocksDbDecisions : public DecisionStore {
+ public:
+  explicit RocksDbDecisions(rocksdb::DB* db) : db_(db) {}
+
+  Status ReadRuleStates(std::span<const std::string> uids, std::vector<std::string>* states) override {
+    std::vector<std::string> keys;
+    keys.reserve(uids.size());
+    for (const std::string& uid : uids) keys.push_back(StateKey(uid));
+    std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+    std::vector<rocksdb::PinnableSlice> values(keys.size());
+    std::vector<rocksdb::Status> st(keys.size());
+    db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), keys.size(), slices.data(), values.data(),
+                  st.data());
+    states->assign(uids.size(), std::string());
+    const TimestampMs now = NowMs();
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (st[i].IsNotFound()) continue;
+      if (!st[i].ok()) return Status::IOError("rocksdb read rule state: " + st[i].ToString());
+      Reader r(std::string_view(values[i].data(), values[i].size()));
+      TimestampMs expires = static_cast<TimestampMs>(r.Fixed64());
+      if (!r.ok()) return Status::Corruption("rule state of " + uids[i] + " is unreadable");
+      if (expires >= now) (*states)[i].assign(values[i].data() + 8, values[i].size() - 8);
+    }
+    return Status::Ok();
+  }
+
+  Status WriteRuleStates(std::span<const RuleStateWrite> states, int64_t ttl_ms,
+                         std::span<const StoredDecision> decisions, const DecisionsConfig& cfg) override {
+    rocksdb::WriteBatch batch;
+    const TimestampMs now = NowMs();
+    std::string v;
+    for (const RuleStateWrite& s : states) {
+      if (s.state.empty()) {
+        batch.Delete(StateKey(s.uid));
+        continue;
+      }
+      v.clear();
+      Writer(&v).Fixed64(static_cast<uint64_t>(now + ttl_ms));
+      v += s.state;
+      batch.Put(StateKey(s.uid), v);
+    }
+    for (const StoredDecision& d : decisions) {
+      std::string key = DecisionUserPrefix(d.uid);
+      AppendBigEndian(static_cast<uint64_t>(d.at) ^ (1ULL << 63), &key);
+      key += d.id;
+      v.clear();
+      Writer(&v).Fixed64(static_cast<uint64_t>(now + cfg.keep_ms));
+      v += d.json;
+      batch.Put(key, v);
+    }
+    rocksdb::WriteOptions wo;
+    wo.disableWAL = true;  // like the profiles: flushed before the log is trimmed
+    rocksdb::Status s = db_->Write(wo, &batch);
+    if (!s.ok()) return Status::IOError("rocksdb write rule state: " + s.ToString());
+    return Status::Ok();
+  }
+
+  Result<std::vector<std::string>> RecentDecisions(std::string_view uid, size_t limit) override {
+    const std::string prefix = DecisionUserPrefix(uid);
+    std::string upper = prefix;
+    upper.push_back('\xff');  // above every (at, id) suffix: at is 8 bytes, ids are ASCII
+    upper.append(8, '\xff');
+    rocksdb::ReadOptions ro;
+    rocksdb::Slice lower_bound(prefix);
+    ro.iterate_lower_bound = &lower_bound;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+    std::vector<std::string> out;
+    const TimestampMs now = NowMs();
+    for (it->SeekForPrev(upper); it->Valid() && out.size() < limit; it->Prev()) {
+      if (!it->key().starts_with(prefix)) break;
+      Reader r(std::string_view(it->value().data(), it->value().size()));
+      TimestampMs expires = static_cast<TimestampMs>(r.Fixed64());
+      if (!r.ok() || expires < now) continue;
+      out.emplace_back(it->value().data() + 8, it->value().size() - 8);
+    }
+    if (!it->status().ok()) return Status::IOError("rocksdb read decisions: " + it->status().ToString());
+    return out;
+  }
+
+ private:
+  static std::string StateKey(std::string_view uid) {
+    std::string k(1, kRuleStatePrefix);
+    k.append(uid);
+    return k;
+  }
+  static std::string DecisionUserPrefix(std::string_view uid) {
+    std::string k(1, kDecisionPrefix);
+    Writer(&k).Bytes(uid);
+    return k;
+  }
+  static void AppendBigEndian(uint64_t v, std::string* out) {
+    for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>((v >> shift) & 0xff));
+  }
+
+  rocksdb::DB* db_;
+};
+
 class RocksDbChannels : public ChannelStore {
  public:
   explicit RocksDbChannels(rocksdb::DB* db) : db_(db) {}
@@ -563,10 +671,12 @@ class RocksDbStore : public ProfileStore {
     if (!s.ok()) return Status::IOError("rocksdb open " + o.path + ": " + s.ToString());
     db_.reset(db);
     channels_ = std::make_unique<RocksDbChannels>(db_.get());
+    decisions_ = std::make_unique<RocksDbDecisions>(db_.get());
     return Status::Ok();
   }
 
   ChannelStore* channels() override { return channels_.get(); }
+  DecisionStore* decisions() override { return decisions_.get(); }
 
   Status Apply(std::span<const Action> actions, std::span<const Checkpoint> checkpoints) override {
     return ApplyWithHistory(actions, {}, HistoryConfig{}, checkpoints);
@@ -741,6 +851,7 @@ class RocksDbStore : public ProfileStore {
   const TagRegistry* tags_;
   std::unique_ptr<rocksdb::DB> db_;
   std::unique_ptr<RocksDbChannels> channels_;
+  std::unique_ptr<RocksDbDecisions> decisions_;
   Counter* applied_;
   Histogram* write_seconds_;
 };
