@@ -397,6 +397,7 @@ class RocksDbDecisions : public DecisionStore {
 
   Status WriteRuleStates(std::span<const RuleStateWrite> states, int64_t ttl_ms,
                          std::span<const StoredDecision> decisions, const DecisionsConfig& cfg) override {
+    keep_.store(cfg.keep_per_user);
     rocksdb::WriteBatch batch;
     const TimestampMs now = NowMs();
     std::string v;
@@ -437,6 +438,7 @@ class RocksDbDecisions : public DecisionStore {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
     std::vector<std::string> out;
     const TimestampMs now = NowMs();
+    limit = std::min(limit, keep_.load());  // older ones wait for `keep` to pass, unserved
     for (it->SeekForPrev(upper); it->Valid() && out.size() < limit; it->Prev()) {
       if (!it->key().starts_with(prefix)) break;
       Reader r(std::string_view(it->value().data(), it->value().size()));
@@ -464,6 +466,7 @@ class RocksDbDecisions : public DecisionStore {
   }
 
   rocksdb::DB* db_;
+  std::atomic<size_t> keep_{DecisionsConfig().keep_per_user};
 };
 
 class RocksDbChannels : public ChannelStore {
