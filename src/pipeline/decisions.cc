@@ -235,6 +235,18 @@ Status DecisionOutbox::Publish(std::span<const Decision> decisions, size_t* fres
   return Status::Ok();
 }
 
+Result<DecisionWiring> OpenDecisions(const Config& config, ProfileStore* store, DecisionFeed* feed,
+                                     MetricsRegistry* metrics) {
+  DecisionWiring w;
+  if (!store->decisions()) return w;
+  ASSIGN_OR_RETURN(auto rules, DecisionRules::Compile(config.decisions.rules, config));
+  w.rules = std::make_unique<DecisionRuleBook>(std::move(rules));
+  ASSIGN_OR_RETURN(w.topic, MakeLog(config.log, config.data_dir, "decisions", 0, metrics));
+  w.outbox = std::make_unique<DecisionOutbox>(w.topic.get(), config.collector.dedup_window, feed, metrics);
+  RETURN_IF_ERROR(w.outbox->LoadRecentIds());
+  return w;
+}
+
 // ---- engine ----
 
 DecisionEngine::DecisionEngine(const Config& config, ProfileStore* profiles, DecisionStore* store, MetricsRegistry* m)

@@ -153,6 +153,17 @@ class DecisionOutbox {
   Histogram* latency_;
 };
 
+// What a Processor needs to decide, opened from config: the rules in force, the
+// `decisions` topic and its outbox (ids of its newest records loaded). All null when the
+// store keeps no decision state.
+struct DecisionWiring {
+  std::unique_ptr<DecisionRuleBook> rules;
+  std::unique_ptr<Log> topic;
+  std::unique_ptr<DecisionOutbox> outbox;
+};
+Result<DecisionWiring> OpenDecisions(const Config& config, ProfileStore* store, DecisionFeed* feed,
+                                     MetricsRegistry* metrics);
+
 // One processor worker's decisions for a batch.
 class DecisionEngine {
  public:

@@ -151,7 +151,6 @@ bool Processor::Flush(Work& w) {
       return false;
     }
   }
-  if (w.decisions) w.rules = decision_rules_->Get();  // a reload takes effect from the next batch
   w.combined.clear();
   w.slot.clear();
   for (Action& a : w.actions) {
@@ -180,6 +179,8 @@ bool Processor::Flush(Work& w) {
 }
 
 bool Processor::Handle(Work& w, PartitionId p, std::span<const LogRecord> records, Offset next) {
+  // The rules in force when a batch starts hold for all of it (a reload takes the next).
+  if (w.decisions && w.decisions->empty()) w.rules = decision_rules_->Get();
   for (const LogRecord& rec : records) {
     size_t first_new = w.actions.size();
     Status ds;

@@ -25,15 +25,8 @@ Result<std::unique_ptr<App>> App::Start(Config config) {
   ASSIGN_OR_RETURN(app->failed_, MakeLog(cfg.log, cfg.data_dir, "failed", 1, &app->metrics_));
   ASSIGN_OR_RETURN(app->store_, MakeProfileStore(cfg.store, cfg.data_dir, &cfg.tags, &app->metrics_));
   app->processor_ = std::make_unique<Processor>(cfg, app->log_.get(), app->store_.get(), &app->metrics_);
-  if (app->store_->decisions()) {
-    ASSIGN_OR_RETURN(auto rules, DecisionRules::Compile(cfg.decisions.rules, cfg));
-    app->rule_book_ = std::make_unique<DecisionRuleBook>(std::move(rules));
-    ASSIGN_OR_RETURN(app->decisions_log_, MakeLog(cfg.log, cfg.data_dir, "decisions", 0, &app->metrics_));
-    app->outbox_ = std::make_unique<DecisionOutbox>(app->decisions_log_.get(), cfg.collector.dedup_window, &app->feed_,
-                                                    &app->metrics_);
-    RETURN_IF_ERROR(app->outbox_->LoadRecentIds());
-    app->processor_->SetDecisions(app->rule_book_.get(), app->outbox_.get());
-  }
+  ASSIGN_OR_RETURN(app->decisions_, OpenDecisions(cfg, app->store_.get(), &app->feed_, &app->metrics_));
+  app->processor_->SetDecisions(app->decisions_.rules.get(), app->decisions_.outbox.get());
   RETURN_IF_ERROR(app->processor_->Start());
   if (cfg.archive.enabled) {
     std::string dir = ArchiveDir(cfg);
@@ -74,10 +67,10 @@ Result<std::unique_ptr<App>> App::Start(Config config) {
     for (const std::string& type : rc.types) routes[type].push_back({topic.sink.get(), rc.exclusive});
   }
   app->collector_->SetRoutes(std::move(routes), app->retry_.get());
-  if (app->outbox_ && !cfg.decisions.webhook.empty()) {
+  if (app->decisions_.outbox && !cfg.decisions.webhook.empty()) {
     app->webhook_ = std::make_unique<WebhookSink>(cfg.decisions, &app->metrics_);
     app->retry_->AddSink(app->webhook_.get());
-    app->dispatcher_ = std::make_unique<DecisionDispatcher>(app->decisions_log_.get(), app->retry_.get(),
+    app->dispatcher_ = std::make_unique<DecisionDispatcher>(app->decisions_.topic.get(), app->retry_.get(),
                                                             app->webhook_.get(), &app->metrics_);
   }
   RETURN_IF_ERROR(app->retry_->Start());
@@ -91,7 +84,7 @@ Result<std::unique_ptr<App>> App::Start(Config config) {
   app->api_->SetDeadLetters(app->retry_.get(), app->retry_logs_.dead.get());
   {
     App* raw = app.get();
-    app->api_->SetDecisions(app->store_->decisions(), app->outbox_ ? &app->feed_ : nullptr,
+    app->api_->SetDecisions(app->store_->decisions(), app->decisions_.outbox ? &app->feed_ : nullptr,
                             [raw] { return raw->ReloadRules(); });
   }
   Api* api = app->api_.get();
@@ -113,7 +106,7 @@ Result<size_t> App::ReloadRules() {
     spdlog::error("reload of {} refused, the rules in force stay: {}", config_.path, st.message());
     return st;
   };
-  if (!rule_book_) return refuse(Status::FailedPrecondition("this store keeps no rule state; decisions are off"));
+  if (!decisions_.rules) return refuse(Status::FailedPrecondition("this store keeps no rule state; decisions are off"));
   auto loaded = LoadConfig(config_.path);
   if (!loaded.ok()) return refuse(loaded.status());
   auto rules = DecisionRules::Compile(loaded->decisions.rules, config_);
@@ -122,7 +115,7 @@ Result<size_t> App::ReloadRules() {
     spdlog::warn("reload: [decisions] webhook changed; it takes effect at the next restart");
   }
   size_t n = (*rules)->specs().size();
-  rule_book_->Set(std::move(rules).value());
+  decisions_.rules->Set(std::move(rules).value());
   ok->Inc();
   spdlog::info("reload: {} decision rules in force from {}", n, config_.path);
   return n;
@@ -191,7 +184,7 @@ void App::Stop() {
   if (retry_) retry_->Stop();
   if (log_) log_->Close();
   if (failed_) failed_->Close();
-  if (decisions_log_) decisions_log_->Close();
+  if (decisions_.topic) decisions_.topic->Close();
   for (auto& [name, topic] : routes_) topic.log->Close();
   if (retry_logs_.retry) retry_logs_.retry->Close();
   if (retry_logs_.dead) retry_logs_.dead->Close();

@@ -60,10 +60,8 @@ class App {
   std::unique_ptr<Log> failed_;  // rejected events and Actions, one partition
   std::unique_ptr<ProfileStore> store_;
   std::unique_ptr<Processor> processor_;
-  std::unique_ptr<Log> decisions_log_;  // the `decisions` topic
   DecisionFeed feed_;
-  std::unique_ptr<DecisionOutbox> outbox_;
-  std::unique_ptr<DecisionRuleBook> rule_book_;
+  DecisionWiring decisions_;  // rules in force, the `decisions` topic and its outbox
   std::unique_ptr<WebhookSink> webhook_;
   std::unique_ptr<DecisionDispatcher> dispatcher_;
   std::mutex reload_mu_;

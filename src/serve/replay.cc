@@ -65,11 +65,16 @@ Status Replay(const Config& config, const ReplayFrom& from, MetricsRegistry* met
   spdlog::info("replay: erasing derived state, then {} log records", stats->records);
   RETURN_IF_ERROR(store->EraseAll());
   RETURN_IF_ERROR(store->Apply({}, start));
+  // Decision rules run again too: their state remembers the events it has seen and the
+  // decisions topic the ids it holds, so the replay decides nothing twice.
+  ASSIGN_OR_RETURN(auto decisions, OpenDecisions(config, store.get(), nullptr, metrics));
   Processor processor(config, log.get(), store.get(), metrics);
+  processor.SetDecisions(decisions.rules.get(), decisions.outbox.get());
   RETURN_IF_ERROR(processor.Start());
   while (!processor.CaughtUp()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   processor.Stop();
   log->Close();
+  if (decisions.topic) decisions.topic->Close();
   return Status::Ok();
 }
 

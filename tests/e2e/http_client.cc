@@ -115,6 +115,10 @@ void ServerProcess::Kill(int signal) {
   pid_ = -1;
 }
 
+void ServerProcess::Signal(int signal) {
+  if (pid_ > 0) kill(pid_, signal);
+}
+
 int RunCommand(const std::string& cmd, std::string* output) {
   FILE* p = popen((cmd + " 2>&1").c_str(), "r");
   if (!p) return -1;

@@ -39,6 +39,7 @@ class ServerProcess {
   ~ServerProcess();
   bool Start();           // false if it exited or did not listen within 30 s
   void Kill(int signal);  // and reap it
+  void Signal(int signal);  // without waiting (SIGHUP)
   int port() const { return port_; }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   const std::string& output() const { return output_; }

@@ -1,0 +1,373 @@
+// Real-time decisions through the real binary on the example config: a webhook that is
+// down and then up receives each decision exactly once (through the retry topic), a
+// replay of the whole log decides nothing new, the live stream (SSE over a real socket)
+// carries decisions within milliseconds and ends cleanly on shutdown, rules reload by
+// POST /v1/admin/reload and SIGHUP (a broken file is refused, the old rules stay), and
+// the same on the Redis store.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <set>
+
+#include "e2e/e2e_util.h"
+#include "redis_util.h"
+
+namespace portrait::testing_util {
+namespace {
+
+constexpr int64_t kMin = 60'000;
+
+// A webhook endpoint: a plain HTTP/1.1 server on loopback recording each POST.
+class WebhookReceiver {
+ public:
+  struct Post {
+    std::string body;
+    std::string idempotency_key;
+  };
+  // A free port, not listened on yet.
+  static int FreePort() {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    close(fd);
+    return ntohs(a.sin_port);
+  }
+  explicit WebhookReceiver(int port) : port_(port) {}
+  ~WebhookReceiver() { Stop(); }
+  bool Start() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port_));
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd_, 64) != 0) return false;
+    thread_ = std::thread([this] { Loop(); });
+    return true;
+  }
+  void Stop() {
+    if (fd_ >= 0) {
+      shutdown(fd_, SHUT_RDWR);
+      close(fd_);
+      fd_ = -1;
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+  std::vector<Post> posts() {
+    std::lock_guard lk(mu_);
+    return posts_;
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      int c = accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      std::string in;
+      char buf[4096];
+      size_t body_at = std::string::npos, length = 0;
+      for (;;) {
+        ssize_t n = recv(c, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        in.append(buf, static_cast<size_t>(n));
+        if (body_at == std::string::npos && (body_at = in.find("\r\n\r\n")) != std::string::npos) {
+          body_at += 4;
+          size_t cl = in.find("Content-Length: ");
+          length = cl == std::string::npos ? 0 : std::stoul(in.substr(cl + 16));
+        }
+        if (body_at != std::string::npos && in.size() >= body_at + length) break;
+      }
+      Post p;
+      if (body_at != std::string::npos) p.body = in.substr(body_at, length);
+      size_t k = in.find("Idempotency-Key: ");
+      if (k != std::string::npos) p.idempotency_key = in.substr(k + 17, in.find("\r\n", k) - k - 17);
+      {
+        std::lock_guard lk(mu_);
+        posts_.push_back(std::move(p));
+      }
+      const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      send(c, ok, sizeof ok - 1, MSG_NOSIGNAL);
+      close(c);
+    }
+  }
+
+  int port_;
+  int fd_ = -1;
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<Post> posts_;
+};
+
+// GET /v1/decisions/stream over a raw socket; records each event's data line and when it came.
+class SseClient {
+ public:
+  bool Connect(int port, const std::string& query = "") {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return false;
+    std::string req = "GET /v1/decisions/stream" + query + " HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n";
+    send(fd_, req.data(), req.size(), MSG_NOSIGNAL);
+    thread_ = std::thread([this] { Loop(); });
+    // Subscribed once the stream's opening comment arrives.
+    for (int i = 0; i < 500 && !opened_.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return opened_.load();
+  }
+  ~SseClient() {
+    if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+    if (thread_.joinable()) thread_.join();
+    if (fd_ >= 0) close(fd_);
+  }
+  std::vector<std::pair<std::string, int64_t>> events() {
+    std::lock_guard lk(mu_);
+    return events_;
+  }
+  bool ended() const { return ended_.load(); }
+  std::string head() {
+    std::lock_guard lk(mu_);
+    return raw_.substr(0, raw_.find("\r\n\r\n"));
+  }
+
+ private:
+  void Loop() {
+    char buf[8192];
+    size_t scanned = 0;
+    for (;;) {
+      ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      std::lock_guard lk(mu_);
+      raw_.append(buf, static_cast<size_t>(n));
+      if (raw_.find(": portrait decisions") != std::string::npos) opened_.store(true);
+      size_t at;
+      while ((at = raw_.find("data: ", scanned)) != std::string::npos) {
+        size_t end = raw_.find('\n', at);
+        if (end == std::string::npos) break;
+        events_.emplace_back(raw_.substr(at + 6, end - at - 6), NowMs());
+        scanned = end;
+      }
+    }
+    ended_.store(true);
+  }
+
+  int fd_ = -1;
+  std::thread thread_;
+  std::mutex mu_;
+  std::string raw_;
+  std::vector<std::pair<std::string, int64_t>> events_;
+  std::atomic<bool> opened_{false}, ended_{false};
+};
+
+std::string Click(const std::string& uid, int64_t ts, int category, int item) {
+  return "{\"uid\":\"" + uid + "\",\"type\":\"click\",\"ts\":" + std::to_string(ts) + ",\"props\":{\"item_id\":" +
+         std::to_string(item) + ",\"category_id\":" + std::to_string(category) + "}}\n";
+}
+
+// The value of `name` in /metrics (0 when absent).
+double Metric(HttpClient& http, const std::string& name) {
+  std::string text = http.Get("/metrics").body;
+  size_t at = text.find("\n" + name + " ");
+  return at == std::string::npos ? 0 : std::stod(text.substr(at + name.size() + 2));
+}
+
+std::vector<std::string> DecisionIds(HttpClient& http, const std::string& uid) {
+  std::vector<std::string> ids;
+  simdjson::dom::parser parser;
+  std::string body = http.Get("/v1/decisions/" + uid).body;
+  for (auto d : parser.parse(body)["decisions"].get_array()) ids.emplace_back(d["id"].get_string().value());
+  return ids;
+}
+
+template <typename Pred>
+bool WaitUntil(Pred done, int seconds = 30) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return done();
+}
+
+class DecisionsE2eTest : public ServerFixture {};
+
+TEST_F(DecisionsE2eTest, WebhookDownThenUpDeliversEachDecisionOnceAndAReplayDecidesNothingNew) {
+  const int port = WebhookReceiver::FreePort();
+  StartServer({{"# webhook = \"http://127.0.0.1:9000/decisions\"", "webhook = \"http://127.0.0.1:" + std::to_string(port) + "/hook\""},
+               {"initial_backoff = \"1s\"", "initial_backoff = \"300ms\""},
+               {"max_backoff = \"10m\"", "max_backoff = \"500ms\""},
+               {"attempts = 6", "attempts = 40"}});
+  const int64_t t0 = NowMs() - 60 * kMin;
+  std::string body;
+  // 12 users: 3 clicks of category 7 within 20 minutes (a coupon each), plus 2 clicks of
+  // category 8 (no coupon) and, for user 0, clicks spread over 31 minutes in category 9.
+  for (int u = 0; u < 12; ++u) {
+    std::string uid = "w" + std::to_string(u);
+    for (int i = 0; i < 3; ++i) body += Click(uid, t0 + i * 10 * kMin, 7, 100 + i);
+    for (int i = 0; i < 2; ++i) body += Click(uid, t0 + i * kMin, 8, 200 + i);
+  }
+  for (int m : {0, 16, 31}) body += Click("w0", t0 + m * kMin, 9, 300 + m);
+  ASSERT_EQ(http_->Post("/v1/events", body).status, 200);
+
+  // The webhook is down: every decision is made, served, and waits in the retry topic.
+  std::set<std::string> made;
+  ASSERT_TRUE(WaitUntil([&] {
+    made.clear();
+    for (int u = 0; u < 12; ++u) {
+      for (auto& id : DecisionIds(*http_, "w" + std::to_string(u))) made.insert(id);
+    }
+    return made.size() == 12 && Metric(*http_, "portrait_retry_queued_total") >= 12;
+  })) << made.size() << " decisions";
+  for (int u = 0; u < 12; ++u) EXPECT_EQ(DecisionIds(*http_, "w" + std::to_string(u)).size(), 1u) << u;
+
+  // The webhook comes up: each decision arrives once, with its id as Idempotency-Key.
+  WebhookReceiver hook(port);
+  ASSERT_TRUE(hook.Start());
+  ASSERT_TRUE(WaitUntil([&] { return hook.posts().size() >= 12; })) << hook.posts().size();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // nothing more comes
+  auto posts = hook.posts();
+  ASSERT_EQ(posts.size(), 12u);
+  std::set<std::string> delivered;
+  simdjson::dom::parser parser;
+  for (const auto& p : posts) {
+    simdjson::dom::element d = parser.parse(p.body);
+    std::string id(d["id"].get_string().value());
+    EXPECT_EQ(p.idempotency_key, id);
+    EXPECT_EQ(std::string(d["rule"].get_string().value()), "category_coupon");
+    EXPECT_EQ(std::string(d["key"].get_string().value()), "7");
+    EXPECT_EQ(d["payload"]["coupon"].get_string().value(), "CAT10");
+    delivered.insert(id);
+  }
+  EXPECT_EQ(delivered, made);
+
+  // More clicks of category 7 within the day: the cooldown holds.
+  body.clear();
+  for (int u = 0; u < 12; ++u) {
+    for (int i = 0; i < 3; ++i) body += Click("w" + std::to_string(u), t0 + 40 * kMin + i * kMin, 7, 400 + i);
+  }
+  ASSERT_EQ(http_->Post("/v1/events", body).status, 200);
+  ASSERT_TRUE(WaitUntil([&] { return Metric(*http_, "portrait_decisions_cooled_down_total") >= 12; }));
+  EXPECT_EQ(Metric(*http_, "portrait_decisions_total"), 12);
+
+  // A replay of the whole log decides nothing new: nothing appended, nothing posted.
+  server_->Kill(SIGTERM);
+  std::string out;
+  ASSERT_EQ(RunCommand(Portrait("replay --config " + config_ + " --data-dir " + dir_.path() + "/data --from-offset 0"), &out), 0)
+      << out;
+  ASSERT_TRUE(server_->Start()) << server_->output();
+  http_ = std::make_unique<HttpClient>(server_->url());
+  ASSERT_TRUE(WaitUntil([&] { return ReadProfile(*http_, "w0").click_items.size() >= 6; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(Metric(*http_, "portrait_decisions_total"), 0);
+  EXPECT_EQ(hook.posts().size(), 12u);
+  for (int u = 0; u < 12; ++u) EXPECT_EQ(DecisionIds(*http_, "w" + std::to_string(u)).size(), 1u) << u;
+}
+
+TEST_F(DecisionsE2eTest, StreamCarriesDecisionsAsTheyAreMadeAndEndsOnShutdown) {
+  StartServer();
+  SseClient all, only_s2;
+  ASSERT_TRUE(all.Connect(server_->port()));
+  ASSERT_TRUE(only_s2.Connect(server_->port(), "?uid=s2"));
+  EXPECT_NE(all.head().find("text/event-stream"), std::string::npos) << all.head();
+  const int64_t t0 = NowMs();
+  ASSERT_EQ(http_->Post("/v1/events", Click("s1", t0, 3, 1) + Click("s1", t0 + 1, 3, 2)).status, 200);
+  int64_t sent = NowMs();
+  ASSERT_EQ(http_->Post("/v1/events", Click("s1", t0 + 2, 3, 3)).status, 200);
+  ASSERT_TRUE(WaitUntil([&] { return all.events().size() == 1; }, 10));
+  auto ev = all.events()[0];
+  EXPECT_NE(ev.first.find("\"uid\":\"s1\""), std::string::npos) << ev.first;
+  std::printf("POST to decision on the stream: %lld ms\n", static_cast<long long>(ev.second - sent));
+  // A sequence: fav then cart of the same item within the hour.
+  std::string seq = "{\"uid\":\"s2\",\"type\":\"fav\",\"ts\":" + std::to_string(t0) + ",\"props\":{\"item_id\":9,\"category_id\":1}}\n" +
+                    "{\"uid\":\"s2\",\"type\":\"cart\",\"ts\":" + std::to_string(t0 + 5 * kMin) + ",\"props\":{\"item_id\":9,\"category_id\":1}}\n";
+  ASSERT_EQ(http_->Post("/v1/events", seq).status, 200);
+  ASSERT_TRUE(WaitUntil([&] { return all.events().size() == 2 && only_s2.events().size() == 1; }, 10));
+  EXPECT_NE(only_s2.events()[0].first.find("\"rule\":\"fav_then_cart\""), std::string::npos);
+  EXPECT_EQ(all.events()[1].first, only_s2.events()[0].first);
+  // Shutdown with both streams open: they end, the server exits.
+  server_->Kill(SIGTERM);
+  EXPECT_TRUE(WaitUntil([&] { return all.ended() && only_s2.ended(); }, 10));
+}
+
+TEST_F(DecisionsE2eTest, RulesReloadWithoutRestartAndABrokenFileIsRefused) {
+  StartServer();
+  std::ifstream in(config_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string original = ss.str();
+  const int64_t t0 = NowMs();
+  auto clicks = [&](const std::string& uid, int n) {
+    std::string body;
+    for (int i = 0; i < n; ++i) body += Click(uid, t0 + i * 1000, 5, i);
+    ASSERT_EQ(http_->Post("/v1/events", body).status, 200);
+  };
+
+  // A broken rule: refused with its place, the rules in force stay.
+  std::string broken = original;
+  broken.replace(broken.find("within = \"30m\""), 14, "within = \"soon\"");
+  std::ofstream(config_) << broken;
+  HttpResult r = http_->Post("/v1/admin/reload", "");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("portrait.toml:"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("must be a duration"), std::string::npos) << r.body;
+  clicks("r1", 3);
+  ASSERT_TRUE(WaitUntil([&] { return DecisionIds(*http_, "r1").size() == 1; }));
+
+  // A good change: two clicks now suffice.
+  std::string two = original;
+  two.replace(two.find("at_least = 3"), 12, "at_least = 2");
+  std::ofstream(config_) << two;
+  r = http_->Post("/v1/admin/reload", "");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"decision_rules\":2"), std::string::npos) << r.body;
+  clicks("r2", 2);
+  ASSERT_TRUE(WaitUntil([&] { return DecisionIds(*http_, "r2").size() == 1; }));
+
+  // SIGHUP: back to three; two clicks decide nothing.
+  std::ofstream(config_) << original;
+  server_->Signal(SIGHUP);
+  ASSERT_TRUE(WaitUntil([&] { return Metric(*http_, "portrait_config_reloads_total{result=\"ok\"}") >= 2; }));
+  clicks("r3", 2);
+  clicks("r4", 3);
+  ASSERT_TRUE(WaitUntil([&] { return DecisionIds(*http_, "r4").size() == 1; }));
+  EXPECT_TRUE(DecisionIds(*http_, "r3").empty());
+  EXPECT_EQ(Metric(*http_, "portrait_config_reloads_total{result=\"rejected\"}"), 1);
+}
+
+TEST_F(DecisionsE2eTest, OnRedisDecisionsAreMadeOnceServedAndNotRepeatedByAReplay) {
+  RedisServer& redis = SharedRedisServer();
+  StartServer({{"backend = \"rocksdb\"", "backend = \"redis\"\nurl = \"redis://" + redis.addr() + "\""}});
+  const std::string uid = "redis-" + std::to_string(NowMs());
+  const int64_t t0 = NowMs() - 30 * kMin;
+  std::string body;
+  for (int i = 0; i < 6; ++i) body += Click(uid, t0 + i * 4 * kMin, 11, i);  // 6 views in 20 minutes: one coupon
+  body += "{\"uid\":\"" + uid + "\",\"type\":\"fav\",\"ts\":" + std::to_string(t0) + ",\"props\":{\"item_id\":4,\"category_id\":1}}\n";
+  body += "{\"uid\":\"" + uid + "\",\"type\":\"cart\",\"ts\":" + std::to_string(t0 + 50 * kMin) + ",\"props\":{\"item_id\":4,\"category_id\":1}}\n";
+  ASSERT_EQ(http_->Post("/v1/events", body).status, 200);
+  ASSERT_TRUE(WaitUntil([&] { return DecisionIds(*http_, uid).size() == 2; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto ids = DecisionIds(*http_, uid);
+  EXPECT_EQ(ids.size(), 2u);
+
+  server_->Kill(SIGTERM);
+  std::string out;
+  ASSERT_EQ(RunCommand(Portrait("replay --config " + config_ + " --data-dir " + dir_.path() + "/data --from-offset 0"), &out), 0)
+      << out;
+  ASSERT_TRUE(server_->Start()) << server_->output();
+  http_ = std::make_unique<HttpClient>(server_->url());
+  EXPECT_EQ(DecisionIds(*http_, uid), ids);
+  EXPECT_EQ(Metric(*http_, "portrait_decisions_total"), 0);
+}
+
+}  // namespace
+}  // namespace portrait::testing_util
