@@ -18,5 +18,9 @@ echo
 echo "== channel new users: tracking per event, memory per user, calibration"
 build/release/bench/channels_bench
 echo
+echo "== decisions: rule evaluation per event, event-to-decision latency at 50k events/s"
+build/release/bench/decisions_bench --rate 50000 --seconds 10 \
+  $( [ -f ../shared/data/taobao_user_behavior_sample.csv ] && echo --taobao ../shared/data/taobao_user_behavior_sample.csv )
+echo
 echo "== end to end (embedded log + RocksDB, HTTP over loopback, load generator in the same process)"
 build/release/bench/e2e_bench "$@"

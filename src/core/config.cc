@@ -963,7 +963,7 @@ void ParseProfileTests(Checker& c, const toml::node& n, const std::string& what,
 
 void ParseDecisions(Checker& c, const toml::table& t, Config* cfg) {
   DecisionsConfig& d = cfg->decisions;
-  c.KnownKeys(t, "[decisions]", {"webhook", "webhook_timeout_ms", "keep_per_user", "keep", "max_entries_per_user", "rules"});
+  c.KnownKeys(t, "[decisions]", {"webhook", "webhook_timeout_ms", "keep_per_user", "keep", "max_entries_per_user", "cache_users", "rules"});
   if (auto v = c.Get<std::string>(t, "webhook", "[decisions]", "a URL such as \"http://127.0.0.1:9000/decisions\"")) {
     d.webhook = *v;
     std::string host, path;
@@ -976,6 +976,7 @@ void ParseDecisions(Checker& c, const toml::table& t, Config* cfg) {
   if (auto v = c.GetInt(t, "keep_per_user", "[decisions]", 1, 100'000)) d.keep_per_user = static_cast<size_t>(*v);
   if (auto v = c.GetDurationMs(t, "keep", "[decisions]")) d.keep_ms = *v;
   if (auto v = c.GetInt(t, "max_entries_per_user", "[decisions]", 1, 1'000'000)) d.max_entries_per_user = static_cast<size_t>(*v);
+  if (auto v = c.GetInt(t, "cache_users", "[decisions]", 0, 100'000'000)) d.cache_users = static_cast<size_t>(*v);
   const toml::node* rn = t.get("rules");
   if (!rn) return;
   const toml::array* arr = rn->as_array();

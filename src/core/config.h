@@ -262,6 +262,7 @@ struct DecisionsConfig {
   size_t keep_per_user = 100;       // newest decisions GET /v1/decisions/{uid} serves
   int64_t keep_ms = 30LL * 86'400'000;   // and for how long (wall clock)
   size_t max_entries_per_user = 1000;    // rule state per user: events remembered, at most
+  size_t cache_users = 100'000;          // per processor worker (embedded log): states kept decoded between batches
   std::vector<DecisionRuleSpec> rules;
 };
 

@@ -14,7 +14,7 @@
 namespace portrait {
 
 namespace {
-constexpr uint8_t kRuleStateFormat = 1;
+constexpr uint8_t kRuleStateFormat = 2;
 constexpr int64_t kStateTtlMarginMs = 3'600'000;  // an hour beyond the longest horizon
 }  // namespace
 
@@ -108,17 +108,29 @@ void EncodeRuleState(const RuleState& s, std::string* out) {
   Writer w(out);
   w.U8(kRuleStateFormat);
   w.SignedVarint(s.newest);
+  // Rule names once, groups refer to them by index.
+  std::vector<std::string_view> names;
+  std::vector<uint64_t> name_of(s.groups.size());
+  for (size_t i = 0; i < s.groups.size(); ++i) {
+    auto it = std::find(names.begin(), names.end(), s.groups[i].rule);
+    name_of[i] = static_cast<uint64_t>(it - names.begin());
+    if (it == names.end()) names.push_back(s.groups[i].rule);
+  }
+  w.Varint(names.size());
+  for (std::string_view n : names) w.Bytes(n);
   w.Varint(s.groups.size());
-  for (const RuleState::Group& g : s.groups) {
-    w.Bytes(g.rule);
+  for (size_t i = 0; i < s.groups.size(); ++i) {
+    const RuleState::Group& g = s.groups[i];
+    w.Varint(name_of[i]);
     w.Bytes(g.key);
     w.Varint(g.seen.size());
-    TimestampMs prev = s.newest;  // deltas below the newest time: small varints
-    for (const RuleState::Seen& e : g.seen) {
-      w.SignedVarint(prev - e.ts);
-      prev = e.ts;
-      w.Fixed64(e.id);
-      w.U8(e.first ? 1 : 0);
+    // Ascending times as small varints: the first below the newest time, then each above
+    // the one before; `first` in bit 0.
+    for (size_t j = 0; j < g.seen.size(); ++j) {
+      const RuleState::Seen& e = g.seen[j];
+      TimestampMs delta = j == 0 ? s.newest - e.ts : e.ts - g.seen[j - 1].ts;
+      w.Varint((static_cast<uint64_t>(delta) << 1) | (e.first ? 1 : 0));
+      w.Fixed32(e.id);
     }
     w.Varint(g.fired.size());
     for (TimestampMs f : g.fired) w.SignedVarint(s.newest - f);
@@ -130,19 +142,23 @@ Status DecodeRuleState(std::string_view in, RuleState* s) {
   Reader r(in);
   if (r.U8() != kRuleStateFormat) return Status::Corruption("rule state: unknown format");
   s->newest = r.SignedVarint();
+  std::vector<std::string> names(std::min<uint64_t>(r.Varint(), in.size()));
+  for (auto& n : names) n = r.Bytes();
   uint64_t groups = r.Varint();
   for (uint64_t i = 0; i < groups && r.ok(); ++i) {
     RuleState::Group& g = s->groups.emplace_back();
-    g.rule = r.Bytes();
+    uint64_t name = r.Varint();
+    if (name >= names.size()) return Status::Corruption("rule state: bad rule index");
+    g.rule = names[name];
     g.key = r.Bytes();
     uint64_t n = r.Varint();
-    TimestampMs prev = s->newest;
     for (uint64_t j = 0; j < n && r.ok(); ++j) {
       RuleState::Seen e;
-      e.ts = prev - r.SignedVarint();
-      prev = e.ts;
-      e.id = r.Fixed64();
-      e.first = r.U8() != 0;
+      uint64_t v = r.Varint();
+      auto delta = static_cast<TimestampMs>(v >> 1);
+      e.ts = j == 0 ? s->newest - delta : g.seen.back().ts + delta;
+      e.first = (v & 1) != 0;
+      e.id = r.Fixed32();
       g.seen.push_back(e);
     }
     uint64_t f = r.Varint();
@@ -249,8 +265,9 @@ Result<DecisionWiring> OpenDecisions(const Config& config, ProfileStore* store, 
 
 // ---- engine ----
 
-DecisionEngine::DecisionEngine(const Config& config, ProfileStore* profiles, DecisionStore* store, MetricsRegistry* m)
-    : config_(config), profiles_(profiles), store_(store) {
+DecisionEngine::DecisionEngine(const Config& config, ProfileStore* profiles, DecisionStore* store, MetricsRegistry* m,
+                               size_t cache_users)
+    : config_(config), profiles_(profiles), store_(store), cache_users_(cache_users) {
   evaluated_ = m->GetCounter("portrait_decision_rule_evaluations_total", "Events evaluated by a decision rule");
   skipped_ = m->GetCounter("portrait_decision_rule_skipped_total", "Rule evaluations skipped: the event lacks the rule's key");
   late_ = m->GetCounter("portrait_decision_events_late_total",
@@ -268,9 +285,19 @@ void DecisionEngine::Add(const DecisionRules& rules, const Event& e) {
 
 void DecisionEngine::Clear() {
   events_.clear();
-  users_.clear();
   profile_cache_.clear();
   pending_by_uid_.clear();
+  FlushCounts();
+}
+
+void DecisionEngine::FlushCounts() {
+  evaluated_->Inc(tally_.evaluated);
+  skipped_->Inc(tally_.skipped);
+  late_->Inc(tally_.late);
+  repeats_->Inc(tally_.repeats);
+  suppressed_->Inc(tally_.suppressed);
+  profile_failed_->Inc(tally_.profile_failed);
+  tally_ = Tally();
 }
 
 namespace {
@@ -298,29 +325,29 @@ void DecisionEngine::Apply(const DecisionRules& rules, const Event& e, RuleState
                            std::vector<Decision>* out) {
   const std::vector<size_t>* which = rules.ForType(e.type);
   if (!which) return;
-  const uint64_t h = RecentIds::Hash(e.id);
+  const auto h = static_cast<uint32_t>(RecentIds::Hash(e.id));
   std::vector<TimestampMs> candidates;
   for (size_t i : *which) {
     const DecisionRuleSpec& r = rules.specs()[i];
-    evaluated_->Inc();
+    ++tally_.evaluated;
     std::string key;
     if (!r.key.empty()) {
       std::string_view raw = e.Prop(r.key);
       if (raw.empty()) {
-        skipped_->Inc();
+        ++tally_.skipped;
         continue;
       }
       key = PropText(raw);
     }
     if (state->newest != INT64_MIN && e.ts < state->newest - r.within_ms) {
-      late_->Inc();
+      ++tally_.late;
       continue;
     }
     RuleState::Group& g = GroupOf(state, r.name, key);
     RuleState::Seen seen{e.ts, h, !r.after.empty() && e.type == r.after};
     auto pos = std::lower_bound(g.seen.begin(), g.seen.end(), seen);
     if (pos != g.seen.end() && pos->ts == seen.ts && pos->id == seen.id) {
-      repeats_->Inc();
+      ++tally_.repeats;
       continue;
     }
     const size_t at_index = static_cast<size_t>(pos - g.seen.begin());
@@ -349,11 +376,11 @@ void DecisionEngine::Apply(const DecisionRules& rules, const Event& e, RuleState
     }
     for (TimestampMs at : candidates) {
       if (CooledDown(g.fired, at, r.cooldown_ms)) {
-        suppressed_->Inc();
+        ++tally_.suppressed;
         continue;
       }
       if (profile_ok && !profile_ok(r, e)) {
-        profile_failed_->Inc();
+        ++tally_.profile_failed;
         break;
       }
       g.fired.insert(std::upper_bound(g.fired.begin(), g.fired.end(), at), at);
@@ -454,30 +481,45 @@ bool DecisionEngine::ProfileOk(const DecisionRuleSpec& rule, const Event& e, std
 }
 
 Status DecisionEngine::Evaluate(const DecisionRules& rules, std::span<const Action> pending, std::vector<Decision>* out) {
-  users_.clear();
   profile_cache_.clear();
   pending_by_uid_.clear();
   profile_error_ = Status::Ok();
-  std::vector<std::string> uids;
-  for (const Event& e : events_) {
-    auto [it, fresh] = users_.try_emplace(std::string(e.PartitionKey()));
-    if (fresh) uids.push_back(it->first);
+  if (dirty_) {  // the last attempt did not commit: what it changed is not in the store
+    for (const std::string& uid : touched_) states_.erase(uid);
   }
-  std::vector<std::string> states;
-  RETURN_IF_ERROR(store_->ReadRuleStates(uids, &states));
-  for (size_t i = 0; i < uids.size(); ++i) {
-    if (states[i].empty()) continue;
-    UserState& u = users_[uids[i]];
-    if (Status st = DecodeRuleState(states[i], &u.state); !st.ok()) {
-      spdlog::error("decisions: rule state of {}: {}; starting it afresh", uids[i], st.ToString());
-      u.state = RuleState();
+  dirty_ = true;
+  touched_.clear();
+  std::vector<std::string> missing;
+  {
+    std::unordered_map<std::string_view, bool> batch_users;
+    for (const Event& e : events_) {
+      if (!batch_users.emplace(e.PartitionKey(), true).second) continue;
+      touched_.emplace_back(e.PartitionKey());
+      if (!states_.count(touched_.back())) missing.push_back(touched_.back());
+    }
+  }
+  if (!missing.empty()) {
+    std::vector<std::string> states;
+    RETURN_IF_ERROR(store_->ReadRuleStates(missing, &states));
+    for (size_t i = 0; i < missing.size(); ++i) {
+      RuleState& st = states_[missing[i]];
+      if (states[i].empty()) continue;
+      if (Status ds = DecodeRuleState(states[i], &st); !ds.ok()) {
+        spdlog::error("decisions: rule state of {}: {}; starting it afresh", missing[i], ds.ToString());
+        st = RuleState();
+      }
     }
   }
   size_t first = out->size();
+  RuleState* state = nullptr;
+  std::string_view state_of;
+  auto profile_ok = [&](const DecisionRuleSpec& r, const Event& ev) { return ProfileOk(r, ev, pending); };
   for (const Event& e : events_) {
-    UserState& u = users_[std::string(e.PartitionKey())];
-    u.touched = true;
-    Apply(rules, e, &u.state, [&](const DecisionRuleSpec& r, const Event& ev) { return ProfileOk(r, ev, pending); }, out);
+    if (!state || state_of != e.PartitionKey()) {
+      state = &states_.find(std::string(e.PartitionKey()))->second;
+      state_of = e.PartitionKey();
+    }
+    Apply(rules, e, state, profile_ok, out);
     if (!profile_error_.ok()) {
       out->resize(first);
       return profile_error_.WithContext("decisions: reading the profile of " + std::string(e.PartitionKey()));
@@ -488,21 +530,30 @@ Status DecisionEngine::Evaluate(const DecisionRules& rules, std::span<const Acti
 
 Status DecisionEngine::Commit(const DecisionRules& rules, std::span<const Decision> decided) {
   std::vector<RuleStateWrite> writes;
-  writes.reserve(users_.size());
+  writes.reserve(touched_.size());
   int64_t entries = 0;
-  for (auto& [uid, u] : users_) {
-    if (!u.touched) continue;
-    Prune(rules, &u.state);
+  for (const std::string& uid : touched_) {
+    RuleState& st = states_[uid];
+    Prune(rules, &st);
     RuleStateWrite& w = writes.emplace_back();
     w.uid = uid;
-    if (!u.state.groups.empty()) EncodeRuleState(u.state, &w.state);
-    entries += static_cast<int64_t>(u.state.entries());
+    if (!st.groups.empty()) EncodeRuleState(st, &w.state);
+    entries += static_cast<int64_t>(st.entries());
   }
   std::vector<StoredDecision> stored;
   stored.reserve(decided.size());
   for (const Decision& d : decided) stored.push_back({d.uid, d.id, d.at, d.ToJson()});
   RETURN_IF_ERROR(store_->WriteRuleStates(writes, rules.StateTtlMs(), stored, config_.decisions));
+  dirty_ = false;
   state_entries_->Set(entries);
+  if (states_.size() > cache_users_) {
+    states_.clear();  // over the cache's bound (or no cache): read them again when they come back
+  } else {
+    for (const RuleStateWrite& w : writes) {
+      if (w.state.empty()) states_.erase(w.uid);
+    }
+  }
+  touched_.clear();
   Clear();
   return Status::Ok();
 }

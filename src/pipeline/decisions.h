@@ -98,7 +98,7 @@ class DecisionRuleBook {
 struct RuleState {
   struct Seen {
     TimestampMs ts = 0;
-    uint64_t id = 0;     // hash of the event id
+    uint32_t id = 0;     // hash of the event id (with ts, tells a repeat)
     bool first = false;  // an `after` event of a sequence rule
     bool operator<(const Seen& o) const { return ts != o.ts ? ts < o.ts : id < o.id; }
   };
@@ -167,7 +167,11 @@ Result<DecisionWiring> OpenDecisions(const Config& config, ProfileStore* store, 
 // One processor worker's decisions for a batch.
 class DecisionEngine {
  public:
-  DecisionEngine(const Config& config, ProfileStore* profiles, DecisionStore* store, MetricsRegistry* metrics);
+  // `cache_users`: states kept decoded between batches (0: read every batch). Only for a
+  // worker that is the sole writer of its users' states (the embedded log's fixed
+  // partitions), never across a consumer group's rebalances.
+  DecisionEngine(const Config& config, ProfileStore* profiles, DecisionStore* store, MetricsRegistry* metrics,
+                 size_t cache_users = 0);
 
   // Keeps `e` if a rule of `rules` reads its type.
   void Add(const DecisionRules& rules, const Event& e);
@@ -184,20 +188,25 @@ class DecisionEngine {
   // applies `e` to `state`; profile tests are taken as passed when `profile_ok` is null.
   void Apply(const DecisionRules& rules, const Event& e, RuleState* state,
              const std::function<bool(const DecisionRuleSpec&, const Event&)>& profile_ok, std::vector<Decision>* out);
+  // Drops what can no longer match and caps the state (Commit does this per user).
+  void Prune(const DecisionRules& rules, RuleState* s) const;
+  // Adds the counts of Apply calls to the metrics.
+  void FlushCounts();
 
  private:
-  struct UserState {
-    RuleState state;
-    bool touched = false;
-  };
   bool ProfileOk(const DecisionRuleSpec& rule, const Event& e, std::span<const Action> pending);
-  void Prune(const DecisionRules& rules, RuleState* s) const;
 
   const Config& config_;
   ProfileStore* profiles_;
   DecisionStore* store_;
   std::vector<Event> events_;
-  std::unordered_map<std::string, UserState> users_;
+  const size_t cache_users_;
+  std::unordered_map<std::string, RuleState> states_;  // the batch's users (and cached ones)
+  std::vector<std::string> touched_;                   // the batch's users, once each
+  bool dirty_ = false;  // an Evaluate whose Commit has not succeeded: its users' states are unsure
+  struct Tally {
+    uint64_t evaluated = 0, skipped = 0, late = 0, repeats = 0, suppressed = 0, profile_failed = 0;
+  } tally_;
   std::unordered_map<std::string, Profile> profile_cache_;
   std::unordered_multimap<std::string_view, size_t> pending_by_uid_;
   Status profile_error_ = Status::Ok();

@@ -123,7 +123,9 @@ void Processor::InitWork(Work& w) {
     w.new_users = std::make_unique<NewUserTracker>(config_.channels, store_->channels(), metrics_);
   }
   if (decision_rules_ && outbox_ && store_->decisions()) {
-    w.decisions = std::make_unique<DecisionEngine>(config_, store_, store_->decisions(), metrics_);
+    // A worker of the embedded log is the only writer of its users' states: it may keep them.
+    size_t cache = log_->HasGroups() ? 0 : config_.decisions.cache_users;
+    w.decisions = std::make_unique<DecisionEngine>(config_, store_, store_->decisions(), metrics_, cache);
     w.rules = decision_rules_->Get();
   }
 }
