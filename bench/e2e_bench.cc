@@ -37,6 +37,7 @@ struct Flags {
   bool history = false;
   bool archive = true;
   bool old_ts = false;  // 2023 event times instead of current ones
+  bool decisions = true;  // the example config's decision rules
 };
 
 std::string MakeBody(std::mt19937_64& rng, int64_t first_ts, int n, int users) {
@@ -76,6 +77,7 @@ int Run(const Flags& f) {
   cfg->server.listen = "127.0.0.1:0";
   cfg->history.enabled = f.history;
   cfg->archive.enabled = f.archive;
+  if (!f.decisions) cfg->decisions.rules.clear();
   cfg->log.fsync = f.fsync == "always" ? FsyncPolicy::kAlways : f.fsync == "none" ? FsyncPolicy::kNone : FsyncPolicy::kBatch;
   auto started = App::Start(std::move(cfg).value());
   if (!started.ok()) {
@@ -85,9 +87,9 @@ int Run(const Flags& f) {
   App& app = **started;
   const std::string url = "http://127.0.0.1:" + std::to_string(app.port());
   std::printf("config: examples/portrait.toml, fsync=%s, %d partitions, %d processor workers, %d HTTP threads, "
-              "event history %s, archive %s\n",
+              "event history %s, archive %s, decision rules %zu\n",
               f.fsync.c_str(), app.config().log.partitions, app.config().processor.workers,
-              app.config().server.threads, f.history ? "on" : "off", f.archive ? "on" : "off");
+              app.config().server.threads, f.history ? "on" : "off", f.archive ? "on" : "off", app.config().decisions.rules.size());
 
   // 1. Throughput.
   const int per_body = 1000;
@@ -213,8 +215,9 @@ int main(int argc, char** argv) {
     else if (k == "--history") f.history = v != "off";
     else if (k == "--archive") f.archive = v != "off";
     else if (k == "--old-ts") f.old_ts = v == "on";
+    else if (k == "--decisions") f.decisions = v != "off";
     else {
-      std::fprintf(stderr, "unknown flag %s; flags: --events --clients --rate --latency-seconds --read-seconds --users --fsync --history on|off --archive on|off\n", k.c_str());
+      std::fprintf(stderr, "unknown flag %s; flags: --events --clients --rate --latency-seconds --read-seconds --users --fsync --history on|off --archive on|off --decisions on|off\n", k.c_str());
       return 2;
     }
   }
