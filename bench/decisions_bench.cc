@@ -154,14 +154,8 @@ void EvaluationCost() {
 class StreamReader {
  public:
   bool Start(int port) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return false;
-    std::string req = "GET /v1/decisions/stream HTTP/1.1\r\nHost: x\r\n\r\n";
-    send(fd_, req.data(), req.size(), MSG_NOSIGNAL);
+    fd_ = testing_util::OpenGetStream(port, "/v1/decisions/stream");
+    if (fd_ < 0) return false;
     thread_ = std::thread([this] { Loop(); });
     return true;
   }

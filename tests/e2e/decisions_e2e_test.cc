@@ -112,14 +112,8 @@ class WebhookReceiver {
 class SseClient {
  public:
   bool Connect(int port, const std::string& query = "") {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return false;
-    std::string req = "GET /v1/decisions/stream" + query + " HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n";
-    send(fd_, req.data(), req.size(), MSG_NOSIGNAL);
+    fd_ = OpenGetStream(port, "/v1/decisions/stream" + query);
+    if (fd_ < 0) return false;
     thread_ = std::thread([this] { Loop(); });
     // Subscribed once the stream's opening comment arrives.
     for (int i = 0; i < 500 && !opened_.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -199,7 +193,18 @@ bool WaitUntil(Pred done, int seconds = 30) {
   return done();
 }
 
-class DecisionsE2eTest : public ServerFixture {};
+class DecisionsE2eTest : public ServerFixture {
+ protected:
+  // Stops the server, runs `portrait replay --from-offset 0` over its data, starts it again.
+  void ReplayAndRestart() {
+    server_->Kill(SIGTERM);
+    std::string out;
+    ASSERT_EQ(RunCommand(Portrait("replay --config " + config_ + " --data-dir " + dir_.path() + "/data --from-offset 0"), &out), 0)
+        << out;
+    ASSERT_TRUE(server_->Start()) << server_->output();
+    http_ = std::make_unique<HttpClient>(server_->url());
+  }
+};
 
 TEST_F(DecisionsE2eTest, WebhookDownThenUpDeliversEachDecisionOnceAndAReplayDecidesNothingNew) {
   const int port = WebhookReceiver::FreePort();
@@ -260,12 +265,7 @@ TEST_F(DecisionsE2eTest, WebhookDownThenUpDeliversEachDecisionOnceAndAReplayDeci
   EXPECT_EQ(Metric(*http_, "portrait_decisions_total"), 12);
 
   // A replay of the whole log decides nothing new: nothing appended, nothing posted.
-  server_->Kill(SIGTERM);
-  std::string out;
-  ASSERT_EQ(RunCommand(Portrait("replay --config " + config_ + " --data-dir " + dir_.path() + "/data --from-offset 0"), &out), 0)
-      << out;
-  ASSERT_TRUE(server_->Start()) << server_->output();
-  http_ = std::make_unique<HttpClient>(server_->url());
+  ReplayAndRestart();
   ASSERT_TRUE(WaitUntil([&] { return ReadProfile(*http_, "w0").click_items.size() >= 6; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   EXPECT_EQ(Metric(*http_, "portrait_decisions_total"), 0);
@@ -359,12 +359,7 @@ TEST_F(DecisionsE2eTest, OnRedisDecisionsAreMadeOnceServedAndNotRepeatedByARepla
   auto ids = DecisionIds(*http_, uid);
   EXPECT_EQ(ids.size(), 2u);
 
-  server_->Kill(SIGTERM);
-  std::string out;
-  ASSERT_EQ(RunCommand(Portrait("replay --config " + config_ + " --data-dir " + dir_.path() + "/data --from-offset 0"), &out), 0)
-      << out;
-  ASSERT_TRUE(server_->Start()) << server_->output();
-  http_ = std::make_unique<HttpClient>(server_->url());
+  ReplayAndRestart();
   EXPECT_EQ(DecisionIds(*http_, uid), ids);
   EXPECT_EQ(Metric(*http_, "portrait_decisions_total"), 0);
 }

@@ -50,6 +50,10 @@ class ServerProcess {
   int port_ = 0;
 };
 
+// Connects to 127.0.0.1:port and sends `GET path` (for streamed answers read from the
+// socket as they come, e.g. Server-Sent Events); the socket, or -1.
+int OpenGetStream(int port, const std::string& path);
+
 // Runs a command, returns its exit code and combined output.
 int RunCommand(const std::string& cmd, std::string* output);
 
