@@ -84,7 +84,7 @@ Result<std::shared_ptr<const DecisionRules>> DecisionRules::Compile(const std::v
 }
 
 const std::vector<size_t>* DecisionRules::ForType(std::string_view type) const {
-  auto it = by_type_.find(std::string(type));
+  auto it = by_type_.find(type);
   return it == by_type_.end() ? nullptr : &it->second;
 }
 

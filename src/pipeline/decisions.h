@@ -78,8 +78,13 @@ class DecisionRules {
   bool empty() const { return specs_.empty(); }
 
  private:
+  struct TypeHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
   std::vector<DecisionRuleSpec> specs_;
-  std::unordered_map<std::string, std::vector<size_t>> by_type_;
+  // Looked up per event by string_view, without building a string.
+  std::unordered_map<std::string, std::vector<size_t>, TypeHash, std::equal_to<>> by_type_;
   int64_t ttl_ms_ = 0;
 };
 
