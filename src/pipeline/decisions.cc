@@ -234,7 +234,7 @@ Status DecisionOutbox::Publish(std::span<const Decision> decisions, size_t* fres
       continue;
     }
     inserted.emplace_back(p.value, h);
-    payloads.push_back(d.ToJson());
+    payloads.push_back(d.json);
     entries.push_back({p, {}});
   }
   for (size_t i = 0; i < entries.size(); ++i) entries[i].payload = payloads[i];
@@ -394,6 +394,7 @@ void DecisionEngine::Apply(const DecisionRules& rules, const Event& e, RuleState
       d.decided_ms = NowMs();
       d.event_id = e.id;
       EvalTemplate(r.payload, e, &d.payload);
+      d.json = d.ToJson();
       break;
     }
   }
@@ -542,7 +543,7 @@ Status DecisionEngine::Commit(const DecisionRules& rules, std::span<const Decisi
   }
   std::vector<StoredDecision> stored;
   stored.reserve(decided.size());
-  for (const Decision& d : decided) stored.push_back({d.uid, d.id, d.at, d.ToJson()});
+  for (const Decision& d : decided) stored.push_back({d.uid, d.id, d.at, d.json});
   RETURN_IF_ERROR(store_->WriteRuleStates(writes, rules.StateTtlMs(), stored, config_.decisions));
   dirty_ = false;
   state_entries_->Set(entries);

@@ -54,6 +54,7 @@ struct Decision {
   TimestampMs decided_ms = 0;  // wall clock
   std::string event_id;        // the event whose arrival decided it
   std::string payload;         // JSON object
+  std::string json;            // ToJson(), rendered once when the decision is made
   std::string ToJson() const;
 };
 
