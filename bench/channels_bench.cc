@@ -11,12 +11,13 @@
 #include <filesystem>
 #include <random>
 
-#include "batch/calibrate.h"
+#include "features/channels/channel_store.h"
+#include "features/channels/calibrate.h"
 #include "core/event.h"
-#include "pipeline/archive.h"
-#include "pipeline/new_users.h"
+#include "log/archive/archiver.h"
+#include "features/channels/new_users.h"
 #include "store/rocksdb/rocksdb_store.h"
-#include "store/snapshot.h"
+#include "features/offline/snapshot.h"
 
 #include <zlib.h>
 
@@ -128,7 +129,9 @@ void PerEvent(const std::string& dir) {
   TagRegistry tags;
   auto store = OpenRocksDbStore({dir + "/db", 64}, &tags, &m2);
   if (!store.ok()) std::abort();
-  Run rocks = run((*store)->channels(), nullptr);
+  auto channels = OpenChannelStore(store->get());
+  if (!channels.ok()) std::abort();
+  Run rocks = run(channels->get(), nullptr);
   std::printf("  decode the event (baseline)                 %7.1f ns/event\n", decode * 1e9);
   std::printf("  day 1, filter only                          %7.1f ns/event  (%.2fx decode; %zu of %lld events reached the store)\n",
               filter_only.day1 * 1e9, filter_only.day1 / decode, filter_only.sent1, static_cast<long long>(n));
@@ -204,7 +207,9 @@ void Calibration(const std::string& dir) {
   TagRegistry tags;
   auto store = OpenRocksDbStore({dir + "/caldb", 64}, &tags, &metrics);
   if (!store.ok()) std::abort();
-  auto report = Calibrate(config, (*store)->channels(), date);
+  auto channels = OpenChannelStore(store->get());
+  if (!channels.ok()) std::abort();
+  auto report = Calibrate(config, channels->get(), date);
   if (!report.ok()) {
     std::fprintf(stderr, "%s\n", report.status().ToString().c_str());
     std::abort();

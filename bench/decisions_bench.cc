@@ -28,9 +28,10 @@
 #include <thread>
 #include <unordered_map>
 
+#include "features/decisions/decision_store.h"
 #include "e2e/http_client.h"
-#include "pipeline/decisions.h"
-#include "pipeline/rules.h"
+#include "features/decisions/decisions.h"
+#include "fusion/rules.h"
 #include "serve/app.h"
 #include "store/rocksdb/rocksdb_store.h"
 
@@ -115,7 +116,9 @@ void EvaluationCost() {
   std::filesystem::remove_all(dir);
   auto store = OpenRocksDbStore({dir + "/db", 256}, &cfg.tags, &metrics);
   if (!store.ok()) return;
-  DecisionEngine engine(cfg, store->get(), (*store)->decisions(), &metrics, cfg.decisions.cache_users);
+  auto decision_store = OpenDecisionStore(store->get());
+  if (!decision_store.ok()) return;
+  DecisionEngine engine(cfg, store->get(), decision_store->get(), &metrics, cfg.decisions.cache_users);
   size_t stored_decisions = 0;
   t = Clock::now();
   for (size_t i = 0; i < n; i += 8192) {
@@ -138,7 +141,9 @@ void EvaluationCost() {
   std::filesystem::remove_all(dir);
   auto store2 = OpenRocksDbStore({dir + "/db2", 256}, &cfg.tags, &metrics);
   if (!store2.ok()) return;
-  DecisionEngine uncached(cfg, store2->get(), (*store2)->decisions(), &metrics, 0);
+  auto decision_store2 = OpenDecisionStore(store2->get());
+  if (!decision_store2.ok()) return;
+  DecisionEngine uncached(cfg, store2->get(), decision_store2->get(), &metrics, 0);
   t = Clock::now();
   for (size_t i = 0; i < n; i += 8192) {
     for (size_t j = i; j < std::min(n, i + 8192); ++j) uncached.Add(**rules, events[j]);

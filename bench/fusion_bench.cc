@@ -9,7 +9,7 @@
 
 #include "fusion/fusion.h"
 #include "log/embedded/segment_log.h"
-#include "pipeline/collector.h"
+#include "ingest/collector.h"
 #include "test_util.h"
 
 namespace portrait {

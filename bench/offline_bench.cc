@@ -13,9 +13,9 @@
 #include <fstream>
 #include <random>
 
-#include "batch/batch.h"
-#include "pipeline/archive.h"
-#include "pipeline/offline.h"
+#include "features/offline/batch.h"
+#include "log/archive/archiver.h"
+#include "features/offline/lazy_loader.h"
 #include "store/rocksdb/rocksdb_store.h"
 
 namespace portrait {
@@ -132,7 +132,7 @@ int Run(int64_t events) {
   MetricsRegistry metrics;
   auto store = OpenRocksDbStore({dir + "/store", 64}, &cfg.tags, &metrics).value();
   SnapshotCatalog catalog(SnapshotDir(cfg));
-  LazyLoader loader(cfg, store.get(), &catalog, &metrics);
+  LazyLoader loader(cfg, store.get(), &catalog, nullptr, &metrics);
   const int n = 20'000, batch = 500;
   const TimestampMs day = SnapshotAsOf(kDate) + 8 * 3'600'000;
   auto triggers_for = [&](int from) {

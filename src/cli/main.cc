@@ -9,13 +9,13 @@
 #include <iostream>
 #include <optional>
 
-#include "batch/batch.h"
-#include "batch/calibrate.h"
+#include "features/offline/batch.h"
+#include "features/channels/calibrate.h"
 #include "core/config.h"
 #include "log/log.h"
 #include "core/dir_lock.h"
-#include "pipeline/failed.h"
-#include "pipeline/retry.h"
+#include "ingest/failed.h"
+#include "delivery/retry.h"
 #include "serve/app.h"
 #include "serve/replay.h"
 
@@ -57,8 +57,8 @@ int Serve(const std::string& config_path, const std::string& listen, const std::
   for (;;) {
     sigwait(&stop, &sig);
     if (sig != SIGHUP) break;
-    auto n = (*app)->ReloadRules();  // logs the outcome either way
-    if (n.ok()) std::printf("portrait: reloaded %s: %zu decision rules in force\n", config_path.c_str(), *n);
+    auto n = (*app)->Reload();  // logs the outcome either way
+    if (n.ok()) std::printf("portrait: reloaded %s: {%s}\n", config_path.c_str(), n->c_str());
     std::fflush(stdout);
   }
   spdlog::info("portrait: signal {}, shutting down", sig);
@@ -207,7 +207,12 @@ int CalibrateCmd(const std::string& config_path, const std::string& data_dir, st
     std::cerr << "portrait: " << store.status().message() << "\n";
     return 1;
   }
-  auto report = portrait::Calibrate(cfg, (*store)->channels(), date);
+  auto channels = portrait::OpenChannelStore(store->get());
+  if (!channels.ok()) {
+    std::cerr << "portrait: " << channels.status().message() << "\n";
+    return 1;
+  }
+  auto report = portrait::Calibrate(cfg, channels->get(), date);
   if (!report.ok()) {
     std::cerr << "portrait: calibrate failed: " << report.status().message() << "\n";
     return 1;
@@ -281,8 +286,10 @@ int CheckConfig(const std::string& path) {
     return 1;
   }
   const Config& c = *loaded;
-  std::printf("%s: ok (%zu event types, %zu tags, %zu rules)\n", path.c_str(), c.events.size(),
-              c.tags.all().size(), c.rules.size());
+  size_t declared = 0;
+  for (const auto& [_, t] : c.tags.all()) declared += t.internal ? 0 : 1;
+  std::printf("%s: ok (%zu event types, %zu tags, %zu rules)\n", path.c_str(), c.events.size(), declared,
+              c.rules.size());
   return 0;
 }
 

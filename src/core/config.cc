@@ -78,6 +78,16 @@ const TagConfig* TagRegistry::Find(std::string_view name) const {
   return it == tags_.end() ? nullptr : &it->second;
 }
 
+std::string TagRegistry::DeclaredNames() const {
+  std::string out;
+  for (const auto& [name, t] : tags_) {
+    if (t.internal) continue;
+    if (!out.empty()) out += ", ";
+    out += name;
+  }
+  return out;
+}
+
 void TagRegistry::Add(TagConfig tag) {
   std::string name = tag.name;
   tags_.insert_or_assign(std::move(name), std::move(tag));
@@ -500,6 +510,12 @@ void ParseArchive(Checker& c, const toml::table& t, ArchiveConfig* a) {
   if (auto v = c.GetDurationMs(t, "retention", "[archive]")) a->retention_ms = *v;
 }
 
+void ParsePrivacy(Checker& c, const toml::table& t, PrivacyConfig* p) {
+  c.KnownKeys(t, "[privacy]", {"erasure_list", "erase_archive_within"});
+  if (auto v = c.Get<std::string>(t, "erasure_list", "[privacy]", "a file path")) p->erasure_list = *v;
+  if (auto v = c.GetDurationMs(t, "erase_archive_within", "[privacy]")) p->erase_archive_within_ms = *v;
+}
+
 void ParseBatch(Checker& c, const toml::table& t, BatchConfig* b) {
   c.KnownKeys(t, "[batch]", {"at", "snapshot_dir", "keep", "threads"});
   if (auto v = c.Get<std::string>(t, "at", "[batch]", "a time of day \"HH:MM\" (UTC)")) {
@@ -800,7 +816,7 @@ void ParseRules(Checker& c, const toml::array& arr, Config* cfg) {
       c.Error(*rt, what + ": needs on = \"event type\"");
     }
     auto tag_name = c.Get<std::string>(*rt, "tag", what, "a tag name");
-    const TagConfig* tag = tag_name ? cfg->tags.Find(*tag_name) : nullptr;
+    const TagConfig* tag = tag_name ? cfg->tags.FindDeclared(*tag_name) : nullptr;
     if (!tag_name) {
       if (!rt->get("tag")) c.Error(*rt, what + ": needs tag = \"name\"");
       continue;
@@ -939,7 +955,7 @@ void ParseProfileTests(Checker& c, const toml::node& n, const std::string& what,
       if (!t->get("tag")) c.Error(e, what + ": needs tag = \"name\"");
       continue;
     }
-    const TagConfig* tc = cfg.tags.Find(*tag);
+    const TagConfig* tc = cfg.tags.FindDeclared(*tag);
     if (!tc) {
       c.Error(*t->get("tag"), what + ": tag \"" + *tag + "\" is not declared; add [tags." + *tag + "]");
       continue;
@@ -1088,7 +1104,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   Config cfg;
   cfg.path = name;
   c.KnownKeys(root, "top level",
-              {"data_dir", "server", "log", "store", "processor", "collector", "history", "archive", "events", "tags",
+              {"data_dir", "server", "log", "store", "processor", "collector", "history", "archive", "privacy", "events", "tags",
                "rules", "sources", "retry", "routes", "batch", "lazy_load", "channels", "decisions"});
   if (auto v = c.Get<std::string>(root, "data_dir", "top level", "a directory path")) cfg.data_dir = *v;
   auto section = [&](std::string_view key) -> const toml::table* {
@@ -1110,6 +1126,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   if (auto* t = section("retry")) ParseRetry(c, *t, &cfg.retry);
   if (auto* t = section("events")) ParseEvents(c, *t, &cfg);
   if (auto* t = section("batch")) ParseBatch(c, *t, &cfg.batch);
+  if (auto* t = section("privacy")) ParsePrivacy(c, *t, &cfg.privacy);
   if (auto* t = section("lazy_load")) ParseLazyLoad(c, *t, &cfg);
   if (auto* t = section("channels")) ParseChannels(c, *t, &cfg.channels);
   if (auto* t = section("tags")) ParseTags(c, *t, &cfg);
@@ -1125,6 +1142,14 @@ Result<Config> ParseConfig(std::string_view text, const std::string& name) {
   if (const toml::node* n = root.get("routes")) {
     if (const toml::array* a = n->as_array()) ParseRoutes(c, *a, &cfg);
     else c.Error(*n, "routes must be an array of tables ([[routes]])");
+  }
+  {
+    // The profiles feature links devices to the user they logged in as (features/profiles).
+    TagConfig devices;
+    devices.name = "~devices";
+    devices.type = TagType::kSet;
+    devices.internal = true;
+    cfg.tags.Add(std::move(devices));
   }
   if (cfg.events.empty()) c.ErrorNoPos("no event types declared; add at least one [events.NAME] table");
   if (cfg.log.backend == "kafka" && cfg.archive.enabled) {
@@ -1142,6 +1167,10 @@ int64_t RetryConfig::BackoffMs(int failures) const {
 }
 
 std::string ArchiveDir(const Config& c) { return c.archive.dir.empty() ? c.data_dir + "/archive" : c.archive.dir; }
+std::string ErasureListPath(const Config& c) {
+  return c.privacy.erasure_list.empty() ? c.data_dir + "/erasures.list" : c.privacy.erasure_list;
+}
+
 std::string SnapshotDir(const Config& c) {
   return c.batch.snapshot_dir.empty() ? c.data_dir + "/snapshots" : c.batch.snapshot_dir;
 }

@@ -54,13 +54,24 @@ struct TagConfig {
   bool offline = false;
   int64_t offline_window_ms = 0;
   OpCode load = OpCode::kStringSet;  // also used for imported columns of tags without offline
+  // portrait's own tags (names start with `~`, which config cannot declare): kept and
+  // fused like any tag, never shown to or written by clients, rules or snapshots.
+  bool internal = false;
 
   bool Allows(OpCode op) const;
 };
 
 class TagRegistry {
  public:
+  // Every tag, portrait's internal ones too (stores and the processor).
   const TagConfig* Find(std::string_view name) const;
+  // Only tags declared in config (what clients, rules and snapshots may name).
+  const TagConfig* FindDeclared(std::string_view name) const {
+    const TagConfig* t = Find(name);
+    return t && !t->internal ? t : nullptr;
+  }
+  // "a, b, c": the declared tags, for messages.
+  std::string DeclaredNames() const;
   void Add(TagConfig tag);
   const std::map<std::string, TagConfig, std::less<>>& all() const { return tags_; }
 
@@ -266,6 +277,14 @@ struct DecisionsConfig {
   std::vector<DecisionRuleSpec> rules;
 };
 
+// [privacy]: what an erasure (DELETE /v1/profiles/{uid}) reaches beyond the stores.
+struct PrivacyConfig {
+  std::string erasure_list;  // default DATA/erasures.list
+  // An erased user's archived events are rewritten out of the archive at most this long
+  // after the erasure (the archiver batches rewrites); 0 = at its next pass.
+  int64_t erase_archive_within_ms = 30LL * 86'400'000;
+};
+
 struct CollectorConfig {
   size_t dedup_window = 1'000'000;  // recent event ids remembered (all partitions) to drop repeats
 };
@@ -291,6 +310,7 @@ struct Config {
   LazyLoadConfig lazy_load;
   ChannelsConfig channels;
   DecisionsConfig decisions;
+  PrivacyConfig privacy;
   std::vector<SourceConfig> sources;
   std::map<std::string, EventTypeSpec, std::less<>> events;
   TagRegistry tags;
@@ -302,6 +322,7 @@ Result<Config> LoadConfig(const std::string& path);
 // Where the archive and the snapshots live: their configured dirs, else under data_dir.
 std::string ArchiveDir(const Config& config);
 std::string SnapshotDir(const Config& config);
+std::string ErasureListPath(const Config& config);
 // `name` is used in messages in place of a file path.
 Result<Config> ParseConfig(std::string_view toml_text, const std::string& name);
 

@@ -1,4 +1,5 @@
 #include "core/event.h"
+#include "core/record_kind.h"
 
 #include <xxhash.h>
 
@@ -36,7 +37,7 @@ std::string DeriveEventId(const Event& e) {
 }
 
 namespace {
-constexpr uint8_t kEventFormat = 1;
+constexpr uint8_t kEventFormat = static_cast<uint8_t>(RecordKind::kEvent);
 }
 
 void EncodeEvent(const Event& e, std::string* out) {

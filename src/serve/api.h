@@ -1,102 +1,65 @@
-// Api: the HTTP routes of portrait, as a pure request -> response function.
+// Api: every HTTP route of portrait as one route table, and the middleware around it.
 //
-//   POST   /v1/events                     one event, a JSON array, or NDJSON; answers once durable
-//   POST   /v1/actions                    Actions from other systems, same shapes, same answer
-//   GET    /v1/profiles/{uid}             the user's tags (?tags=a,b to pick some) and freshness
-//   GET    /v1/profiles/{uid}/tags/{tag}  one tag
-//   POST   /v1/profiles:batchGet          {"uids": [...], "tags": [...]} -> {"profiles": [...]}
-//   DELETE /v1/profiles/{uid}             logs the erasure; answers once durable
-//   GET    /v1/failed?limit=N             the newest rejected events and Actions
-//   GET    /v1/snapshots                  the completion log of offline snapshots
-//   GET    /v1/users/{uid}/events         event history, newest first (?type=&from=&to=&limit=)
-//   GET    /v1/channels/new-users         new users per channel and bucket (?product=&from=&to=
-//                                         &granularity=hour|day&format=json|csv)
-//   POST   /v1/channels:calibrate?date=D  recomputes day D from the archive (channels_api.cc)
-//   GET    /v1/decisions/{uid}            the user's recent decisions, newest first (?limit=N)
-//   GET    /v1/decisions/stream           decisions as they are made (Server-Sent Events; ?uid=, ?rule=)
-//   POST   /v1/admin/reload               re-reads the config file's decision rules (decisions_api.cc)
-//   GET  /healthz              liveness
-//   GET  /metrics              Prometheus text format
-// Writes (POST events/actions, DELETE) need `Authorization: Bearer <token>` when
-// [server] tokens are set; bodies may be gzip or deflate; browsers from [server]
-// cors_origins get CORS headers and preflight answers. Errors are
-// {"error": {"code", "message"}} with a 4xx/5xx status. Thread-safe.
+// The table holds the routes of serve itself (ingestion, failed events, dead letters,
+// reload, health, metrics) and those each feature adds (Feature::AddRoutes). Handle()
+// matches a request against it and runs, in order: CORS preflight answers; 404 (with the
+// list of routes) and 405 (with the methods the path has); the scope check (with tokens
+// configured, `write` and `admin` routes need `Authorization: Bearer <token>`); inflating
+// gzip/deflate bodies; the handler; CORS headers; the request metrics by route. Errors are
+// {"error": {"code", "message"}}. Thread-safe once the table is complete.
 #pragma once
 
+#include <functional>
 #include <optional>
 
 #include "core/config.h"
+#include "core/http.h"
 #include "core/json.h"
 #include "core/metrics.h"
+#include "delivery/retry.h"
+#include "ingest/collector.h"
 #include "log/log.h"
-#include "pipeline/collector.h"
-#include "pipeline/decisions.h"
-#include "serve/http_server.h"
-#include "store/profile_store.h"
 
 namespace portrait {
 
-// An error answer {"error": {"code", "message"}}, and the HTTP status of a Status.
-HttpResponse Error(int status, std::string_view code, std::string_view message);
-int HttpStatusFor(const Status& s);
-
 class Api {
  public:
-  Api(const Config& config, Collector* collector, ProfileStore* store, Log* failed, MetricsRegistry* metrics);
-  // GET /v1/dlq and POST /v1/dlq:replay.
-  void SetDeadLetters(RetryQueue* retry, Log* dead) {
-    retry_ = retry;
-    dead_ = dead;
-  }
-  // The decision routes: recent decisions from `store`, the live `feed`, and `reload`
-  // (answers how many rules are in force, or why the new ones were refused).
-  void SetDecisions(DecisionStore* store, DecisionFeed* feed, std::function<Result<size_t>()> reload) {
-    decision_store_ = store;
-    feed_ = feed;
-    reload_ = std::move(reload);
-  }
+  Api(const Config& config, MetricsRegistry* metrics);
+
+  // What serve's own routes use; any may be null (its routes then answer 404).
+  struct Core {
+    Collector* collector = nullptr;
+    Log* failed = nullptr;
+    RetryQueue* retry = nullptr;
+    Log* dead = nullptr;
+    // Re-reads the config and reloads what can be; answers the JSON members to report.
+    std::function<Result<std::string>()> reload;
+  };
+  void AddCoreRoutes(Core core);
+  RouteTable& routes() { return routes_; }
+  // Adds /healthz and /metrics; call last, so the 404 hint lists them last.
+  void AddHealthRoutes();
+
   HttpResponse Handle(HttpRequest& req);
 
  private:
-  HttpResponse PostEvents(HttpRequest& req);
-  HttpResponse PostActions(HttpRequest& req);
   HttpResponse IngestAnswer(const Result<IngestResult>& result);
-  HttpResponse GetProfile(const HttpRequest& req, std::string_view uid);
-  HttpResponse GetTag(std::string_view uid, std::string_view tag);
-  HttpResponse BatchGet(const HttpRequest& req);
-  HttpResponse DeleteProfile(std::string_view uid);
   HttpResponse GetFailed(const HttpRequest& req);
   HttpResponse GetDeadLetters(const HttpRequest& req);
-  HttpResponse GetSnapshots();
-  std::optional<HttpResponse> ParseLimit(const HttpRequest& req, size_t* limit);
   HttpResponse ReplayDeadLetters(const HttpRequest& req);
-  HttpResponse GetHistory(const HttpRequest& req, std::string_view uid);
-  HttpResponse GetNewUsers(const HttpRequest& req);
-  HttpResponse PostCalibrate(const HttpRequest& req);
-  HttpResponse GetDecisions(const HttpRequest& req, std::string_view uid);
-  HttpResponse StreamDecisions(const HttpRequest& req);
   HttpResponse PostReload();
-  Status CheckTagNames(const std::vector<std::string>& names) const;
-  // The source a write comes from ("http" or "http:<name>"), or an error response when
+  // The source a call comes from ("http" or "http:<name>"), or the error answer when
   // tokens are configured and the request has none that matches.
   std::optional<HttpResponse> Authorize(const HttpRequest& req, std::string* source) const;
   // The body, inflated if it came with Content-Encoding: gzip or deflate.
   std::optional<HttpResponse> Decode(HttpRequest& req) const;
   void AddCors(const HttpRequest& req, HttpResponse* resp) const;
-  void RenderProfile(const Profile& p, TimestampMs now, JsonWriter& w) const;
-  void RenderFreshness(const Profile& p, JsonWriter& w) const;
   void Count(std::string_view route, int status, double seconds);
 
   const Config& config_;
-  Collector* collector_;
-  ProfileStore* store_;
-  Log* failed_;
-  RetryQueue* retry_ = nullptr;
-  Log* dead_ = nullptr;
-  DecisionStore* decision_store_ = nullptr;
-  DecisionFeed* feed_ = nullptr;
-  std::function<Result<size_t>()> reload_;
   MetricsRegistry* metrics_;
+  RouteTable routes_;
+  Core core_;
 };
 
 }  // namespace portrait

@@ -22,6 +22,7 @@ struct HttpStream::Access {
   struct Holder {
     std::shared_ptr<HttpStream> stream;
     HttpServer* server;
+    MHD_Connection* conn;
   };
 
   static ssize_t Read(void* cls, uint64_t, char* buf, size_t max) {
@@ -36,7 +37,7 @@ struct HttpStream::Access {
     if (s.closing_) return MHD_CONTENT_READER_END_OF_STREAM;
     // Nothing to send: park the connection until Write or Close resumes it.
     s.suspended_ = true;
-    MHD_suspend_connection(s.conn_);
+    MHD_suspend_connection(static_cast<Holder*>(cls)->conn);
     return 0;
   }
 
@@ -46,7 +47,7 @@ struct HttpStream::Access {
     {
       std::lock_guard lk(h->stream->mu_);
       h->stream->ended_ = true;
-      h->stream->conn_ = nullptr;
+      h->stream->resume_ = nullptr;
       on_end = std::move(h->stream->on_end_);
     }
     h->server->Untrack(h->stream.get());
@@ -56,38 +57,9 @@ struct HttpStream::Access {
 
   static void Attach(HttpStream& s, MHD_Connection* c) {
     std::lock_guard lk(s.mu_);
-    s.conn_ = c;
+    s.resume_ = [c] { MHD_resume_connection(c); };
   }
 };
-
-bool HttpStream::Write(std::string_view data) {
-  std::lock_guard lk(mu_);
-  if (ended_ || closing_) return false;
-  pending_.append(data);
-  if (suspended_) {
-    suspended_ = false;
-    MHD_resume_connection(conn_);
-  }
-  return true;
-}
-
-void HttpStream::Close() {
-  std::lock_guard lk(mu_);
-  closing_ = true;
-  if (suspended_ && !ended_) {
-    suspended_ = false;
-    MHD_resume_connection(conn_);
-  }
-}
-
-void HttpStream::OnEnd(std::function<void()> fn) {
-  std::lock_guard lk(mu_);
-  if (ended_) {
-    fn();
-    return;
-  }
-  on_end_ = std::move(fn);
-}
 
 void HttpServer::Track(const std::shared_ptr<HttpStream>& s) {
   std::lock_guard lk(streams_mu_);
@@ -108,7 +80,7 @@ namespace {
 MHD_Result SendStream(HttpServer* server, MHD_Connection* c, const HttpResponse& r) {
   HttpStream::Access::Attach(*r.stream, c);
   server->Track(r.stream);
-  auto* holder = new HttpStream::Access::Holder{r.stream, server};
+  auto* holder = new HttpStream::Access::Holder{r.stream, server, c};
   MHD_Response* resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 << 10, &HttpStream::Access::Read,
                                                          holder, &HttpStream::Access::Free);
   MHD_add_response_header(resp, "Content-Type", r.content_type.c_str());

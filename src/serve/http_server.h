@@ -20,51 +20,9 @@
 struct MHD_Daemon;
 struct MHD_Connection;
 
+#include "core/http.h"
+
 namespace portrait {
-
-struct HttpRequest {
-  std::string method;
-  std::string path;  // percent-decoded
-  std::map<std::string, std::string> query;
-  std::map<std::string, std::string> headers;  // lower-case names
-  std::string body;  // has at least 64 spare bytes of capacity after its end
-};
-
-// A response body written over time (Server-Sent Events). The connection is parked
-// (suspended, no thread held) while there is nothing to send and woken by Write/Close.
-// Thread-safe.
-class HttpStream {
- public:
-  // Queues `data` for the client; false once the client is gone.
-  bool Write(std::string_view data);
-  // Ends the response after what is queued.
-  void Close();
-  // Runs once when the response ends (client gone, Close, server stop), on a server thread.
-  void OnEnd(std::function<void()> fn);
-
-  // Internal, for the server.
-  struct Access;
-
- private:
-  std::mutex mu_;
-  std::string pending_;
-  MHD_Connection* conn_ = nullptr;
-  bool suspended_ = false;
-  bool closing_ = false;
-  bool ended_ = false;
-  std::function<void()> on_end_;
-};
-
-struct HttpResponse {
-  HttpResponse() = default;
-  HttpResponse(int s, std::string type, std::string b, std::vector<std::pair<std::string, std::string>> h = {})
-      : status(s), content_type(std::move(type)), body(std::move(b)), headers(std::move(h)) {}
-  int status = 200;
-  std::string content_type = "application/json";
-  std::string body;
-  std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
-  std::shared_ptr<HttpStream> stream;  // set: the body is streamed from it instead of `body`
-};
 
 using HttpHandler = std::function<HttpResponse(HttpRequest&)>;
 

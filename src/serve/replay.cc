@@ -5,10 +5,12 @@
 #include <thread>
 
 #include "core/dir_lock.h"
+#include "core/erasure_list.h"
 #include "core/event.h"
+#include "features/registry.h"
 #include "log/log.h"
-#include "pipeline/processor.h"
-#include "pipeline/records.h"
+#include "stream/processor.h"
+#include "fusion/records.h"
 #include "store/profile_store.h"
 
 namespace portrait {
@@ -65,16 +67,29 @@ Status Replay(const Config& config, const ReplayFrom& from, MetricsRegistry* met
   spdlog::info("replay: erasing derived state, then {} log records", stats->records);
   RETURN_IF_ERROR(store->EraseAll());
   RETURN_IF_ERROR(store->Apply({}, start));
-  // Decision rules run again too: their state remembers the events it has seen and the
-  // decisions topic the ids it holds, so the replay decides nothing twice.
-  ASSIGN_OR_RETURN(auto decisions, OpenDecisions(config, store.get(), nullptr, metrics));
-  Processor processor(config, log.get(), store.get(), metrics);
-  processor.SetDecisions(decisions.rules.get(), decisions.outbox.get());
+  // Every feature's stage runs again. Decision rules remember the events they have seen
+  // and the decisions topic the ids it holds, so the replay decides nothing twice;
+  // erasures are applied again at their place in the log.
+  ASSIGN_OR_RETURN(auto erasures, ErasureList::Open(ErasureListPath(config)));
+  FeatureHost host;
+  host.config = &config;
+  host.events = log.get();
+  host.store = store.get();
+  host.metrics = metrics;
+  host.erasures = erasures.get();
+  auto features = MakeFeatures();
+  std::vector<StageFactory> stages;
+  for (auto& f : features) {
+    RETURN_IF_ERROR(f->Open(host).WithContext(std::string(f->name())));
+    if (StageFactory s = f->stage()) stages.push_back(std::move(s));
+  }
+  Processor processor(config.processor, &config.tags, log.get(), store.get(), metrics, std::move(stages));
+  processor.SetErasureList(erasures.get());
   RETURN_IF_ERROR(processor.Start());
   while (!processor.CaughtUp()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   processor.Stop();
   log->Close();
-  if (decisions.topic) decisions.topic->Close();
+  for (auto it = features.rbegin(); it != features.rend(); ++it) (*it)->Close();
   return Status::Ok();
 }
 

@@ -21,10 +21,19 @@
 #include "core/metrics.h"
 #include "core/status.h"
 #include "fusion/fusion.h"
-#include "store/channel_store.h"
-#include "store/decision_store.h"
+
+namespace rocksdb {
+class DB;
+}
 
 namespace portrait {
+
+class RedisBackend;
+
+struct StoreHandles {
+  rocksdb::DB* rocksdb = nullptr;  // the RocksDB database of the profiles
+  RedisBackend* redis = nullptr;   // the Redis (Cluster) of the profiles
+};
 
 struct Checkpoint {
   std::string consumer;
@@ -112,11 +121,9 @@ class ProfileStore {
     if (!history.empty()) RETURN_IF_ERROR(RecordHistory(history, cfg));
     return Apply(actions, checkpoints);
   }
-  // The channel figures kept beside the profiles (in the same database); null when the
-  // backend keeps none.
-  virtual ChannelStore* channels() { return nullptr; }
-  // Rule state and recent decisions, kept beside the profiles; null when the backend keeps none.
-  virtual DecisionStore* decisions() { return nullptr; }
+  // What features use to keep their own state beside the profiles, in the same database
+  // (features/*/rocksdb_*.cc, redis_*.cc); both null for a backend that offers neither.
+  virtual StoreHandles handles() { return {}; }
 
   // Newest first.
   virtual Result<std::vector<HistoryEntry>> ReadHistory(std::string_view uid, const HistoryQuery& q,

@@ -1,7 +1,7 @@
 // ChannelStore conformance: every backend (RocksDB, Redis, a 3-master Redis Cluster)
 // counts the new users a plain model of the rule counts, whatever the order of the
 // sightings and however often they repeat; devices merge into the uid they log in as.
-#include "store/channel_store.h"
+#include "features/channels/channel_store.h"
 
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
@@ -76,7 +76,10 @@ class ChannelStoreTest : public ::testing::TestWithParam<Backend> {
     auto s = GetParam().open(dir_.path(), &tags_, &metrics_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(s).value();
-    ch_ = store_->channels();
+    auto ch = OpenChannelStore(store_.get());
+    ASSERT_TRUE(ch.ok()) << ch.status().ToString();
+    owned_ = std::move(ch).value();
+    ch_ = owned_.get();
     ASSERT_NE(ch_, nullptr);
   }
 
@@ -106,6 +109,7 @@ class ChannelStoreTest : public ::testing::TestWithParam<Backend> {
   TagRegistry tags_;
   std::unique_ptr<ProfileStore> store_;
   ChannelStore* ch_ = nullptr;
+  std::unique_ptr<ChannelStore> owned_;
 };
 
 TEST_P(ChannelStoreTest, FirstEventOfEachUserCountsOnce) {

@@ -2,7 +2,7 @@
 // rule states read back as written, are deleted by an empty state, expire after their
 // TTL and survive EraseAll (a replay keeps what the rules have seen); recent decisions
 // come newest first, once per id, at most keep_per_user of them.
-#include "store/decision_store.h"
+#include "features/decisions/decision_store.h"
 
 #include <gtest/gtest.h>
 
@@ -38,7 +38,10 @@ class DecisionStoreTest : public ::testing::TestWithParam<Backend> {
     auto s = GetParam().open(dir_.path(), &tags_, &metrics_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(s).value();
-    ds_ = store_->decisions();
+    auto ds = OpenDecisionStore(store_.get());
+    ASSERT_TRUE(ds.ok()) << ds.status().ToString();
+    owned_ = std::move(ds).value();
+    ds_ = owned_.get();
     ASSERT_NE(ds_, nullptr);
     prefix_ = ::testing::UnitTest::GetInstance()->current_test_info()->name() + std::to_string(NowMs()) + "-";
   }
@@ -54,6 +57,7 @@ class DecisionStoreTest : public ::testing::TestWithParam<Backend> {
   MetricsRegistry metrics_;
   std::unique_ptr<ProfileStore> store_;
   DecisionStore* ds_ = nullptr;
+  std::unique_ptr<DecisionStore> owned_;
   std::string prefix_;
   DecisionsConfig cfg_;
 };

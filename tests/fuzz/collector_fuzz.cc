@@ -8,7 +8,7 @@
 #include <string>
 
 #include "log/embedded/segment_log.h"
-#include "pipeline/collector.h"
+#include "ingest/collector.h"
 
 namespace {
 

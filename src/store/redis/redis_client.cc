@@ -68,7 +68,7 @@ Result<std::unique_ptr<RedisClient>> RedisClient::Connect(RedisOptions options) 
     Status err;
     if (!c->Conn(c->options_.nodes[0], &err)) return err;
   }
-  if (!c->options_.function_library.empty()) {
+  if (!c->options_.function_libraries.empty()) {
     for (const auto& m : c->Masters()) RETURN_IF_ERROR(c->LoadFunctions(m));
   }
   return c;
@@ -155,16 +155,18 @@ Status RedisClient::LoadFunctions(const std::string& addr) {
   Status err;
   redisContext* ctx = Conn(addr, &err);
   if (!ctx) return err;
-  const char* argv[] = {"FUNCTION", "LOAD", "REPLACE", options_.function_library.c_str()};
-  size_t lens[] = {8, 4, 7, options_.function_library.size()};
-  auto* r = static_cast<redisReply*>(redisCommandArgv(ctx, 4, argv, lens));
-  if (!r) {
-    Drop(addr);
-    return Status::Unavailable("redis " + addr + ": loading functions: connection lost");
+  for (const std::string& lib : options_.function_libraries) {
+    const char* argv[] = {"FUNCTION", "LOAD", "REPLACE", lib.c_str()};
+    size_t lens[] = {8, 4, 7, lib.size()};
+    auto* r = static_cast<redisReply*>(redisCommandArgv(ctx, 4, argv, lens));
+    if (!r) {
+      Drop(addr);
+      return Status::Unavailable("redis " + addr + ": loading functions: connection lost");
+    }
+    RedisReply reply = Convert(r);
+    freeReplyObject(r);
+    if (reply.is_error()) return Status::FailedPrecondition("redis " + addr + ": FUNCTION LOAD: " + reply.str);
   }
-  RedisReply reply = Convert(r);
-  freeReplyObject(r);
-  if (reply.is_error()) return Status::FailedPrecondition("redis " + addr + ": FUNCTION LOAD: " + reply.str);
   return Status::Ok();
 }
 
@@ -274,7 +276,7 @@ Status RedisClient::Execute(const std::vector<RedisCommand>& commands, std::vect
             retry.push_back(i);
             continue;
           }
-          if (e.find("Function not found") != std::string::npos && !options_.function_library.empty()) {
+          if (e.find("Function not found") != std::string::npos && !options_.function_libraries.empty()) {
             last_error = Status::Unavailable("redis " + node + ": " + e);
             reload = true;
             retry.push_back(i);

@@ -41,7 +41,8 @@ struct RedisOptions {
   bool cluster = false;
   int timeout_ms = 2000;           // connect and per-reply timeout
   int retry_deadline_ms = 15000;   // how long Execute keeps retrying
-  std::string function_library;    // loaded on every master, and again where it is missing
+  // Function libraries (`#!lua name=...`), loaded on every master, and again where missing.
+  std::vector<std::string> function_libraries;
   // Optional counters (owned by a MetricsRegistry): redirections followed, and commands
   // sent again after a failure that may pass.
   Counter* moved = nullptr;

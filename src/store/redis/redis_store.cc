@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "core/json.h"
+#include "store/redis/redis_backend.h"
 #include "store/redis/redis_client.h"
 
 namespace portrait {
@@ -45,13 +46,8 @@ std::vector<std::string> UserKeys(const std::string& p, const std::vector<std::s
   return keys;
 }
 
-// FCALL name numkeys keys... then the arguments.
 RedisCommand FunctionCall(const char* fn, const std::vector<std::string>& keys) {
-  RedisCommand c;
-  c.key = keys[0];
-  c.args = {std::string(fn[0] == 'g' ? "FCALL_RO" : "FCALL"), std::string("portrait_") + fn, std::to_string(keys.size())};
-  c.args.insert(c.args.end(), keys.begin(), keys.end());
-  return c;
+  return RedisFunctionCall(std::string("portrait_") + fn, keys, fn[0] == 'g');
 }
 
 std::string Prefix(std::string_view uid) {
@@ -61,14 +57,6 @@ std::string Prefix(std::string_view uid) {
   return p;
 }
 
-std::string RuleKey(std::string_view uid) {
-  std::string k = "r:{";
-  k.append(uid);
-  k += "}";
-  return k;
-}
-
-// "ts|src|rest"
 void SplitRegister(const std::string& s, TimestampMs* ts, Source* src, std::string* rest) {
   size_t a = s.find('|');
   size_t b = a == std::string::npos ? std::string::npos : s.find('|', a + 1);
@@ -196,30 +184,7 @@ bool DecodeTag(const RedisReply& e, const TagConfig& cfg, fusion::TagState* s) {
   return true;
 }
 
-// Channel figures: every key of a product shares the hash tag {product} (portrait.lua).
-std::string ChannelPrefix(std::string_view product) {
-  std::string b = "ch:{";
-  b.append(product);
-  b += "}:";
-  return b;
-}
-
-constexpr char kSep = '\x1f';
-
-std::string HourField(TimestampMs hour, std::string_view channel) {
-  std::string f = std::to_string(hour);
-  f.push_back(kSep);
-  f.append(channel);
-  return f;
-}
-
-int64_t ToInt(const std::string& s) {
-  int64_t v = 0;
-  std::from_chars(s.data(), s.data() + s.size(), v);
-  return v;
-}
-
-class RedisStore : public ProfileStore, public ChannelStore, public DecisionStore {
+class RedisStore : public ProfileStore, public RedisBackend {
  public:
   RedisStore(RedisStoreOptions o, const TagRegistry* tags, MetricsRegistry* m) : options_(std::move(o)), tags_(tags) {
     applied_ = m->GetCounter("portrait_store_actions_applied_total", "Actions written to the store", "backend=\"redis\"");
@@ -237,189 +202,17 @@ class RedisStore : public ProfileStore, public ChannelStore, public DecisionStor
 
   bool AppliesBatchesAtomically() const override { return false; }
 
-  ChannelStore* channels() override { return this; }
-  DecisionStore* decisions() override { return this; }
+  StoreHandles handles() override { return {nullptr, this}; }
 
-  // Rule state: "r:{uid}" (outside "p:{", so a replay's EraseAll keeps it), recent
-  // decisions "r:{uid}:d" (ids by event time) and "r:{uid}:dj" (id -> json).
-  Status ReadRuleStates(std::span<const std::string> uids, std::vector<std::string>* states) override {
-    std::vector<RedisCommand> cmds;
-    cmds.reserve(uids.size());
-    for (const std::string& uid : uids) {
-      std::string k = RuleKey(uid);
-      cmds.push_back({{"GET", k}, k});
+  Status AddFunctionLibrary(std::string code) override {
+    {
+      std::lock_guard lk(mu_);
+      libraries_.push_back(std::move(code));
+      idle_.clear();  // clients made from now on load every library
     }
-    std::vector<RedisReply> replies;
-    RETURN_IF_ERROR(Run(cmds, &replies));
-    states->assign(uids.size(), std::string());
-    for (size_t i = 0; i < replies.size() && i < uids.size(); ++i) {
-      if (replies[i].type == RedisReply::Type::kString) (*states)[i] = std::move(replies[i].str);
-    }
+    ASSIGN_OR_RETURN(auto c, NewClient());  // loads it on every master now
+    Release(std::move(c));
     return Status::Ok();
-  }
-
-  Status WriteRuleStates(std::span<const RuleStateWrite> states, int64_t ttl_ms,
-                         std::span<const StoredDecision> decisions, const DecisionsConfig& cfg) override {
-    std::vector<RedisCommand> cmds;
-    for (const RuleStateWrite& s : states) {
-      std::string k = RuleKey(s.uid);
-      if (s.state.empty()) cmds.push_back({{"DEL", k}, k});
-      else cmds.push_back({{"SET", k, s.state, "PX", std::to_string(std::max<int64_t>(1, ttl_ms))}, k});
-    }
-    std::map<std::string_view, RedisCommand> calls;  // one call per user
-    for (const StoredDecision& d : decisions) {
-      auto [it, fresh] = calls.try_emplace(d.uid);
-      if (fresh) {
-        std::string k = RuleKey(d.uid);
-        it->second = FunctionCall("decide", {k + ":d", k + ":dj"});
-        it->second.args.push_back(std::to_string(cfg.keep_per_user));
-        it->second.args.push_back(std::to_string(std::max<int64_t>(1, cfg.keep_ms)));
-      }
-      it->second.args.insert(it->second.args.end(), {std::to_string(d.at), d.id, d.json});
-    }
-    for (auto& [_, c] : calls) cmds.push_back(std::move(c));
-    return Run(cmds);
-  }
-
-  Result<std::vector<std::string>> RecentDecisions(std::string_view uid, size_t limit) override {
-    std::string k = RuleKey(uid);
-    RedisCommand c = FunctionCall("get_decisions", {k + ":d", k + ":dj"});
-    c.args.push_back(std::to_string(std::max<size_t>(1, limit)));
-    std::vector<RedisReply> replies;
-    RETURN_IF_ERROR(Run({c}, &replies));
-    std::vector<std::string> out;
-    for (auto& e : replies[0].elements) {
-      if (e.type == RedisReply::Type::kString) out.push_back(std::move(e.str));
-    }
-    return out;
-  }
-
-  Status Observe(std::span<const Sighting> sightings) override {
-    // One call per product, in order of the sightings' products.
-    std::map<std::string_view, RedisCommand> calls;
-    for (const Sighting& s : sightings) {
-      auto [it, fresh] = calls.try_emplace(s.product);
-      RedisCommand& c = it->second;
-      if (fresh) {
-        std::string b = ChannelPrefix(s.product);
-        c = FunctionCall("seen", {b + "id", b + "rt", b + "chs"});
-        c.args.push_back(b);
-        c.args.push_back("0");
-      }
-      c.args.push_back(s.uid);
-      c.args.push_back(s.device);
-      c.args.push_back(std::to_string(s.ts));
-      c.args.push_back(s.channel);
-    }
-    std::vector<RedisCommand> cmds;
-    for (auto& [product, c] : calls) {
-      size_t header = 3 + 3 + 2;  // FCALL name numkeys, 3 keys, B n
-      c.args[header - 1] = std::to_string((c.args.size() - header) / 4);
-      cmds.push_back(std::move(c));
-    }
-    return Run(cmds);
-  }
-
-  Result<ChannelFigures> Read(std::string_view product, TimestampMs from, TimestampMs to) override {
-    ChannelFigures f;
-    const std::string b = ChannelPrefix(product);
-    std::vector<RedisReply> replies;
-    RETURN_IF_ERROR(Run({RedisCommand{{"SMEMBERS", b + "chs"}, b + "chs"}}, &replies));
-    std::vector<std::string> channels;
-    for (const auto& e : replies[0].elements) channels.push_back(e.str);
-    std::sort(channels.begin(), channels.end());
-    std::vector<std::pair<TimestampMs, const std::string*>> fields;
-    for (TimestampMs h = FloorTo(from + kHourMs - 1, kHourMs); h < to; h += kHourMs) {  // hours starting in range
-      for (const auto& ch : channels) fields.emplace_back(h, &ch);
-    }
-    RedisCommand rt{{"HMGET", b + "rt"}, b + "rt"}, cal{{"HMGET", b + "cal"}, b + "cal"}, days{{"HMGET", b + "days"}, b + "days"};
-    for (const auto& [h, ch] : fields) {
-      rt.args.push_back(HourField(h, *ch));
-      cal.args.push_back(rt.args.back());
-    }
-    std::vector<TimestampMs> day_starts;
-    for (TimestampMs d = FloorTo(from, kDayMs); d < to; d += kDayMs) {
-      day_starts.push_back(d);
-      days.args.push_back(std::to_string(d));
-    }
-    std::vector<RedisCommand> cmds;
-    if (!fields.empty()) {
-      cmds.push_back(std::move(rt));
-      cmds.push_back(std::move(cal));
-    }
-    if (!day_starts.empty()) cmds.push_back(std::move(days));
-    RETURN_IF_ERROR(Run(cmds, &replies));
-    size_t next = 0;
-    if (!fields.empty()) {
-      for (int which = 0; which < 2; ++which, ++next) {
-        const auto& values = replies[next].elements;
-        for (size_t i = 0; i < fields.size() && i < values.size(); ++i) {
-          if (values[i].type != RedisReply::Type::kString) continue;
-          int64_t n = ToInt(values[i].str);
-          if (n != 0) (which == 0 ? f.realtime : f.calibrated).push_back({fields[i].first, *fields[i].second, n});
-        }
-      }
-    }
-    if (!day_starts.empty()) {
-      const auto& values = replies[next].elements;
-      for (size_t i = 0; i < day_starts.size() && i < values.size(); ++i) {
-        if (values[i].type == RedisReply::Type::kString) f.days.push_back({day_starts[i], values[i].str});
-      }
-    }
-    return f;
-  }
-
-  Result<std::vector<std::optional<Identity>>> Lookup(std::string_view product,
-                                                     std::span<const std::string> keys) override {
-    std::vector<std::optional<Identity>> out(keys.size());
-    if (keys.empty()) return out;
-    const std::string b = ChannelPrefix(product);
-    constexpr size_t kChunk = 1000;
-    for (size_t at = 0; at < keys.size(); at += kChunk * 16) {
-      std::vector<RedisCommand> cmds;
-      for (size_t i = at; i < std::min(keys.size(), at + kChunk * 16); i += kChunk) {
-        RedisCommand c{{"HMGET", b + "id"}, b + "id"};
-        for (size_t j = i; j < std::min(keys.size(), i + kChunk); ++j) c.args.push_back(keys[j]);
-        cmds.push_back(std::move(c));
-      }
-      std::vector<RedisReply> replies;
-      RETURN_IF_ERROR(Run(cmds, &replies));
-      size_t i = at;
-      for (const auto& r : replies) {
-        for (const auto& v : r.elements) {
-          if (v.type == RedisReply::Type::kString) {
-            size_t x = v.str.find(kSep);
-            size_t y = x == std::string::npos ? x : v.str.find(kSep, x + 1);
-            if (y == std::string::npos) return Status::Corruption("channel registry record of " + keys[i] + " is unreadable");
-            out[i] = Identity{static_cast<TimestampMs>(ToDouble(v.str.substr(0, x))), v.str.substr(x + 1, y - x - 1),
-                              v.str.substr(y + 1)};
-          }
-          ++i;
-        }
-      }
-    }
-    return out;
-  }
-
-  Status WriteCalibration(std::string_view product, TimestampMs day, std::span<const ChannelCount> counts,
-                          std::string_view summary) override {
-    const std::string b = ChannelPrefix(product);
-    RedisCommand c = FunctionCall("calibrate", {b + "cal", b + "days", b + "chs"});
-    c.args.push_back(b);
-    c.args.push_back(std::to_string(day));
-    c.args.push_back(std::string(summary));
-    size_t n_at = c.args.size();
-    c.args.push_back("0");
-    size_t n = 0;
-    for (const auto& cc : counts) {
-      if (cc.count == 0) continue;
-      c.args.push_back(std::to_string(cc.hour));
-      c.args.push_back(cc.channel);
-      c.args.push_back(std::to_string(cc.count));
-      ++n;
-    }
-    c.args[n_at] = std::to_string(n);
-    return Run({c});
   }
 
   Status Apply(std::span<const Action> actions, std::span<const Checkpoint> checkpoints) override {
@@ -632,7 +425,7 @@ class RedisStore : public ProfileStore, public ChannelStore, public DecisionStor
     return Run({c});
   }
 
-  Status Run(const std::vector<RedisCommand>& cmds, std::vector<RedisReply>* out = nullptr) {
+  Status Run(const std::vector<RedisCommand>& cmds, std::vector<RedisReply>* out = nullptr) override {
     if (cmds.empty()) return Status::Ok();
     std::unique_ptr<RedisClient> client;
     {
@@ -661,7 +454,10 @@ class RedisStore : public ProfileStore, public ChannelStore, public DecisionStor
     ro.nodes = options_.nodes;
     ro.cluster = options_.cluster;
     ro.retry_deadline_ms = options_.retry_deadline_ms;
-    ro.function_library = RedisFunctionLibrary();
+    {
+      std::lock_guard lk(mu_);
+      ro.function_libraries = libraries_;
+    }
     ro.moved = moved_;
     ro.ask = ask_;
     ro.retried = retried_;
@@ -677,6 +473,7 @@ class RedisStore : public ProfileStore, public ChannelStore, public DecisionStor
   const TagRegistry* tags_;
   std::mutex mu_;
   std::vector<std::unique_ptr<RedisClient>> idle_;
+  std::vector<std::string> libraries_ = {RedisFunctionLibrary()};  // profiles', then the features'  
   Counter* applied_;
   Histogram* write_seconds_;
   Counter* moved_;

@@ -18,23 +18,11 @@
 #include <optional>
 
 #include "core/coding.h"
+#include "store/rocksdb/key_space.h"
 
 namespace portrait {
 namespace {
 
-constexpr char kProfilePrefix = 'p';
-constexpr char kCheckpointPrefix = 'o';
-constexpr char kHistoryPrefix = 'h';
-// Channel figures (store/channel_store.h): registry records, real-time counts, calibrated
-// counts and calibrated days, each keyed by product first.
-constexpr char kIdentityPrefix = 'n';
-constexpr char kCountPrefix = 'c';
-constexpr char kCalibratedPrefix = 'k';
-constexpr char kCalibratedDayPrefix = 'q';
-// Decisions (store/decision_store.h): rule state per user and recent decisions per user;
-// both values start with their expiry (wall clock ms, fixed64).
-constexpr char kRuleStatePrefix = 'r';
-constexpr char kDecisionPrefix = 'y';
 constexpr uint8_t kProfileFormat = 1;
 constexpr uint8_t kOperandFormat = 1;
 // Entries of a stored profile that are not tags (tag names cannot start with \x01).
@@ -44,13 +32,13 @@ constexpr std::string_view kMetaEntry = "\x01meta";
 // One key per user holds all of the user's tags, so a batch writes one merge operand per
 // user (not one per tag) and a profile read is one bloom-filtered point lookup.
 std::string ProfileKey(std::string_view uid) {
-  std::string k(1, kProfilePrefix);
+  std::string k(1, rocksdb_keys::kProfile);
   k.append(uid);
   return k;
 }
 
 std::string CheckpointKey(std::string_view consumer, PartitionId p) {
-  std::string k(1, kCheckpointPrefix);
+  std::string k(1, rocksdb_keys::kCheckpoint);
   Writer w(&k);
   w.Bytes(consumer);
   w.Varint(static_cast<uint64_t>(p.value));
@@ -112,7 +100,7 @@ bool DecodeOperand(std::string_view in, OperandEntries* out) {
 
 // History key: 'h' varint(len(uid)) uid.
 std::string HistoryPrefix(std::string_view uid) {
-  std::string k(1, kHistoryPrefix);
+  std::string k(1, rocksdb_keys::kHistory);
   Writer(&k).Bytes(uid);
   return k;
 }
@@ -178,12 +166,12 @@ class HistoryRetention : public rocksdb::CompactionFilter {
  public:
   explicit HistoryRetention(const HistoryLimits* limits) : limits_(limits) {}
   bool Filter(int, const rocksdb::Slice& key, const rocksdb::Slice& value, std::string*, bool*) const override {
-    if (!key.empty() && (key[0] == kRuleStatePrefix || key[0] == kDecisionPrefix)) {
+    if (!key.empty() && rocksdb_keys::ExpiresByValue(key[0])) {
       Reader r(std::string_view(value.data(), value.size()));
       uint64_t expires = r.Fixed64();
       return r.ok() && static_cast<TimestampMs>(expires) < NowMs();
     }
-    if (key.empty() || key[0] != kHistoryPrefix || limits_->retention_ms.load() <= 0) return false;
+    if (key.empty() || key[0] != rocksdb_keys::kHistory || limits_->retention_ms.load() <= 0) return false;
     Reader r(std::string_view(value.data(), value.size()));
     if (r.Varint() == 0 || !r.ok()) return true;
     return r.SignedVarint() < limits_->Oldest();
@@ -203,7 +191,7 @@ class FusionMergeOperator : public rocksdb::MergeOperator {
   FusionMergeOperator(const TagRegistry* tags, const HistoryLimits* limits) : tags_(tags), limits_(limits) {}
 
   bool FullMergeV2(const MergeOperationInput& in, MergeOperationOutput* out) const override {
-    if (!in.key.empty() && in.key[0] == kHistoryPrefix) return MergeHistory(in, out);
+    if (!in.key.empty() && in.key[0] == rocksdb_keys::kHistory) return MergeHistory(in, out);
     StoredProfile profile;
     if (in.existing_value) {
       if (!DecodeProfile(std::string_view(in.existing_value->data(), in.existing_value->size()), &profile)) {
@@ -269,7 +257,7 @@ class FusionMergeOperator : public rocksdb::MergeOperator {
 
   bool PartialMerge(const rocksdb::Slice& key, const rocksdb::Slice& left, const rocksdb::Slice& right,
                     std::string* new_value, rocksdb::Logger*) const override {
-    if (!key.empty() && key[0] == kHistoryPrefix) {
+    if (!key.empty() && key[0] == rocksdb_keys::kHistory) {
       std::vector<HistoryItem> items;
       if (!DecodeHistoryList(std::string_view(left.data(), left.size()), &items) ||
           !DecodeHistoryList(std::string_view(right.data(), right.size()), &items)) {
@@ -324,328 +312,6 @@ class FusionMergeOperator : public rocksdb::MergeOperator {
   const HistoryLimits* limits_;
 };
 
-void AppendBigEndian(std::string* out, TimestampMs v) {
-  uint64_t u = static_cast<uint64_t>(v) ^ (1ull << 63);  // sorts signed values in order
-  for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>((u >> (i * 8)) & 0xff));
-}
-
-TimestampMs ReadBigEndian(std::string_view in) {
-  uint64_t u = 0;
-  for (int i = 0; i < 8; ++i) u = (u << 8) | static_cast<uint8_t>(in[i]);
-  return static_cast<TimestampMs>(u ^ (1ull << 63));
-}
-
-std::string ProductKey(char prefix, std::string_view product) {
-  std::string k(1, prefix);
-  Writer(&k).Bytes(product);
-  return k;
-}
-
-// prefix product hour channel
-std::string HourKey(char prefix, std::string_view product, TimestampMs hour, std::string_view channel) {
-  std::string k = ProductKey(prefix, product);
-  AppendBigEndian(&k, hour);
-  k.append(channel);
-  return k;
-}
-
-void EncodeIdentity(const Identity& id, std::string* out) {
-  Writer w(out);
-  w.SignedVarint(id.first_ts);
-  w.Bytes(id.channel);
-  w.Bytes(id.owner);
-}
-
-bool DecodeIdentity(std::string_view in, Identity* id) {
-  Reader r(in);
-  id->first_ts = r.SignedVarint();
-  id->channel = r.Bytes();
-  id->owner = r.Bytes();
-  return r.ok() && r.done();
-}
-
-// The channel figures of the RocksDB store. Observe reads and writes the registry under
-// one mutex: after the processor's first-seen filter, it sees the events that may change
-// something (a new identity, an earlier first event), a small share of all.
-// Rule state and recent decisions. Expired values are skipped on read and dropped by the
-// compaction filter.
-class RocksDbDecisions : public DecisionStore {
- public:
-  explicit RocksDbDecisions(rocksdb::DB* db) : db_(db) {}
-
-  Status ReadRuleStates(std::span<const std::string> uids, std::vector<std::string>* states) override {
-    std::vector<std::string> keys;
-    keys.reserve(uids.size());
-    for (const std::string& uid : uids) keys.push_back(StateKey(uid));
-    std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
-    std::vector<rocksdb::PinnableSlice> values(keys.size());
-    std::vector<rocksdb::Status> st(keys.size());
-    db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), keys.size(), slices.data(), values.data(),
-                  st.data());
-    states->assign(uids.size(), std::string());
-    const TimestampMs now = NowMs();
-    for (size_t i = 0; i < keys.size(); ++i) {
-      if (st[i].IsNotFound()) continue;
-      if (!st[i].ok()) return Status::IOError("rocksdb read rule state: " + st[i].ToString());
-      Reader r(std::string_view(values[i].data(), values[i].size()));
-      TimestampMs expires = static_cast<TimestampMs>(r.Fixed64());
-      if (!r.ok()) return Status::Corruption("rule state of " + uids[i] + " is unreadable");
-      if (expires >= now) (*states)[i].assign(values[i].data() + 8, values[i].size() - 8);
-    }
-    return Status::Ok();
-  }
-
-  Status WriteRuleStates(std::span<const RuleStateWrite> states, int64_t ttl_ms,
-                         std::span<const StoredDecision> decisions, const DecisionsConfig& cfg) override {
-    keep_.store(cfg.keep_per_user);
-    rocksdb::WriteBatch batch;
-    const TimestampMs now = NowMs();
-    std::string v;
-    for (const RuleStateWrite& s : states) {
-      if (s.state.empty()) {
-        batch.Delete(StateKey(s.uid));
-        continue;
-      }
-      v.clear();
-      Writer(&v).Fixed64(static_cast<uint64_t>(now + ttl_ms));
-      v += s.state;
-      batch.Put(StateKey(s.uid), v);
-    }
-    for (const StoredDecision& d : decisions) {
-      std::string key = DecisionUserPrefix(d.uid);
-      AppendBigEndian(static_cast<uint64_t>(d.at) ^ (1ULL << 63), &key);
-      key += d.id;
-      v.clear();
-      Writer(&v).Fixed64(static_cast<uint64_t>(now + cfg.keep_ms));
-      v += d.json;
-      batch.Put(key, v);
-    }
-    rocksdb::WriteOptions wo;
-    wo.disableWAL = true;  // like the profiles: flushed before the log is trimmed
-    rocksdb::Status s = db_->Write(wo, &batch);
-    if (!s.ok()) return Status::IOError("rocksdb write rule state: " + s.ToString());
-    return Status::Ok();
-  }
-
-  Result<std::vector<std::string>> RecentDecisions(std::string_view uid, size_t limit) override {
-    const std::string prefix = DecisionUserPrefix(uid);
-    std::string upper = prefix;
-    upper.push_back('\xff');  // above every (at, id) suffix: at is 8 bytes, ids are ASCII
-    upper.append(8, '\xff');
-    rocksdb::ReadOptions ro;
-    rocksdb::Slice lower_bound(prefix);
-    ro.iterate_lower_bound = &lower_bound;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
-    std::vector<std::string> out;
-    const TimestampMs now = NowMs();
-    limit = std::min(limit, keep_.load());  // older ones wait for `keep` to pass, unserved
-    for (it->SeekForPrev(upper); it->Valid() && out.size() < limit; it->Prev()) {
-      if (!it->key().starts_with(prefix)) break;
-      Reader r(std::string_view(it->value().data(), it->value().size()));
-      TimestampMs expires = static_cast<TimestampMs>(r.Fixed64());
-      if (!r.ok() || expires < now) continue;
-      out.emplace_back(it->value().data() + 8, it->value().size() - 8);
-    }
-    if (!it->status().ok()) return Status::IOError("rocksdb read decisions: " + it->status().ToString());
-    return out;
-  }
-
- private:
-  static std::string StateKey(std::string_view uid) {
-    std::string k(1, kRuleStatePrefix);
-    k.append(uid);
-    return k;
-  }
-  static std::string DecisionUserPrefix(std::string_view uid) {
-    std::string k(1, kDecisionPrefix);
-    Writer(&k).Bytes(uid);
-    return k;
-  }
-  static void AppendBigEndian(uint64_t v, std::string* out) {
-    for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>((v >> shift) & 0xff));
-  }
-
-  rocksdb::DB* db_;
-  std::atomic<size_t> keep_{DecisionsConfig().keep_per_user};
-};
-
-class RocksDbChannels : public ChannelStore {
- public:
-  explicit RocksDbChannels(rocksdb::DB* db) : db_(db) {}
-
-  Status Observe(std::span<const Sighting> sightings) override {
-    if (sightings.empty()) return Status::Ok();
-    std::lock_guard lk(mu_);
-    struct Record {
-      std::optional<Identity> value;
-      bool changed = false;
-    };
-    std::map<std::string, Record> records;  // full key -> record read or written
-    std::map<std::string, int64_t> deltas;                   // count key -> change
-    Status error = Status::Ok();
-    // The records the sightings name, in one MultiGet (an owner named by a device record
-    // is read when the rule gets to it).
-    {
-      std::vector<std::string> keys;
-      for (const Sighting& s : sightings) {
-        std::string prefix = ProductKey(kIdentityPrefix, s.product);
-        if (!s.uid.empty()) keys.push_back(prefix + "u" + s.uid);
-        if (!s.device.empty()) keys.push_back(prefix + "d" + s.device);
-      }
-      std::sort(keys.begin(), keys.end());
-      keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-      ASSIGN_OR_RETURN(auto recs, ReadRecords(keys));
-      for (size_t i = 0; i < keys.size(); ++i) records.emplace(std::move(keys[i]), Record{std::move(recs[i]), false});
-    }
-    for (const Sighting& s : sightings) {
-      std::string prefix = ProductKey(kIdentityPrefix, s.product);
-      auto get = [&](const std::string& key) -> const Identity* {
-        std::string full = prefix + key;
-        auto it = records.find(full);
-        if (it == records.end()) {
-          auto rec = ReadRecords({&full, 1});
-          if (!rec.ok()) {
-            error = rec.status();
-            return nullptr;
-          }
-          it = records.emplace(std::move(full), Record{std::move((*rec)[0]), false}).first;
-        }
-        return it->second.value ? &*it->second.value : nullptr;
-      };
-      auto put = [&](const std::string& key, Identity id) { records[prefix + key] = Record{std::move(id), true}; };
-      auto count = [&](TimestampMs hour, std::string_view channel, int64_t d) {
-        deltas[HourKey(kCountPrefix, s.product, hour, channel)] += d;
-      };
-      ApplySighting(s, get, put, count);
-      if (!error.ok()) return error;
-    }
-    rocksdb::WriteBatch batch;
-    std::string v;
-    for (const auto& [key, rec] : records) {
-      if (!rec.changed) continue;
-      v.clear();
-      EncodeIdentity(*rec.value, &v);
-      batch.Put(key, v);
-    }
-    for (const auto& [key, d] : deltas) {
-      if (d == 0) continue;
-      int64_t n = 0;
-      std::string cur;
-      rocksdb::Status st = db_->Get(rocksdb::ReadOptions(), key, &cur);
-      if (st.ok()) {
-        Reader r(cur);
-        n = r.SignedVarint();
-      } else if (!st.IsNotFound()) {
-        return Status::IOError("rocksdb read channel count: " + st.ToString());
-      }
-      n += d;
-      if (n == 0) {
-        batch.Delete(key);
-      } else {
-        v.clear();
-        Writer(&v).SignedVarint(n);
-        batch.Put(key, v);
-      }
-    }
-    // Like the profiles, without a WAL: the log replays what a crash loses, and applying
-    // a sighting again changes nothing.
-    rocksdb::WriteOptions wo;
-    wo.disableWAL = true;
-    rocksdb::Status st = db_->Write(wo, &batch);
-    if (!st.ok()) return Status::IOError("rocksdb channel write: " + st.ToString());
-    return Status::Ok();
-  }
-
-  Result<ChannelFigures> Read(std::string_view product, TimestampMs from, TimestampMs to) override {
-    ChannelFigures f;
-    auto scan = [&](char prefix, std::vector<ChannelCount>* out) -> Status {
-      std::string lo = ProductKey(prefix, product), hi = lo;
-      AppendBigEndian(&lo, from);
-      AppendBigEndian(&hi, to);
-      const size_t head = ProductKey(prefix, product).size();
-      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
-      for (it->Seek(lo); it->Valid() && it->key().compare(hi) < 0; it->Next()) {
-        std::string_view k(it->key().data(), it->key().size());
-        if (k.size() < head + 8) continue;
-        Reader r(std::string_view(it->value().data(), it->value().size()));
-        int64_t n = r.SignedVarint();
-        if (!r.ok()) return Status::Corruption("channel count " + std::string(product) + " is unreadable");
-        out->push_back({ReadBigEndian(k.substr(head, 8)), std::string(k.substr(head + 8)), n});
-      }
-      if (!it->status().ok()) return Status::IOError("rocksdb channel scan: " + it->status().ToString());
-      return Status::Ok();
-    };
-    RETURN_IF_ERROR(scan(kCountPrefix, &f.realtime));
-    RETURN_IF_ERROR(scan(kCalibratedPrefix, &f.calibrated));
-    std::string lo = ProductKey(kCalibratedDayPrefix, product), hi = lo;
-    const size_t head = lo.size();
-    AppendBigEndian(&lo, FloorTo(from, kDayMs));
-    AppendBigEndian(&hi, to);
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
-    for (it->Seek(lo); it->Valid() && it->key().compare(hi) < 0; it->Next()) {
-      std::string_view k(it->key().data(), it->key().size());
-      if (k.size() != head + 8) continue;
-      f.days.push_back({ReadBigEndian(k.substr(head)), it->value().ToString()});
-    }
-    if (!it->status().ok()) return Status::IOError("rocksdb channel scan: " + it->status().ToString());
-    return f;
-  }
-
-  Result<std::vector<std::optional<Identity>>> Lookup(std::string_view product,
-                                                     std::span<const std::string> keys) override {
-    std::vector<std::string> full;
-    full.reserve(keys.size());
-    std::string prefix = ProductKey(kIdentityPrefix, product);
-    for (const auto& k : keys) full.push_back(prefix + k);
-    return ReadRecords(full);
-  }
-
-  Status WriteCalibration(std::string_view product, TimestampMs day, std::span<const ChannelCount> counts,
-                          std::string_view summary) override {
-    rocksdb::WriteBatch batch;
-    std::string lo = ProductKey(kCalibratedPrefix, product), hi = lo;
-    AppendBigEndian(&lo, day);
-    AppendBigEndian(&hi, day + kDayMs);
-    batch.DeleteRange(lo, hi);
-    std::string v;
-    for (const auto& c : counts) {
-      if (c.count == 0) continue;
-      v.clear();
-      Writer(&v).SignedVarint(c.count);
-      batch.Put(HourKey(kCalibratedPrefix, product, c.hour, c.channel), v);
-    }
-    std::string dk = ProductKey(kCalibratedDayPrefix, product);
-    AppendBigEndian(&dk, day);
-    batch.Put(dk, rocksdb::Slice(summary.data(), summary.size()));
-    // Not in the log: written through the WAL, synced.
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    rocksdb::Status st = db_->Write(wo, &batch);
-    if (!st.ok()) return Status::IOError("rocksdb calibration write: " + st.ToString());
-    return Status::Ok();
-  }
-
- private:
-  // Registry records by full key, in one MultiGet; absent ones are nullopt.
-  Result<std::vector<std::optional<Identity>>> ReadRecords(std::span<const std::string> keys) {
-    std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
-    std::vector<std::string> values;
-    std::vector<rocksdb::Status> st = db_->MultiGet(rocksdb::ReadOptions(), slices, &values);
-    std::vector<std::optional<Identity>> out(keys.size());
-    for (size_t i = 0; i < keys.size(); ++i) {
-      if (st[i].IsNotFound()) continue;
-      if (!st[i].ok()) return Status::IOError("rocksdb read channel registry: " + st[i].ToString());
-      Identity id;
-      if (!DecodeIdentity(values[i], &id)) return Status::Corruption("channel registry record " + keys[i] + " is unreadable");
-      out[i] = std::move(id);
-    }
-    return out;
-  }
-
-  rocksdb::DB* db_;
-  std::mutex mu_;
-};
-
 class RocksDbStore : public ProfileStore {
  public:
   RocksDbStore(const TagRegistry* tags, MetricsRegistry* m) : tags_(tags) {
@@ -673,13 +339,10 @@ class RocksDbStore : public ProfileStore {
     rocksdb::Status s = rocksdb::DB::Open(opts, o.path, &db);
     if (!s.ok()) return Status::IOError("rocksdb open " + o.path + ": " + s.ToString());
     db_.reset(db);
-    channels_ = std::make_unique<RocksDbChannels>(db_.get());
-    decisions_ = std::make_unique<RocksDbDecisions>(db_.get());
     return Status::Ok();
   }
 
-  ChannelStore* channels() override { return channels_.get(); }
-  DecisionStore* decisions() override { return decisions_.get(); }
+  StoreHandles handles() override { return {db_.get(), nullptr}; }
 
   Status Apply(std::span<const Action> actions, std::span<const Checkpoint> checkpoints) override {
     return ApplyWithHistory(actions, {}, HistoryConfig{}, checkpoints);
@@ -790,7 +453,7 @@ class RocksDbStore : public ProfileStore {
 
   Status EraseAll() override {
     rocksdb::WriteBatch batch;
-    for (char prefix : {kProfilePrefix, kHistoryPrefix, kCheckpointPrefix}) {
+    for (char prefix : {rocksdb_keys::kProfile, rocksdb_keys::kHistory, rocksdb_keys::kCheckpoint}) {
       batch.DeleteRange(std::string(1, prefix), std::string(1, static_cast<char>(prefix + 1)));
     }
     rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), &batch);
@@ -853,8 +516,6 @@ class RocksDbStore : public ProfileStore {
 
   const TagRegistry* tags_;
   std::unique_ptr<rocksdb::DB> db_;
-  std::unique_ptr<RocksDbChannels> channels_;
-  std::unique_ptr<RocksDbDecisions> decisions_;
   Counter* applied_;
   Histogram* write_seconds_;
 };

@@ -9,17 +9,17 @@
 #include <fstream>
 #include <random>
 
-#include "batch/batch.h"
+#include "features/offline/batch.h"
 #include "core/event.h"
 #include "fusion/fusion.h"
-#include "pipeline/archive.h"
-#include "pipeline/offline.h"
-#include "pipeline/rules.h"
+#include "log/archive/archiver.h"
+#include "features/offline/lazy_loader.h"
+#include "fusion/rules.h"
 #include "redis_util.h"
 #include "store/profile_store.h"
 #include "store/redis/redis_store.h"
 #include "store/rocksdb/rocksdb_store.h"
-#include "store/snapshot.h"
+#include "features/offline/snapshot.h"
 #include "temp_dir.h"
 
 namespace portrait {
@@ -108,7 +108,7 @@ class Harness {
     auto s = OpenStore(b, dir, &config_.tags, &metrics_);
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(s).value();
-    loader_ = std::make_unique<LazyLoader>(config_, store_.get(), &catalog_, &metrics_);
+    loader_ = std::make_unique<LazyLoader>(config_, store_.get(), &catalog_, nullptr, &metrics_);
   }
 
   // Feeds one event; returns whether a snapshot was read for it.

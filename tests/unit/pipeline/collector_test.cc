@@ -1,11 +1,11 @@
 // The collector: body shapes, per-event validation with reasons, and that valid events
 // around invalid ones are kept and logged.
-#include "pipeline/collector.h"
+#include "ingest/collector.h"
 
 #include <gtest/gtest.h>
 
 #include "log/embedded/segment_log.h"
-#include "pipeline/failed.h"
+#include "ingest/failed.h"
 #include "temp_dir.h"
 
 namespace portrait {

@@ -1,7 +1,7 @@
 // Decision rules over one user's state: windows by event time, sequences, cooldown,
 // repeats and late events, bounded state, deterministic ids; and a property test that an
 // arrival order never changes what a rule may decide.
-#include "pipeline/decisions.h"
+#include "features/decisions/decisions.h"
 
 #include <gtest/gtest.h>
 
@@ -204,7 +204,10 @@ class DecisionEngineStoreTest : public DecisionRulesTest {
     auto s = OpenRocksDbStore({dir_.path() + "/db", 8}, &config_.tags, &metrics_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(s).value();
-    engine_ = std::make_unique<DecisionEngine>(config_, store_.get(), store_->decisions(), &metrics_);
+    auto ds = OpenDecisionStore(store_.get());
+    ASSERT_TRUE(ds.ok() && *ds);
+    decisions_ = std::move(ds).value();
+    engine_ = std::make_unique<DecisionEngine>(config_, store_.get(), decisions_.get(), &metrics_);
   }
   // One processor batch: Add, Evaluate, Commit.
   std::vector<Decision> Batch(const std::vector<Event>& events, const std::vector<Action>& pending = {}) {
@@ -217,7 +220,7 @@ class DecisionEngineStoreTest : public DecisionRulesTest {
   RuleState Stored(const std::string& uid) {
     std::vector<std::string> states;
     std::vector<std::string> uids{uid};
-    EXPECT_TRUE(store_->decisions()->ReadRuleStates(uids, &states).ok());
+    EXPECT_TRUE(decisions_.get()->ReadRuleStates(uids, &states).ok());
     RuleState s;
     if (!states[0].empty()) {
       EXPECT_TRUE(DecodeRuleState(states[0], &s).ok());
@@ -227,6 +230,7 @@ class DecisionEngineStoreTest : public DecisionRulesTest {
 
   testing_util::TempDir dir_;
   std::unique_ptr<ProfileStore> store_;
+  std::unique_ptr<DecisionStore> decisions_;
 };
 
 TEST_F(DecisionEngineStoreTest, StateAcrossBatchesKeepsOnlyWhatCanStillMatch) {
@@ -234,7 +238,7 @@ TEST_F(DecisionEngineStoreTest, StateAcrossBatchesKeepsOnlyWhatCanStillMatch) {
   EXPECT_TRUE(Batch({View(kT, 7), View(kT + kMin, 7)}).empty());
   auto out = Batch({View(kT + 2 * kMin, 7)});
   ASSERT_EQ(out.size(), 1u);
-  auto recent = store_->decisions()->RecentDecisions("u1", 10);
+  auto recent = decisions_.get()->RecentDecisions("u1", 10);
   ASSERT_TRUE(recent.ok());
   ASSERT_EQ(recent->size(), 1u);
   EXPECT_EQ(DecisionIdOf((*recent)[0]), out[0].id);
@@ -289,7 +293,9 @@ action = "coupon"
   ASSERT_TRUE(store.ok());
   auto rules = DecisionRules::Compile(cfg->decisions.rules, *cfg);
   ASSERT_TRUE(rules.ok());
-  DecisionEngine engine(*cfg, store->get(), (*store)->decisions(), &metrics);
+  auto decision_store = OpenDecisionStore(store->get());
+  ASSERT_TRUE(decision_store.ok());
+  DecisionEngine engine(*cfg, store->get(), decision_store->get(), &metrics);
   auto view = [](TimestampMs ts, int cat) {
     Event e;
     e.uid = "u1";

@@ -1,7 +1,7 @@
 // CSV rows to events, as the file source maps them (the public Taobao behaviour format).
 #include <gtest/gtest.h>
 
-#include "pipeline/sources/file_source.h"
+#include "ingest/sources/file_source.h"
 
 namespace portrait {
 namespace {

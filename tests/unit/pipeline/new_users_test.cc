@@ -1,7 +1,8 @@
 // The processor's new-user tracking: the first-seen filter never hides an event that could
 // change the registry, and the tracker over the real RocksDB store counts what the store
 // rule counts while sending only what may change something.
-#include "pipeline/new_users.h"
+#include "features/channels/channel_store.h"
+#include "features/channels/new_users.h"
 
 #include <gtest/gtest.h>
 
@@ -53,6 +54,9 @@ class NewUserTrackerTest : public ::testing::Test {
     auto s = OpenRocksDbStore({dir_.path() + "/db", 8}, &tags_, &metrics_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(s).value();
+    auto ch = OpenChannelStore(store_.get());
+    ASSERT_TRUE(ch.ok() && *ch);
+    channels_ = std::move(ch).value();
   }
   Event Ev(std::string uid, std::string device, TimestampMs ts, std::string channel) {
     Event e;
@@ -64,7 +68,7 @@ class NewUserTrackerTest : public ::testing::Test {
     return e;
   }
   std::map<std::pair<TimestampMs, std::string>, int64_t> Counts() {
-    auto f = store_->channels()->Read("default", kT - kDayMs, kT + kDayMs);
+    auto f = channels_.get()->Read("default", kT - kDayMs, kT + kDayMs);
     EXPECT_TRUE(f.ok());
     std::map<std::pair<TimestampMs, std::string>, int64_t> c;
     for (const auto& x : f->realtime) c[{x.hour, x.channel}] += x.count;
@@ -74,11 +78,12 @@ class NewUserTrackerTest : public ::testing::Test {
   MetricsRegistry metrics_;
   TagRegistry tags_;
   std::unique_ptr<ProfileStore> store_;
+  std::unique_ptr<ChannelStore> channels_;
   ChannelsConfig cfg_;
 };
 
 TEST_F(NewUserTrackerTest, SendsWhatMayChangeAndCountsLikeTheStore) {
-  NewUserTracker t(cfg_, store_->channels(), &metrics_);
+  NewUserTracker t(cfg_, channels_.get(), &metrics_);
   t.Add(Ev("u1", "", kT + 10'000, "ads"));
   t.Add(Ev("u1", "", kT + 20'000, "seo"));   // later, same batch: filtered
   t.Add(Ev("", "d1", kT + 30'000, "mail"));  // a device alone
@@ -99,7 +104,7 @@ TEST_F(NewUserTrackerTest, SendsWhatMayChangeAndCountsLikeTheStore) {
   EXPECT_EQ(metrics_.GetCounter("portrait_channel_sightings_total", "", "result=\"filtered\"")->value(), 4u);
   EXPECT_EQ(metrics_.GetCounter("portrait_channel_sightings_total", "", "result=\"sent\"")->value(), 4u);
   // A fresh tracker (a restart) asks the store again and changes nothing.
-  NewUserTracker again(cfg_, store_->channels(), &metrics_);
+  NewUserTracker again(cfg_, channels_.get(), &metrics_);
   again.Add(Ev("u1", "", kT + 40'000, "seo"));
   again.Add(Ev("u2", "d1", kT + 60'000, "seo"));
   ASSERT_TRUE(again.Flush().ok());

@@ -1,5 +1,5 @@
 // RecentIds against a plain reference model: a FIFO window of the last N distinct ids.
-#include "pipeline/recent_ids.h"
+#include "ingest/recent_ids.h"
 
 #include <gtest/gtest.h>
 

@@ -2,7 +2,7 @@
 // the backoff schedule and delivered once; one that always fails ends in the dead-letter
 // topic with its error; other keys are not held up behind it; dead items replay once; and
 // queued items survive a restart.
-#include "pipeline/retry.h"
+#include "delivery/retry.h"
 
 #include <gtest/gtest.h>
 

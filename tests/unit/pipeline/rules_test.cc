@@ -1,5 +1,5 @@
 // Tag rules turn an event into exactly the Actions the config declares.
-#include "pipeline/rules.h"
+#include "fusion/rules.h"
 
 #include <gtest/gtest.h>
 

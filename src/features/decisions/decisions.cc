@@ -1,0 +1,563 @@
+#include "features/decisions/decisions.h"
+
+#include <spdlog/spdlog.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <set>
+
+#include "core/coding.h"
+#include "core/json.h"
+#include "fusion/fusion.h"
+#include "fusion/rules.h"
+
+namespace portrait {
+
+namespace {
+constexpr uint8_t kRuleStateFormat = 2;
+constexpr int64_t kStateTtlMarginMs = 3'600'000;  // an hour beyond the longest horizon
+}  // namespace
+
+std::string Decision::ToJson() const {
+  std::string out;
+  JsonWriter w(&out);
+  w.BeginObject().Key("id").String(id).Key("rule").String(rule).Key("action").String(action);
+  w.Key("uid").String(uid).Key("key").String(key).Key("at").Int(at).Key("at_iso").String(FormatIsoUtc(at));
+  w.Key("decided_at").Int(decided_ms).Key("event_id").String(event_id).Key("payload").Raw(payload.empty() ? "{}" : payload);
+  w.EndObject();
+  return out;
+}
+
+std::string DecisionId(std::string_view rule, std::string_view uid, std::string_view key, TimestampMs at) {
+  std::string buf;
+  Writer w(&buf);
+  w.Bytes(rule);
+  w.Bytes(uid);
+  w.Bytes(key);
+  w.SignedVarint(at);
+  XXH128_hash_t h = XXH3_128bits(buf.data(), buf.size());
+  char hex[35];
+  std::snprintf(hex, sizeof hex, "d-%016llx%016llx", static_cast<unsigned long long>(h.high64),
+                static_cast<unsigned long long>(h.low64));
+  return hex;
+}
+
+std::string_view DecisionIdOf(std::string_view json) {
+  constexpr std::string_view kHead = "{\"id\":\"";
+  if (!json.starts_with(kHead)) return {};
+  json.remove_prefix(kHead.size());
+  size_t end = json.find('"');
+  return end == std::string_view::npos ? std::string_view() : json.substr(0, end);
+}
+
+// ---- rules ----
+
+Result<std::shared_ptr<const DecisionRules>> DecisionRules::Compile(const std::vector<DecisionRuleSpec>& specs,
+                                                                    const Config& running) {
+  auto rules = std::make_shared<DecisionRules>();
+  std::string problems;
+  auto problem = [&](const DecisionRuleSpec& r, const std::string& what) {
+    if (!problems.empty()) problems += "\n";
+    problems += r.where + ": decision rule \"" + r.name + "\": " + what;
+  };
+  int64_t horizon = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const DecisionRuleSpec& r = specs[i];
+    for (const std::string& type : r.Types()) {
+      auto it = running.events.find(type);
+      if (it == running.events.end()) {
+        problem(r, "event type \"" + type + "\" is not declared in the running config (new event types need a restart)");
+      } else if (!r.key.empty() && !it->second.FindProp(r.key)) {
+        problem(r, "key \"" + r.key + "\" is not a prop of event type \"" + type + "\" in the running config");
+      }
+    }
+    for (const ProfileTest& t : r.profile) {
+      if (!running.tags.Find(t.tag)) problem(r, "tag \"" + t.tag + "\" is not declared in the running config");
+    }
+    horizon = std::max(horizon, r.HorizonMs());
+    for (const std::string& type : r.Types()) rules->by_type_[type].push_back(i);
+  }
+  if (!problems.empty()) return Status::InvalidArgument(problems);
+  rules->specs_ = specs;
+  rules->ttl_ms_ = horizon + kStateTtlMarginMs;
+  return std::shared_ptr<const DecisionRules>(std::move(rules));
+}
+
+const std::vector<size_t>* DecisionRules::ForType(std::string_view type) const {
+  auto it = by_type_.find(type);
+  return it == by_type_.end() ? nullptr : &it->second;
+}
+
+const DecisionRuleSpec* DecisionRules::Find(std::string_view name) const {
+  for (const auto& r : specs_) {
+    if (r.name == name) return &r;
+  }
+  return nullptr;
+}
+
+// ---- state ----
+
+size_t RuleState::entries() const {
+  size_t n = 0;
+  for (const Group& g : groups) n += g.seen.size() + g.fired.size();
+  return n;
+}
+
+void EncodeRuleState(const RuleState& s, std::string* out) {
+  out->clear();
+  Writer w(out);
+  w.U8(kRuleStateFormat);
+  w.SignedVarint(s.newest);
+  // Rule names once, groups refer to them by index.
+  std::vector<std::string_view> names;
+  std::vector<uint64_t> name_of(s.groups.size());
+  for (size_t i = 0; i < s.groups.size(); ++i) {
+    auto it = std::find(names.begin(), names.end(), s.groups[i].rule);
+    name_of[i] = static_cast<uint64_t>(it - names.begin());
+    if (it == names.end()) names.push_back(s.groups[i].rule);
+  }
+  w.Varint(names.size());
+  for (std::string_view n : names) w.Bytes(n);
+  w.Varint(s.groups.size());
+  for (size_t i = 0; i < s.groups.size(); ++i) {
+    const RuleState::Group& g = s.groups[i];
+    w.Varint(name_of[i]);
+    w.Bytes(g.key);
+    w.Varint(g.seen.size());
+    // Ascending times as small varints: the first below the newest time, then each above
+    // the one before; `first` in bit 0.
+    for (size_t j = 0; j < g.seen.size(); ++j) {
+      const RuleState::Seen& e = g.seen[j];
+      TimestampMs delta = j == 0 ? s.newest - e.ts : e.ts - g.seen[j - 1].ts;
+      w.Varint((static_cast<uint64_t>(delta) << 1) | (e.first ? 1 : 0));
+      w.Fixed32(e.id);
+    }
+    w.Varint(g.fired.size());
+    for (TimestampMs f : g.fired) w.SignedVarint(s.newest - f);
+  }
+}
+
+Status DecodeRuleState(std::string_view in, RuleState* s) {
+  *s = RuleState();
+  Reader r(in);
+  if (r.U8() != kRuleStateFormat) return Status::Corruption("rule state: unknown format");
+  s->newest = r.SignedVarint();
+  std::vector<std::string> names(std::min<uint64_t>(r.Varint(), in.size()));
+  for (auto& n : names) n = r.Bytes();
+  uint64_t groups = r.Varint();
+  for (uint64_t i = 0; i < groups && r.ok(); ++i) {
+    RuleState::Group& g = s->groups.emplace_back();
+    uint64_t name = r.Varint();
+    if (name >= names.size()) return Status::Corruption("rule state: bad rule index");
+    g.rule = names[name];
+    g.key = r.Bytes();
+    uint64_t n = r.Varint();
+    for (uint64_t j = 0; j < n && r.ok(); ++j) {
+      RuleState::Seen e;
+      uint64_t v = r.Varint();
+      auto delta = static_cast<TimestampMs>(v >> 1);
+      e.ts = j == 0 ? s->newest - delta : g.seen.back().ts + delta;
+      e.first = (v & 1) != 0;
+      e.id = r.Fixed32();
+      g.seen.push_back(e);
+    }
+    uint64_t f = r.Varint();
+    for (uint64_t j = 0; j < f && r.ok(); ++j) g.fired.push_back(s->newest - r.SignedVarint());
+  }
+  if (!r.ok() || !r.done()) return Status::Corruption("rule state: truncated");
+  return Status::Ok();
+}
+
+// ---- feed ----
+
+uint64_t DecisionFeed::Subscribe(Listener l) {
+  std::lock_guard lk(mu_);
+  listeners_.emplace(next_, std::move(l));
+  return next_++;
+}
+
+void DecisionFeed::Unsubscribe(uint64_t id) {
+  std::lock_guard lk(mu_);
+  listeners_.erase(id);
+}
+
+void DecisionFeed::Publish(const std::string& json) {
+  std::lock_guard lk(mu_);
+  for (auto& [_, l] : listeners_) l(json);
+}
+
+size_t DecisionFeed::subscribers() const {
+  std::lock_guard lk(mu_);
+  return listeners_.size();
+}
+
+// ---- outbox ----
+
+DecisionOutbox::DecisionOutbox(Log* topic, size_t dedup_window, DecisionFeed* feed, MetricsRegistry* m)
+    : topic_(topic), feed_(feed) {
+  window_ = std::max<size_t>(1, dedup_window / static_cast<size_t>(topic->partitions()));
+  for (int p = 0; p < topic->partitions(); ++p) recent_.push_back(std::make_unique<RecentIds>(window_));
+  published_ = m->GetCounter("portrait_decisions_total", "Decisions appended to the decisions topic");
+  repeated_ = m->GetCounter("portrait_decisions_repeated_total",
+                            "Decisions made again (replay, retried batch) and not sent twice");
+}
+
+Status DecisionOutbox::LoadRecentIds() {
+  std::vector<LogRecord> recs;
+  for (int p = 0; p < topic_->partitions(); ++p) {
+    int64_t end = topic_->EndOffset(PartitionId(p)).value;
+    int64_t from = std::max(topic_->StartOffset(PartitionId(p)).value, end - static_cast<int64_t>(window_));
+    ASSIGN_OR_RETURN(auto reader, topic_->OpenReader(PartitionId(p), Offset(std::max<int64_t>(0, from))));
+    while (reader->position().value < end) {
+      RETURN_IF_ERROR(reader->Read(4 << 20, &recs));
+      if (recs.empty()) break;
+      for (const auto& rec : recs) {
+        std::string_view id = DecisionIdOf(rec.payload);
+        if (!id.empty()) recent_[p]->Insert(RecentIds::Hash(id));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status DecisionOutbox::Publish(std::span<const Decision> decisions, size_t* fresh) {
+  *fresh = 0;
+  std::vector<std::string> payloads;
+  std::vector<LogEntry> entries;
+  std::vector<std::pair<int, uint64_t>> inserted;
+  payloads.reserve(decisions.size());
+  for (const Decision& d : decisions) {
+    PartitionId p = PartitionFor(d.uid, topic_->partitions());
+    uint64_t h = RecentIds::Hash(d.id);
+    if (!recent_[p.value]->Insert(h)) {
+      repeated_->Inc();
+      continue;
+    }
+    inserted.emplace_back(p.value, h);
+    payloads.push_back(d.json);
+    entries.push_back({p, {}});
+  }
+  for (size_t i = 0; i < entries.size(); ++i) entries[i].payload = payloads[i];
+  if (entries.empty()) return Status::Ok();
+  if (Status st = topic_->Append(entries); !st.ok()) {
+    for (auto [p, h] : inserted) recent_[p]->Erase(h);  // the retry must not look like a repeat
+    return st;
+  }
+  published_->Inc(entries.size());
+  *fresh = entries.size();
+  if (feed_) {
+    for (const std::string& json : payloads) feed_->Publish(json);
+  }
+  return Status::Ok();
+}
+
+Result<DecisionWiring> OpenDecisions(const Config& config, ProfileStore* store, DecisionFeed* feed,
+                                     MetricsRegistry* metrics) {
+  DecisionWiring w;
+  ASSIGN_OR_RETURN(w.store, OpenDecisionStore(store));
+  if (!w.store) return w;
+  ASSIGN_OR_RETURN(auto rules, DecisionRules::Compile(config.decisions.rules, config));
+  w.rules = std::make_unique<DecisionRuleBook>(std::move(rules));
+  ASSIGN_OR_RETURN(w.topic, MakeLog(config.log, config.data_dir, "decisions", 0, metrics));
+  w.outbox = std::make_unique<DecisionOutbox>(w.topic.get(), config.collector.dedup_window, feed, metrics);
+  RETURN_IF_ERROR(w.outbox->LoadRecentIds());
+  return w;
+}
+
+// ---- engine ----
+
+DecisionEngine::DecisionEngine(const Config& config, ProfileStore* profiles, DecisionStore* store, MetricsRegistry* m,
+                               size_t cache_users)
+    : config_(config), profiles_(profiles), store_(store), cache_users_(cache_users) {
+  evaluated_ = m->GetCounter("portrait_decision_rule_evaluations_total", "Events evaluated by a decision rule");
+  skipped_ = m->GetCounter("portrait_decision_rule_skipped_total", "Rule evaluations skipped: the event lacks the rule's key");
+  late_ = m->GetCounter("portrait_decision_events_late_total",
+                        "Events older than a rule's window behind the user's newest event (cannot match)");
+  repeats_ = m->GetCounter("portrait_decision_events_repeated_total", "Events a rule had already seen (repeat or replay)");
+  suppressed_ = m->GetCounter("portrait_decisions_cooled_down_total", "Matches suppressed by the rule's cooldown");
+  profile_failed_ = m->GetCounter("portrait_decisions_profile_unmet_total", "Matches whose profile tests did not hold");
+  state_entries_ = m->GetGauge("portrait_decision_state_entries_last_batch",
+                               "Rule state entries (events and decisions) of the users of the last batch");
+}
+
+void DecisionEngine::Add(const DecisionRules& rules, const Event& e) {
+  if (rules.ForType(e.type) && !e.PartitionKey().empty()) events_.push_back(e);
+}
+
+void DecisionEngine::Clear() {
+  events_.clear();
+  profile_cache_.clear();
+  pending_by_uid_.clear();
+  FlushCounts();
+}
+
+void DecisionEngine::FlushCounts() {
+  evaluated_->Inc(tally_.evaluated);
+  skipped_->Inc(tally_.skipped);
+  late_->Inc(tally_.late);
+  repeats_->Inc(tally_.repeats);
+  suppressed_->Inc(tally_.suppressed);
+  profile_failed_->Inc(tally_.profile_failed);
+  tally_ = Tally();
+}
+
+namespace {
+
+bool CooledDown(const std::vector<TimestampMs>& fired, TimestampMs at, int64_t cooldown) {
+  int64_t gap = std::max<int64_t>(cooldown, 1);
+  auto it = std::lower_bound(fired.begin(), fired.end(), at - gap + 1);
+  return it != fired.end() && *it < at + gap;
+}
+
+RuleState::Group& GroupOf(RuleState* s, std::string_view rule, std::string_view key) {
+  for (auto& g : s->groups) {
+    if (g.rule == rule && g.key == key) return g;
+  }
+  RuleState::Group& g = s->groups.emplace_back();
+  g.rule = rule;
+  g.key = key;
+  return g;
+}
+
+}  // namespace
+
+void DecisionEngine::Apply(const DecisionRules& rules, const Event& e, RuleState* state,
+                           const std::function<bool(const DecisionRuleSpec&, const Event&)>& profile_ok,
+                           std::vector<Decision>* out) {
+  const std::vector<size_t>* which = rules.ForType(e.type);
+  if (!which) return;
+  const auto h = static_cast<uint32_t>(RecentIds::Hash(e.id));
+  std::vector<TimestampMs> candidates;
+  for (size_t i : *which) {
+    const DecisionRuleSpec& r = rules.specs()[i];
+    ++tally_.evaluated;
+    std::string key;
+    if (!r.key.empty()) {
+      std::string_view raw = e.Prop(r.key);
+      if (raw.empty()) {
+        ++tally_.skipped;
+        continue;
+      }
+      key = PropText(raw);
+    }
+    if (state->newest != INT64_MIN && e.ts < state->newest - r.within_ms) {
+      ++tally_.late;
+      continue;
+    }
+    RuleState::Group& g = GroupOf(state, r.name, key);
+    RuleState::Seen seen{e.ts, h, !r.after.empty() && e.type == r.after};
+    auto pos = std::lower_bound(g.seen.begin(), g.seen.end(), seen);
+    if (pos != g.seen.end() && pos->ts == seen.ts && pos->id == seen.id) {
+      ++tally_.repeats;
+      continue;
+    }
+    const size_t at_index = static_cast<size_t>(pos - g.seen.begin());
+    g.seen.insert(pos, seen);
+    // The event times that close a match holding this event, earliest first.
+    candidates.clear();
+    const int64_t w = r.within_ms;
+    if (r.after.empty()) {
+      const size_t n = static_cast<size_t>(r.at_least);
+      for (size_t a = at_index >= n - 1 ? at_index - (n - 1) : 0; a <= at_index; ++a) {
+        size_t b = a + n - 1;
+        if (b >= g.seen.size()) break;
+        if (g.seen[b].ts - g.seen[a].ts <= w) candidates.push_back(g.seen[b].ts);
+      }
+    } else if (seen.first) {  // an `after` event: completes `on` events up to `within` later
+      for (const auto& s : g.seen) {
+        if (!s.first && s.ts >= e.ts && s.ts - e.ts <= w) candidates.push_back(s.ts);
+      }
+    } else {
+      for (const auto& s : g.seen) {
+        if (s.first && s.ts <= e.ts && e.ts - s.ts <= w) {
+          candidates.push_back(e.ts);
+          break;
+        }
+      }
+    }
+    for (TimestampMs at : candidates) {
+      if (CooledDown(g.fired, at, r.cooldown_ms)) {
+        ++tally_.suppressed;
+        continue;
+      }
+      if (profile_ok && !profile_ok(r, e)) {
+        ++tally_.profile_failed;
+        break;
+      }
+      g.fired.insert(std::upper_bound(g.fired.begin(), g.fired.end(), at), at);
+      Decision& d = out->emplace_back();
+      d.uid = std::string(e.PartitionKey());
+      d.id = DecisionId(r.name, d.uid, key, at);
+      d.rule = r.name;
+      d.action = r.action;
+      d.key = key;
+      d.at = at;
+      d.decided_ms = NowMs();
+      d.event_id = e.id;
+      EvalTemplate(r.payload, e, &d.payload);
+      d.json = d.ToJson();
+      break;
+    }
+  }
+  state->newest = std::max(state->newest, e.ts);
+}
+
+void DecisionEngine::Prune(const DecisionRules& rules, RuleState* s) const {
+  auto& groups = s->groups;
+  for (auto& g : groups) {
+    const DecisionRuleSpec* r = rules.Find(g.rule);
+    if (!r) {  // a rule removed by a reload
+      g.seen.clear();
+      g.fired.clear();
+      continue;
+    }
+    TimestampMs events_from = s->newest - r->within_ms;
+    g.seen.erase(g.seen.begin(), std::lower_bound(g.seen.begin(), g.seen.end(), RuleState::Seen{events_from, 0, false}));
+    TimestampMs fired_from = s->newest - r->HorizonMs();
+    g.fired.erase(g.fired.begin(), std::lower_bound(g.fired.begin(), g.fired.end(), fired_from));
+  }
+  std::erase_if(groups, [](const RuleState::Group& g) { return g.seen.empty() && g.fired.empty(); });
+  const size_t cap = config_.decisions.max_entries_per_user;
+  size_t n = s->entries();
+  if (n <= cap) return;
+  // Over the cap: drop the oldest events (across groups) until it fits.
+  std::vector<TimestampMs> times;
+  for (const auto& g : groups) {
+    for (const auto& e : g.seen) times.push_back(e.ts);
+  }
+  size_t drop = std::min(times.size(), n - cap);
+  if (drop == 0) return;
+  std::nth_element(times.begin(), times.begin() + static_cast<ptrdiff_t>(drop - 1), times.end());
+  TimestampMs cut = times[drop - 1];
+  for (auto& g : groups) std::erase_if(g.seen, [&](const RuleState::Seen& e) { return e.ts <= cut; });
+  std::erase_if(groups, [](const RuleState::Group& g) { return g.seen.empty() && g.fired.empty(); });
+}
+
+bool DecisionEngine::ProfileOk(const DecisionRuleSpec& rule, const Event& e, std::span<const Action> pending) {
+  if (rule.profile.empty()) return true;
+  const std::string uid(e.PartitionKey());
+  auto cached = profile_cache_.find(uid);
+  if (cached == profile_cache_.end()) {
+    auto got = profiles_->Get(uid, {}, NowMs());
+    if (!got.ok()) {
+      profile_error_ = got.status();
+      return false;
+    }
+    cached = profile_cache_.emplace(uid, std::move(got).value()).first;
+    if (pending_by_uid_.empty()) {
+      for (size_t i = 0; i < pending.size(); ++i) pending_by_uid_.emplace(pending[i].uid, i);
+    }
+  }
+  const Profile& p = cached->second;
+  std::string json, text;
+  for (const ProfileTest& t : rule.profile) {
+    const TagConfig* cfg = config_.tags.Find(t.tag);
+    if (!cfg) return false;
+    fusion::TagState st;
+    st.type = cfg->type;
+    auto it = std::lower_bound(p.tags.begin(), p.tags.end(), t.tag, [](const TagValue& v, const std::string& n) { return v.name < n; });
+    if (it != p.tags.end() && it->name == t.tag) st = it->state;
+    auto [from, to] = pending_by_uid_.equal_range(uid);
+    std::vector<size_t> mine;
+    for (auto i = from; i != to; ++i) {
+      if (pending[i->second].tag == t.tag) mine.push_back(i->second);
+    }
+    std::sort(mine.begin(), mine.end());
+    for (size_t i : mine) fusion::Apply(st, pending[i], *cfg);
+    bool present = st.present;
+    if (present && t.key) {
+      if (!EvalTemplate(*t.key, e, &json, &text)) return false;  // the event lacks what the test reads
+      present = cfg->type == TagType::kMap ? st.map.count(text) > 0 : st.members.count(json) > 0;
+    } else if (present) {
+      switch (cfg->type) {
+        case TagType::kNumber: present = st.number != 0; break;
+        case TagType::kMap: present = !st.map.empty(); break;
+        case TagType::kSet: present = !st.members.empty(); break;
+        case TagType::kList: present = !st.items.empty(); break;
+        case TagType::kString: present = !st.text.empty(); break;
+      }
+    }
+    if (present != t.present) return false;
+  }
+  return true;
+}
+
+Status DecisionEngine::Evaluate(const DecisionRules& rules, std::span<const Action> pending, std::vector<Decision>* out) {
+  profile_cache_.clear();
+  pending_by_uid_.clear();
+  profile_error_ = Status::Ok();
+  if (dirty_) {  // the last attempt did not commit: what it changed is not in the store
+    for (const std::string& uid : touched_) states_.erase(uid);
+  }
+  dirty_ = true;
+  touched_.clear();
+  std::vector<std::string> missing;
+  {
+    std::unordered_map<std::string_view, bool> batch_users;
+    for (const Event& e : events_) {
+      if (!batch_users.emplace(e.PartitionKey(), true).second) continue;
+      touched_.emplace_back(e.PartitionKey());
+      if (!states_.count(touched_.back())) missing.push_back(touched_.back());
+    }
+  }
+  if (!missing.empty()) {
+    std::vector<std::string> states;
+    RETURN_IF_ERROR(store_->ReadRuleStates(missing, &states));
+    for (size_t i = 0; i < missing.size(); ++i) {
+      RuleState& st = states_[missing[i]];
+      if (states[i].empty()) continue;
+      if (Status ds = DecodeRuleState(states[i], &st); !ds.ok()) {
+        spdlog::error("decisions: rule state of {}: {}; starting it afresh", missing[i], ds.ToString());
+        st = RuleState();
+      }
+    }
+  }
+  size_t first = out->size();
+  RuleState* state = nullptr;
+  std::string_view state_of;
+  auto profile_ok = [&](const DecisionRuleSpec& r, const Event& ev) { return ProfileOk(r, ev, pending); };
+  for (const Event& e : events_) {
+    if (!state || state_of != e.PartitionKey()) {
+      state = &states_.find(std::string(e.PartitionKey()))->second;
+      state_of = e.PartitionKey();
+    }
+    Apply(rules, e, state, profile_ok, out);
+    if (!profile_error_.ok()) {
+      out->resize(first);
+      return profile_error_.WithContext("decisions: reading the profile of " + std::string(e.PartitionKey()));
+    }
+  }
+  return Status::Ok();
+}
+
+Status DecisionEngine::Commit(const DecisionRules& rules, std::span<const Decision> decided) {
+  std::vector<RuleStateWrite> writes;
+  writes.reserve(touched_.size());
+  int64_t entries = 0;
+  for (const std::string& uid : touched_) {
+    RuleState& st = states_[uid];
+    Prune(rules, &st);
+    RuleStateWrite& w = writes.emplace_back();
+    w.uid = uid;
+    if (!st.groups.empty()) EncodeRuleState(st, &w.state);
+    entries += static_cast<int64_t>(st.entries());
+  }
+  std::vector<StoredDecision> stored;
+  stored.reserve(decided.size());
+  for (const Decision& d : decided) stored.push_back({d.uid, d.id, d.at, d.json});
+  RETURN_IF_ERROR(store_->WriteRuleStates(writes, rules.StateTtlMs(), stored, config_.decisions));
+  dirty_ = false;
+  state_entries_->Set(entries);
+  if (states_.size() > cache_users_) {
+    states_.clear();  // over the cache's bound (or no cache): read them again when they come back
+  } else {
+    for (const RuleStateWrite& w : writes) {
+      if (w.state.empty()) states_.erase(w.uid);
+    }
+  }
+  touched_.clear();
+  Clear();
+  return Status::Ok();
+}
+
+}  // namespace portrait

@@ -1,0 +1,203 @@
+#include "features/decisions/decisions_feature.h"
+
+#include <spdlog/spdlog.h>
+
+#include "core/json.h"
+#include "delivery/webhook.h"
+#include "features/decisions/decisions.h"
+#include "features/decisions/dispatcher.h"
+
+namespace portrait {
+namespace {
+
+constexpr Namespace kNamespaces[] = {
+    {"rule_state", "the recent events the rules may still match and the decisions cooling down"},
+    {"decisions", "the user's recent decisions (GET /v1/decisions/{uid})"},
+};
+
+class DecisionsStage : public Stage {
+ public:
+  DecisionsStage(const Config& config, ProfileStore* profiles, DecisionStore* store, const DecisionRuleBook* book,
+                 DecisionOutbox* outbox, MetricsRegistry* metrics, size_t cache_users)
+      : engine_(config, profiles, store, metrics, cache_users), store_(store), book_(book), outbox_(outbox) {}
+
+  std::string_view name() const override { return "decisions"; }
+  std::span<const Namespace> namespaces() const override { return kNamespaces; }
+
+  // The rules in force when a batch starts hold for all of it (a reload takes the next).
+  void BeginBatch() override {
+    if (engine_.empty()) rules_ = book_->Get();
+  }
+
+  void OnRecord(const Record& r, Batch&) override {
+    if (r.event) engine_.Add(*rules_, *r.event);
+  }
+
+  // Decisions before the profile write: a crash in between replays events the rule state
+  // has already seen, which decides nothing again.
+  Status BeforeWrite(Batch& batch) override {
+    if (engine_.empty()) return Status::Ok();
+    decided_.clear();
+    RETURN_IF_ERROR(engine_.Evaluate(*rules_, batch.actions, &decided_));
+    size_t fresh = 0;
+    RETURN_IF_ERROR(outbox_->Publish(decided_, &fresh));
+    return engine_.Commit(*rules_, decided_);
+  }
+
+  Status Erase(const Erasure& e) override {
+    for (const std::string& id : e.ids) {
+      RETURN_IF_ERROR(store_->EraseUser(id));
+      engine_.Forget(id);
+    }
+    return Status::Ok();
+  }
+
+  Result<std::vector<std::string>> Holding(std::string_view id) override {
+    std::vector<std::string> out;
+    std::vector<std::string> states;
+    const std::string ids[] = {std::string(id)};
+    RETURN_IF_ERROR(store_->ReadRuleStates(ids, &states));
+    if (!states.empty() && !states[0].empty()) out.push_back("rule_state");
+    ASSIGN_OR_RETURN(auto recent, store_->RecentDecisions(id, 1));
+    if (!recent.empty()) out.push_back("decisions");
+    return out;
+  }
+
+ private:
+  DecisionEngine engine_;
+  DecisionStore* store_;
+  const DecisionRuleBook* book_;
+  DecisionOutbox* outbox_;
+  std::shared_ptr<const DecisionRules> rules_;
+  std::vector<Decision> decided_;
+};
+
+class DecisionsFeature : public Feature {
+ public:
+  std::string_view name() const override { return "decisions"; }
+
+  Status Open(const FeatureHost& host) override {
+    host_ = host;
+    ASSIGN_OR_RETURN(wiring_, OpenDecisions(*host.config, host.store, host.serving ? &feed_ : nullptr, host.metrics));
+    const DecisionsConfig& cfg = host.config->decisions;
+    if (host.serving && wiring_.outbox && !cfg.webhook.empty() && host.retry) {
+      webhook_ = std::make_unique<WebhookSink>(cfg.webhook, cfg.webhook_timeout_ms, host.metrics);
+      host.retry->AddSink(webhook_.get());
+      dispatcher_ = std::make_unique<DecisionDispatcher>(wiring_.topic.get(), host.retry, webhook_.get(), host.metrics);
+    }
+    return Status::Ok();
+  }
+
+  StageFactory stage() override {
+    if (!wiring_.outbox) return nullptr;
+    return [this](const StageContext& ctx) {
+      // A worker of the embedded log is the only writer of its users' states: it may keep them.
+      size_t cache = ctx.sole_owner ? host_.config->decisions.cache_users : 0;
+      return std::make_unique<DecisionsStage>(*host_.config, host_.store, wiring_.store.get(),
+                                              wiring_.rules.get(), wiring_.outbox.get(), host_.metrics, cache);
+    };
+  }
+
+  void AddRoutes(RouteTable& routes) override {
+    routes.Add({"GET", "/v1/decisions/stream", Scope::kRead,
+                "decisions as they are made, as Server-Sent Events (`?uid=`, `?rule=`)",
+                [this](RouteCall& c) { return Stream(c.http); }, "decision_stream"});
+    routes.Add({"GET", "/v1/decisions/{uid}", Scope::kRead, "the user's recent decisions, newest first (`?limit=N`)",
+                [this](RouteCall& c) { return Recent(c.http, c.param(0)); }, "decisions"});
+  }
+
+  Status Start() override {
+    if (dispatcher_) return dispatcher_->Start();
+    return Status::Ok();
+  }
+
+  void Stop() override {
+    if (dispatcher_) dispatcher_->Stop();
+  }
+
+  void Close() override {
+    if (wiring_.topic) wiring_.topic->Close();
+  }
+
+  Status Reload(const Config& loaded, std::string* summary) override {
+    if (!wiring_.rules) {
+      return Status::FailedPrecondition("this store keeps no rule state; decisions are off");
+    }
+    ASSIGN_OR_RETURN(auto rules, DecisionRules::Compile(loaded.decisions.rules, *host_.config));
+    if (loaded.decisions.webhook != host_.config->decisions.webhook) {
+      spdlog::warn("reload: [decisions] webhook changed; it takes effect at the next restart");
+    }
+    size_t n = rules->specs().size();
+    wiring_.rules->Set(std::move(rules));
+    *summary += "\"decision_rules\":" + std::to_string(n);
+    return Status::Ok();
+  }
+
+ private:
+  HttpResponse Recent(const HttpRequest& req, std::string_view uid) {
+    size_t limit;
+    if (auto bad = ParseLimit(req, &limit)) return *bad;
+    DecisionStore* store = wiring_.store.get();
+    if (!store) return Error(404, "not_found", "this server makes no decisions (its store keeps no rule state)");
+    auto got = store->RecentDecisions(uid, limit);
+    if (!got.ok()) return Error(HttpStatusFor(got.status()), "store_error", got.status().message());
+    std::string out;
+    JsonWriter w(&out);
+    w.BeginObject().Key("uid").String(uid).Key("decisions").BeginArray();
+    for (const std::string& json : *got) w.Raw(json);
+    w.EndArray().EndObject();
+    return {200, "application/json", std::move(out)};
+  }
+
+  HttpResponse Stream(const HttpRequest& req) {
+    if (!wiring_.outbox) return Error(404, "not_found", "this server makes no decisions");
+    std::string uid, rule;
+    if (auto it = req.query.find("uid"); it != req.query.end()) uid = it->second;
+    if (auto it = req.query.find("rule"); it != req.query.end()) rule = it->second;
+    auto stream = std::make_shared<HttpStream>();
+    // Opens the stream at once, so a client knows it is subscribed before any decision.
+    stream->Write(": portrait decisions\nretry: 1000\n\n");
+    std::weak_ptr<HttpStream> weak = stream;
+    uint64_t id = feed_.Subscribe([weak, uid, rule](const std::string& json) {
+      auto s = weak.lock();
+      if (!s) return;
+      std::string_view j = json;
+      // Decisions are written by Decision::ToJson: "uid" and "rule" are plain JSON strings.
+      if (!uid.empty()) {
+        std::string needle = "\"uid\":";
+        AppendJsonString(&needle, uid);
+        if (j.find(needle) == std::string_view::npos) return;
+      }
+      if (!rule.empty()) {
+        std::string needle = "\"rule\":";
+        AppendJsonString(&needle, rule);
+        if (j.find(needle) == std::string_view::npos) return;
+      }
+      std::string event = "event: decision\nid: ";
+      event += DecisionIdOf(json);
+      event += "\ndata: ";
+      event += json;
+      event += "\n\n";
+      s->Write(event);
+    });
+    DecisionFeed* feed = &feed_;
+    stream->OnEnd([feed, id] { feed->Unsubscribe(id); });
+    HttpResponse resp{200, "text/event-stream", ""};
+    resp.headers.emplace_back("Cache-Control", "no-cache");
+    resp.headers.emplace_back("X-Accel-Buffering", "no");
+    resp.stream = std::move(stream);
+    return resp;
+  }
+
+  FeatureHost host_;
+  DecisionFeed feed_;
+  DecisionWiring wiring_;
+  std::unique_ptr<WebhookSink> webhook_;
+  std::unique_ptr<DecisionDispatcher> dispatcher_;
+};
+
+}  // namespace
+
+std::unique_ptr<Feature> MakeDecisionsFeature() { return std::make_unique<DecisionsFeature>(); }
+
+}  // namespace portrait

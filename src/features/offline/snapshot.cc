@@ -1,0 +1,360 @@
+#include "features/offline/snapshot.h"
+
+#include <fcntl.h>
+#include <rocksdb/convenience.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <signal.h>
+#include <simdjson.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/action.h"
+#include "core/event.h"
+#include "core/json.h"
+
+namespace portrait {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kLogName = "completed.ndjson";
+
+Status FsyncPath(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::IOError("cannot open " + path + " to sync it");
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return Status::IOError("fsync " + path + " failed");
+  return Status::Ok();
+}
+
+// Serialises writers of the completion log and of snapshot directories (flock; released
+// by the kernel if the process dies).
+class WriterLock {
+ public:
+  static Result<WriterLock> Acquire(const std::string& dir) {
+    std::string path = dir + "/.lock";
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return Status::IOError("cannot open " + path);
+    if (::flock(fd, LOCK_EX) != 0) {
+      ::close(fd);
+      return Status::IOError("cannot lock " + path);
+    }
+    return WriterLock(fd);
+  }
+  WriterLock(WriterLock&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  ~WriterLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+ private:
+  explicit WriterLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+Status AppendRow(const std::string& dir, const std::string& json) {
+  std::string path = dir + "/" + kLogName;
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IOError("cannot open " + path);
+  std::string line = json + "\n";
+  bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) return Status::IOError("cannot append to " + path);
+  return FsyncPath(dir);
+}
+
+std::string SnapshotPath(const std::string& dir, std::string_view date, int version) {
+  return dir + "/date=" + std::string(date) + "/v=" + std::to_string(version);
+}
+
+rocksdb::Options SnapshotOptions() {
+  rocksdb::Options o;
+  rocksdb::BlockBasedTableOptions t;
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  t.block_cache = rocksdb::NewLRUCache(32 << 20);
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  o.max_open_files = -1;  // opens every file up front: a retired snapshot's deletion cannot hurt a reader
+  auto supported = rocksdb::GetSupportedCompressions();
+  if (std::find(supported.begin(), supported.end(), rocksdb::kLZ4Compression) != supported.end()) {
+    o.compression = rocksdb::kLZ4Compression;
+  }
+  return o;
+}
+
+bool ProcessAlive(long pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
+
+// Deletes temporary directories left by writers that died.
+void RemoveAbandoned(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::string name = e.path().filename().string();
+    if (name.rfind(".tmp-", 0) != 0) continue;
+    long pid = std::atol(name.c_str() + 5);
+    if (ProcessAlive(pid)) continue;
+    spdlog::info("snapshot: removing {} left by a writer that stopped before completing it", e.path().string());
+    fs::remove_all(e.path(), ec);
+  }
+}
+
+uint64_t DirBytes(const std::string& path) {
+  uint64_t n = 0;
+  std::error_code ec;
+  for (const auto& e : fs::recursive_directory_iterator(path, ec)) {
+    if (e.is_regular_file(ec)) n += e.file_size(ec);
+  }
+  return n;
+}
+
+}  // namespace
+
+TimestampMs SnapshotAsOf(std::string_view date) { return DayStartMs(date).value_or(0) + 86'400'000 - 1; }
+
+std::string SnapshotInfo::Mark() const { return SnapshotMark(date, version); }
+
+std::string SnapshotInfo::ToJson() const {
+  std::string out;
+  JsonWriter w(&out);
+  w.BeginObject().Key("date").String(date).Key("version").Int(version).Key("users").Int(static_cast<int64_t>(users));
+  w.Key("bytes").Int(static_cast<int64_t>(bytes)).Key("completed_at").String(completed_at).Key("source").String(source);
+  if (!retired_at.empty()) w.Key("retired_at").String(retired_at);
+  w.EndObject();
+  return out;
+}
+
+Result<std::vector<SnapshotInfo>> ReadCompletionLog(const std::string& dir) {
+  std::vector<SnapshotInfo> rows;
+  std::ifstream in(dir + "/" + kLogName, std::ios::binary);
+  if (!in) return rows;  // nothing completed yet
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  simdjson::dom::parser parser;
+  size_t pos = 0, line_no = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    ++line_no;
+    if (nl == std::string::npos) break;  // torn last line: its writer died before the fsync
+    std::string_view line(text.data() + pos, nl - pos);
+    pos = nl + 1;
+    if (line.empty()) continue;
+    simdjson::dom::element doc;
+    SnapshotInfo r;
+    std::string_view date, s;
+    int64_t v = 0;
+    if (parser.parse(line.data(), line.size()).get(doc) || doc["date"].get(date) || doc["version"].get(v)) {
+      spdlog::warn("snapshot: {}/{} line {} is not a completion row; ignored", dir, kLogName, line_no);
+      continue;
+    }
+    r.date = date;
+    r.version = static_cast<int>(v);
+    if (!doc["retired_at"].get(s)) {
+      for (auto& row : rows) {
+        if (row.date == r.date && row.version == r.version) row.retired_at = s;
+      }
+      continue;
+    }
+    uint64_t n = 0;
+    if (!doc["users"].get(n)) r.users = n;
+    if (!doc["bytes"].get(n)) r.bytes = n;
+    if (!doc["completed_at"].get(s)) r.completed_at = s;
+    if (!doc["source"].get(s)) r.source = s;
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
+Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::Create(const std::string& dir, std::string date,
+                                                               std::string source) {
+  if (!DayStartMs(date)) return Status::InvalidArgument("snapshot date \"" + date + "\" is not a date YYYY-MM-DD");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Status::IOError("cannot create " + dir + ": " + ec.message());
+  RemoveAbandoned(dir);
+  std::unique_ptr<SnapshotWriter> w(new SnapshotWriter());
+  w->dir_ = dir;
+  w->date_ = std::move(date);
+  w->source_ = std::move(source);
+  w->tmp_ = dir + "/.tmp-" + std::to_string(::getpid()) + "-" + w->date_ + "-" +
+            std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+  rocksdb::Options o = SnapshotOptions();
+  o.PrepareForBulkLoad();
+  o.create_if_missing = true;
+  o.error_if_exists = true;
+  o.write_buffer_size = 64 << 20;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(o, w->tmp_, &db);
+  if (!s.ok()) return Status::IOError("snapshot: cannot create " + w->tmp_ + ": " + s.ToString());
+  w->db_.reset(db);
+  return w;
+}
+
+SnapshotWriter::~SnapshotWriter() {
+  if (db_) {
+    db_->Close();
+    db_.reset();
+  }
+  if (!tmp_.empty()) {
+    std::error_code ec;
+    fs::remove_all(tmp_, ec);
+  }
+}
+
+Status SnapshotWriter::Put(std::string_view uid, std::string_view profile_json) {
+  rocksdb::WriteOptions wo;
+  wo.disableWAL = true;  // the whole snapshot is synced by Commit, or discarded
+  rocksdb::Status s = db_->Put(wo, rocksdb::Slice(uid.data(), uid.size()),
+                               rocksdb::Slice(profile_json.data(), profile_json.size()));
+  if (!s.ok()) return Status::IOError("snapshot write: " + s.ToString());
+  users_.fetch_add(1, std::memory_order_relaxed);
+  return Status::Ok();
+}
+
+Result<SnapshotInfo> SnapshotWriter::Commit(int keep) {
+  rocksdb::Status s = db_->Flush(rocksdb::FlushOptions());
+  // A few level-0 files cost a reader only a bloom-filter probe each; past that, one sorted
+  // run keeps a lookup to one file.
+  std::string l0;
+  if (s.ok() && db_->GetProperty("rocksdb.num-files-at-level0", &l0) && std::atoi(l0.c_str()) > 8) {
+    s = db_->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
+  }
+  if (s.ok()) s = db_->Close();
+  if (!s.ok()) return Status::IOError("snapshot: cannot finish " + tmp_ + ": " + s.ToString());
+  db_.reset();
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(tmp_, ec)) {
+    if (e.is_regular_file(ec)) RETURN_IF_ERROR(FsyncPath(e.path().string()));
+  }
+  RETURN_IF_ERROR(FsyncPath(tmp_));
+
+  SnapshotInfo info;
+  info.date = date_;
+  info.users = users_.load();
+  info.bytes = DirBytes(tmp_);
+  info.source = source_;
+  {
+    ASSIGN_OR_RETURN(WriterLock lock, WriterLock::Acquire(dir_));
+    ASSIGN_OR_RETURN(auto rows, ReadCompletionLog(dir_));
+    int version = 0;
+    for (const auto& r : rows) {
+      if (r.date == date_) version = std::max(version, r.version);
+    }
+    info.version = version + 1;
+    std::string date_dir = dir_ + "/date=" + date_;
+    fs::create_directories(date_dir, ec);
+    std::string final_path = SnapshotPath(dir_, date_, info.version);
+    fs::remove_all(final_path, ec);  // a directory without a row: a writer died between rename and append
+    fs::rename(tmp_, final_path, ec);
+    if (ec) return Status::IOError("snapshot: cannot move " + tmp_ + " to " + final_path + ": " + ec.message());
+    tmp_.clear();
+    RETURN_IF_ERROR(FsyncPath(date_dir));
+    RETURN_IF_ERROR(FsyncPath(dir_));
+    info.completed_at = FormatIsoUtc(NowMs());
+    RETURN_IF_ERROR(AppendRow(dir_, info.ToJson()));
+  }
+  RETURN_IF_ERROR(RetireSnapshots(dir_, keep));
+  return info;
+}
+
+Status RetireSnapshots(const std::string& dir, int keep) {
+  ASSIGN_OR_RETURN(WriterLock lock, WriterLock::Acquire(dir));
+  ASSIGN_OR_RETURN(auto rows, ReadCompletionLog(dir));
+  std::vector<const SnapshotInfo*> live;
+  for (const auto& r : rows) {
+    if (r.retired_at.empty()) live.push_back(&r);
+  }
+  std::sort(live.begin(), live.end(), [](auto* a, auto* b) {
+    return a->date != b->date ? a->date > b->date : a->version > b->version;
+  });
+  for (size_t i = static_cast<size_t>(std::max(keep, 1)); i < live.size(); ++i) {
+    std::string row;
+    JsonWriter w(&row);
+    w.BeginObject().Key("date").String(live[i]->date).Key("version").Int(live[i]->version);
+    w.Key("retired_at").String(FormatIsoUtc(NowMs())).EndObject();
+    RETURN_IF_ERROR(AppendRow(dir, row));
+    std::error_code ec;
+    std::string path = SnapshotPath(dir, live[i]->date, live[i]->version);
+    fs::remove_all(path, ec);
+    fs::remove(fs::path(path).parent_path(), ec);  // only when empty
+    spdlog::info("snapshot: retired {}", live[i]->Mark());
+  }
+  return Status::Ok();
+}
+
+SnapshotCatalog::SnapshotCatalog(std::string dir) : dir_(std::move(dir)) {}
+SnapshotCatalog::~SnapshotCatalog() = default;
+
+Status SnapshotCatalog::Refresh() {
+  struct stat st;
+  int64_t size = -1, mtime = -1;
+  if (::stat((dir_ + "/" + kLogName).c_str(), &st) == 0) {
+    size = st.st_size;
+    mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  if (size == seen_size_ && mtime == seen_mtime_ns_) return Status::Ok();
+  ASSIGN_OR_RETURN(auto rows, ReadCompletionLog(dir_));
+  rows_ = std::move(rows);
+  seen_size_ = size;
+  seen_mtime_ns_ = mtime;
+  for (auto it = open_.begin(); it != open_.end();) {
+    bool live = std::any_of(rows_.begin(), rows_.end(), [&](auto& r) { return r.retired_at.empty() && r.Mark() == it->first; });
+    it = live ? std::next(it) : open_.erase(it);
+  }
+  return Status::Ok();
+}
+
+std::vector<SnapshotInfo> SnapshotCatalog::List() {
+  std::lock_guard<std::mutex> l(mu_);
+  return rows_;
+}
+
+std::optional<SnapshotInfo> SnapshotCatalog::NewestBefore(std::string_view day) {
+  std::lock_guard<std::mutex> l(mu_);
+  const SnapshotInfo* best = nullptr;
+  for (const auto& r : rows_) {
+    if (!r.retired_at.empty() || r.date >= day) continue;
+    if (!best || r.date > best->date || (r.date == best->date && r.version > best->version)) best = &r;
+  }
+  if (!best) return std::nullopt;
+  return *best;
+}
+
+Result<std::shared_ptr<rocksdb::DB>> SnapshotCatalog::Open(const SnapshotInfo& s) {
+  std::string mark = s.Mark();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = open_.find(mark); it != open_.end()) return it->second;
+  }
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status st = rocksdb::DB::OpenForReadOnly(SnapshotOptions(), SnapshotPath(dir_, s.date, s.version), &db);
+  if (!st.ok()) return Status::IOError("snapshot " + mark + ": cannot open: " + st.ToString());
+  std::shared_ptr<rocksdb::DB> shared(db);
+  std::lock_guard<std::mutex> l(mu_);
+  auto [it, fresh] = open_.emplace(mark, shared);
+  return it->second;
+}
+
+Result<std::optional<std::string>> SnapshotCatalog::Lookup(const SnapshotInfo& s, std::string_view uid) {
+  ASSIGN_OR_RETURN(auto db, Open(s));
+  std::string value;
+  rocksdb::Status st = db->Get(rocksdb::ReadOptions(), rocksdb::Slice(uid.data(), uid.size()), &value);
+  if (st.IsNotFound()) return std::optional<std::string>();
+  if (!st.ok()) return Status::IOError("snapshot " + s.Mark() + ": " + st.ToString());
+  return std::optional<std::string>(std::move(value));
+}
+
+}  // namespace portrait

@@ -1,0 +1,102 @@
+// Offline snapshots: immutable per-user offline profiles, and the completion log that says
+// which of them are whole.
+//
+// A snapshot is a read-only RocksDB database under DIR/date=YYYY-MM-DD/v=N, keyed by uid,
+// whose values are the user's offline tags as one JSON object ({"clicks": [...], ...}, each
+// value in the form the profile API renders it). A SnapshotWriter builds it in a temporary
+// directory; Commit() syncs it, takes the next version for its date under an exclusive lock,
+// renames it into place and only then appends its row to DIR/completed.ndjson (fsynced):
+//   {"date":"2026-11-20","version":1,"users":812,"bytes":90211,"completed_at":"...","source":"batch"}
+// A writer that dies before that leaves only a temporary directory, which no reader opens
+// and the next writer deletes. Readers (SnapshotCatalog) only open snapshots with a row.
+// Retiring a snapshot appends {"date":...,"version":...,"retired_at":...} and deletes it.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/dates.h"
+#include "core/status.h"
+#include "core/types.h"
+
+namespace rocksdb {
+class DB;
+}
+
+namespace portrait {
+
+// The last millisecond of `date`: the time offline values are stamped with.
+TimestampMs SnapshotAsOf(std::string_view date);
+
+struct SnapshotInfo {
+  std::string date;
+  int version = 0;
+  uint64_t users = 0;
+  uint64_t bytes = 0;
+  std::string completed_at;
+  std::string source;      // "batch" or "import"
+  std::string retired_at;  // empty while it can be read
+
+  std::string Mark() const;  // "date/version"
+  std::string ToJson() const;
+};
+
+// The completion log, newest row last; retired rows are folded into the rows they retire.
+// A torn last line (a writer killed mid-append) is ignored.
+Result<std::vector<SnapshotInfo>> ReadCompletionLog(const std::string& dir);
+
+class SnapshotWriter {
+ public:
+  // Starts a snapshot of `date` under `dir` (created when missing).
+  static Result<std::unique_ptr<SnapshotWriter>> Create(const std::string& dir, std::string date, std::string source);
+  ~SnapshotWriter();  // without Commit(): deletes what was written
+
+  // Thread-safe. `profile_json` is the user's offline tags as a JSON object.
+  Status Put(std::string_view uid, std::string_view profile_json);
+  // Makes the snapshot whole and visible; then retires all but the newest `keep` snapshots.
+  Result<SnapshotInfo> Commit(int keep);
+
+ private:
+  SnapshotWriter() = default;
+  std::string dir_, date_, source_, tmp_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::atomic<uint64_t> users_{0};
+};
+
+// Retires all but the newest `keep` complete snapshots of `dir`.
+Status RetireSnapshots(const std::string& dir, int keep);
+
+// What readers see: the completion log (re-read when it changes) and open snapshots.
+// Thread-safe.
+class SnapshotCatalog {
+ public:
+  explicit SnapshotCatalog(std::string dir);
+  ~SnapshotCatalog();
+
+  // Re-reads the completion log if it changed since the last call (a stat otherwise).
+  Status Refresh();
+  std::vector<SnapshotInfo> List();
+  // The newest complete snapshot dated before `day` (that is, day - 1 or older).
+  std::optional<SnapshotInfo> NewestBefore(std::string_view day);
+  // The user's offline profile JSON in snapshot `s`, or nullopt when the user is absent.
+  Result<std::optional<std::string>> Lookup(const SnapshotInfo& s, std::string_view uid);
+  const std::string& dir() const { return dir_; }
+
+ private:
+  Result<std::shared_ptr<rocksdb::DB>> Open(const SnapshotInfo& s);
+
+  std::string dir_;
+  std::mutex mu_;
+  int64_t seen_size_ = -1;
+  int64_t seen_mtime_ns_ = -1;
+  std::vector<SnapshotInfo> rows_;
+  std::map<std::string, std::shared_ptr<rocksdb::DB>> open_;  // by mark
+};
+
+}  // namespace portrait

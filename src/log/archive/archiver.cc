@@ -1,0 +1,284 @@
+#include "log/archive/archiver.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <simdjson.h>
+
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+
+#include "core/event.h"
+#include "log/archive/archive_files.h"
+#include "core/record_kind.h"
+#include "core/dates.h"
+
+namespace portrait {
+
+namespace fs = std::filesystem;
+
+Archiver::Archiver(const ArchiveConfig& config, std::string dir, Log* log, MetricsRegistry* m)
+    : config_(config), dir_(std::move(dir)), log_(log) {
+  archived_ = m->GetCounter("portrait_archive_events_total", "Events written to the archive");
+  files_ = m->GetCounter("portrait_archive_files_total", "Archive part files written");
+  errors_ = m->GetCounter("portrait_archive_errors_total", "Archive writes that failed (retried)");
+  rewritten_ = m->GetCounter("portrait_archive_erasure_rewrites_total", "Part files rewritten without erased users' events");
+}
+
+Archiver::~Archiver() { Stop(); }
+
+std::string Archiver::HourPath(TimestampMs ts) {
+  constexpr int64_t kDayMs = 86'400'000;
+  int64_t hour = ((ts % kDayMs) + kDayMs) % kDayMs / 3'600'000;
+  return "date=" + DateOf(ts) + (hour < 10 ? "/hour=0" : "/hour=") + std::to_string(hour);
+}
+
+Status Archiver::Start() {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) return Status::IOError("archive dir " + dir_ + ": " + ec.message());
+  // Part files of a write a crash interrupted: they will be written again.
+  for (auto it = fs::recursive_directory_iterator(dir_, ec); !ec && it != fs::recursive_directory_iterator(); ++it) {
+    if (it->path().extension() == ".tmp") fs::remove(it->path(), ec);
+  }
+  thread_ = std::thread([this] { Run(); });
+  return Status::Ok();
+}
+
+void Archiver::Stop() {
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Status Archiver::FlushPartition(PartitionId p, Offset first, Offset next) {
+  for (const auto& [hour, lines] : pending_) {
+    fs::path dir = fs::path(dir_) / hour;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return Status::IOError("archive " + dir.string() + ": " + ec.message());
+    std::string name = "part-" + std::to_string(p.value) + "-" + std::to_string(first.value) + ".ndjson.gz";
+    std::string tmp = (dir / (name + ".tmp")).string();
+    gzFile gz = gzopen(tmp.c_str(), "wb6");
+    if (!gz) return Status::IOError("archive: cannot create " + tmp);
+    bool ok = gzwrite(gz, lines.data(), static_cast<unsigned>(lines.size())) == static_cast<int>(lines.size());
+    ok = gzclose(gz) == Z_OK && ok;
+    int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ok = ::fsync(fd) == 0 && ok;
+      ::close(fd);
+    }
+    if (!ok) return Status::IOError("archive: cannot write " + tmp);
+    fs::rename(tmp, dir / name, ec);  // same name after a crash: rewritten, not duplicated
+    if (ec) return Status::IOError("archive: rename " + tmp + ": " + ec.message());
+    files_->Inc();
+  }
+  pending_.clear();
+  return log_->CommitOffset(kConsumer, p, next);
+}
+
+void Archiver::DeleteExpiredHours() {
+  if (config_.retention_ms <= 0) return;
+  std::string oldest = HourPath(NowMs() - config_.retention_ms);  // sorts like the paths
+  std::error_code ec;
+  for (const auto& date : fs::directory_iterator(dir_, ec)) {
+    if (!date.path().filename().string().starts_with("date=")) continue;
+    for (const auto& hour : fs::directory_iterator(date.path(), ec)) {
+      std::string rel = date.path().filename().string() + "/" + hour.path().filename().string();
+      if (rel < oldest) fs::remove_all(hour.path(), ec);
+    }
+    if (fs::is_empty(date.path(), ec)) fs::remove(date.path(), ec);
+  }
+}
+
+void Archiver::Run() {
+  const auto flush_every = std::chrono::seconds(config_.flush_seconds);
+  auto last_retention = std::chrono::steady_clock::now() - std::chrono::hours(1);
+  std::vector<LogRecord> recs;
+  Event e;
+  while (true) {
+    bool stopping;
+    {
+      std::unique_lock lk(mu_);
+      stopping = stop_;
+    }
+    // One pass over the partitions: gather what is new (up to the flush interval) and write it.
+    for (int pi = 0; pi < log_->partitions(); ++pi) {
+      PartitionId p(pi);
+      auto committed = log_->CommittedOffset(kConsumer, p);
+      if (!committed.ok()) continue;
+      Offset from = std::max(*committed, log_->StartOffset(p));
+      Offset end = log_->EndOffset(p);
+      if (from >= end) continue;
+      auto reader = log_->OpenReader(p, from);
+      if (!reader.ok()) {
+        errors_->Inc();
+        spdlog::error("archive: partition {}: {}", pi, reader.status().ToString());
+        continue;
+      }
+      size_t events = 0;
+      // Records past `end` may come in the last read (the log grows meanwhile): they are
+      // left for the next pass, so the commit is the offset after the last one taken.
+      Offset next = from;
+      while (next < end) {
+        if (!(*reader)->Read(8 << 20, &recs).ok() || recs.empty() || recs.front().offset >= end) break;
+        for (const auto& rec : recs) {
+          if (rec.offset >= end) break;
+          next = Offset(rec.offset.value + 1);
+          if (PeekRecordKind(rec.payload) != RecordKind::kEvent || !DecodeEvent(rec.payload, &e).ok()) continue;
+          if (config_.retention_ms > 0 && e.ts < NowMs() - config_.retention_ms) continue;  // would be deleted at once
+          if (erasures_ && IsErased(e)) continue;
+          std::string& lines = pending_[HourPath(e.ts)];
+          lines += EventToJson(e);
+          lines.push_back('\n');
+          ++events;
+        }
+      }
+      Status st = FlushPartition(p, from, next);
+      if (!st.ok()) {
+        pending_.clear();
+        errors_->Inc();
+        spdlog::error("archive: {} (will retry)", st.ToString());
+        continue;
+      }
+      archived_->Inc(events);
+    }
+    if (stopping) return;
+    RewriteIfDue();
+    if (std::chrono::steady_clock::now() - last_retention > std::chrono::minutes(1)) {
+      DeleteExpiredHours();
+      last_retention = std::chrono::steady_clock::now();
+    }
+    std::unique_lock lk(mu_);
+    cv_.wait_for(lk, flush_every, [&] { return stop_; });
+  }
+}
+
+namespace {
+
+constexpr const char* kAppliedFile = "_erasures.applied";
+
+// Writes `data` gzipped to `path` through a temporary file, fsynced, then renamed.
+Status WriteGzipAtomically(const std::string& path, std::string_view data) {
+  std::string tmp = path + ".tmp";
+  gzFile gz = gzopen(tmp.c_str(), "wb6");
+  if (!gz) return Status::IOError("archive: cannot create " + tmp);
+  bool ok = data.empty() || gzwrite(gz, data.data(), static_cast<unsigned>(data.size())) == static_cast<int>(data.size());
+  ok = gzclose(gz) == Z_OK && ok;
+  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ok = ::fsync(fd) == 0 && ok;
+    ::close(fd);
+  }
+  if (!ok) return Status::IOError("archive: cannot write " + tmp);
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return Status::IOError("archive: rename " + tmp + ": " + ec.message());
+  return Status::Ok();
+}
+
+size_t ReadApplied(const std::string& dir) {
+  std::ifstream in(dir + "/" + kAppliedFile);
+  size_t n = 0;
+  in >> n;
+  return in ? n : 0;
+}
+
+}  // namespace
+
+bool Archiver::IsErased(const Event& e) const {
+  for (const std::string* id : {&e.uid, &e.device_id}) {
+    if (id->empty()) continue;
+    auto at = erasures_->ErasedAt(*id);
+    if (at && e.ts < *at) return true;
+  }
+  return false;
+}
+
+void Archiver::RewriteIfDue() {
+  if (!erasures_) return;
+  if (Status st = erasures_->Refresh(); !st.ok()) {
+    spdlog::error("archive: {}", st.ToString());
+    return;
+  }
+  auto entries = erasures_->Entries();
+  size_t applied = ReadApplied(dir_);
+  if (applied >= entries.size()) return;
+  // Rewrites are batched: wait while the oldest pending erasure is younger than half the
+  // allowed delay (at most a day), so one pass over the archive serves many erasures.
+  int64_t wait = std::min<int64_t>(erase_within_ms_ / 2, 86'400'000);
+  TimestampMs oldest = INT64_MAX;
+  for (size_t i = applied; i < entries.size(); ++i) oldest = std::min(oldest, entries[i].erased_at);
+  if (NowMs() - oldest < wait) return;
+  auto n = RewriteErased();
+  if (!n.ok()) {
+    errors_->Inc();
+    spdlog::error("archive: erasure rewrite: {} (will retry)", n.status().ToString());
+    return;
+  }
+  std::string path = dir_ + "/" + kAppliedFile;
+  std::ofstream out(path + ".tmp", std::ios::trunc);
+  out << entries.size() << "\n";
+  out.close();
+  std::error_code ec;
+  fs::rename(path + ".tmp", path, ec);
+  spdlog::info("archive: {} erasures applied, {} part files rewritten", entries.size() - applied, *n);
+}
+
+Result<size_t> Archiver::RewriteErased() {
+  RETURN_IF_ERROR(erasures_->Refresh());
+  TimestampMs newest = INT64_MIN;
+  for (const auto& e : erasures_->Entries()) newest = std::max(newest, e.erased_at);
+  if (newest == INT64_MIN) return size_t{0};
+  ASSIGN_OR_RETURN(auto parts, ListArchive(dir_, "", DateOf(newest)));
+  simdjson::dom::parser parser;
+  std::string data, kept;
+  Event e;
+  size_t rewritten = 0;
+  for (const auto& [partition, files] : parts) {
+    for (const std::string& path : files) {
+      RETURN_IF_ERROR(ReadGzip(path, &data));
+      kept.clear();
+      size_t dropped = 0;
+      size_t start = 0;
+      while (start < data.size()) {
+        size_t nl = data.find('\n', start);
+        if (nl == std::string::npos) nl = data.size();
+        std::string_view line(data.data() + start, nl - start);
+        start = nl + 1;
+        if (line.empty()) continue;
+        simdjson::dom::element doc;
+        simdjson::dom::object o;
+        bool erased = false;
+        if (!parser.parse(line.data(), line.size()).get(doc) && !doc.get_object().get(o)) {
+          std::string_view uid, device;
+          e.uid.clear();
+          e.device_id.clear();
+          if (!o["uid"].get(uid)) e.uid.assign(uid);
+          if (!o["device_id"].get(device)) e.device_id.assign(device);
+          if (o["ts"].get(e.ts)) e.ts = INT64_MIN;
+          erased = IsErased(e);
+        }
+        if (erased) {
+          ++dropped;
+          continue;
+        }
+        kept.append(line);
+        kept.push_back('\n');
+      }
+      if (dropped == 0) continue;
+      RETURN_IF_ERROR(WriteGzipAtomically(path, kept));
+      rewritten_->Inc();
+      ++rewritten;
+    }
+  }
+  return rewritten;
+}
+
+}  // namespace portrait

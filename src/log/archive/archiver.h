@@ -1,0 +1,74 @@
+// Archiver: keeps every accepted event, by event-time hour, in an open layout that Hive,
+// Spark or DuckDB read as an external table:
+//   DIR/date=YYYY-MM-DD/hour=HH/part-<partition>-<first offset>.ndjson.gz
+// one JSON event per line (the API's form). It consumes the events topic as its own
+// consumer ("archive"), gathers up to flush_seconds, writes each hour's part file under a
+// temporary name, fsyncs, renames, and only then commits its offsets: a crash re-reads from
+// the last commit and rewrites the same part names, so no event is archived twice or lost.
+// Late events land in their own (older) hour. Hours older than the retention are deleted.
+//
+// Erasure: with an ErasureList, events of an erased identity older than its erasure are
+// not archived, and the part files already holding such events are rewritten without
+// them (in the archiver's thread, under a temporary name, fsynced, renamed), batched so
+// that an erasure waits at most `erase_within_ms` (0: at the next pass). How far the
+// rewrites got is kept in DIR/_erasures.applied.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core/config.h"
+#include "core/erasure_list.h"
+#include "core/event.h"
+#include "core/metrics.h"
+#include "log/log.h"
+
+namespace portrait {
+
+class Archiver {
+ public:
+  static constexpr const char* kConsumer = "archive";
+
+  Archiver(const ArchiveConfig& config, std::string dir, Log* log, MetricsRegistry* metrics);
+  ~Archiver();
+  // Before Start. `erasures` outlives the archiver.
+  void SetErasures(ErasureList* erasures, int64_t erase_within_ms) {
+    erasures_ = erasures;
+    erase_within_ms_ = erase_within_ms;
+  }
+  Status Start();
+  // Rewrites the part files holding events of erased identities; returns how many files
+  // were rewritten. Run by the archiver's thread when erasures are due.
+  Result<size_t> RewriteErased();
+  void Stop();  // writes what is gathered, then returns
+
+  // "date=2023-11-14/hour=22"
+  static std::string HourPath(TimestampMs ts);
+
+ private:
+  void Run();
+  Status FlushPartition(PartitionId p, Offset first, Offset next);
+  void DeleteExpiredHours();
+  void RewriteIfDue();
+  bool IsErased(const Event& e) const;
+
+  ArchiveConfig config_;
+  std::string dir_;
+  Log* log_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::map<std::string, std::string> pending_;  // hour path -> NDJSON lines (current partition)
+  Counter* archived_;
+  Counter* files_;
+  Counter* errors_;
+  Counter* rewritten_;
+  ErasureList* erasures_ = nullptr;
+  int64_t erase_within_ms_ = 0;
+};
+
+}  // namespace portrait

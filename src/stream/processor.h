@@ -1,0 +1,106 @@
+// Processor: consumes the log and runs every registered Stage over it (stream/stage.h).
+//
+// On the embedded log, `workers` threads each own the partitions p with p % workers ==
+// worker, so one user's records are processed in order by one thread. On a log with
+// consumer groups (Kafka), each worker is a group member and holds what the group gives it;
+// a partition it is given starts at the store's checkpoint for it, and the group's offset
+// is committed after the store has applied the work.
+//
+// A worker reads a batch, decodes each record once and hands it to every stage in log
+// order; then each stage's BeforeWrite, in registration order; then the batch's Actions,
+// pre-combined per (uid, tag) with the fusion operators, and its history go to the store
+// with the next offsets in one atomic write; then each stage's AfterWrite. On restart it
+// resumes from the stored offsets, so every record is applied exactly once to the profile
+// store (stages make their own writes idempotent). A failed write is retried with backoff;
+// the batch is never skipped.
+//
+// An erasure record is applied at its place: everything before it is written first, then
+// the user and the ids the stages link to it go on the erasure list, then every stage
+// erases them, then its offset is checkpointed, so a replay of the log erases again at the
+// same point. Records of a listed identity with a time before its erasure are not handed
+// to the stages at all (a linked device's events may sit in a partition processed later).
+//
+// The processor includes no feature: what it runs is the list of StageFactory it is given.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "core/config.h"
+#include "core/erasure_list.h"
+#include "core/metrics.h"
+#include "log/log.h"
+#include "store/profile_store.h"
+#include "stream/stage.h"
+
+namespace portrait {
+
+class Processor {
+ public:
+  static constexpr const char* kConsumer = "processor";
+
+  // `tags` (for pre-combining Actions) must outlive the processor.
+  Processor(const ProcessorConfig& config, const TagRegistry* tags, Log* log, ProfileStore* store,
+            MetricsRegistry* metrics, std::vector<StageFactory> stages);
+  ~Processor();
+
+  // Erasures are put on `list` (durably) before any stage forgets the user. Before Start;
+  // `list` outlives the processor.
+  void SetErasureList(ErasureList* list) { erasures_ = list; }
+
+  Status Start();
+  void Stop();
+
+  // Offsets processed so far, per partition (for lag metrics, tests and benchmarks).
+  Offset Processed(PartitionId p) const { return Offset(processed_[p.value]->load()); }
+  // True when every partition is processed up to the log's current end.
+  bool CaughtUp() const;
+
+ private:
+  struct Work;
+  void Run(int worker);                  // embedded log: a fixed share of the partitions
+  void RunMember(GroupMember* member);   // logs with consumer groups: what the group gives
+  // Hands one partition's records to the stages (an erasure is applied at its place);
+  // false when the processor stopped first.
+  bool Handle(Work& w, PartitionId p, std::span<const LogRecord> records, Offset next);
+  // The stages' writes, then the batch's Actions and history with its checkpoints in one
+  // store write, then the stages' publishing; false when the processor stopped first.
+  bool Flush(Work& w);
+  bool Erase(Work& w, std::string_view uid, TimestampMs ts, PartitionId p, Offset at);
+  std::unique_ptr<Work> MakeWork(int worker);
+  // True when the record belongs to an identity erased after the record's time.
+  bool ErasedBefore(const Record& r) const;
+  void FinishBatch(Work& w, size_t n_events, std::chrono::steady_clock::time_point start);
+  // Runs `write` until it succeeds, backing off up to 5 s between attempts; false if the
+  // processor was stopped first (then nothing of it was committed).
+  bool WriteUntilDone(std::string_view what, const std::function<Status()>& write);
+
+  const ProcessorConfig config_;
+  const TagRegistry* tags_;
+  Log* log_;
+  ProfileStore* store_;
+  std::vector<StageFactory> stage_factories_;
+  ErasureList* erasures_ = nullptr;
+  std::vector<std::unique_ptr<std::atomic<int64_t>>> processed_;
+  int num_workers_ = 1;
+  std::vector<std::unique_ptr<GroupMember>> members_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+
+  Counter* events_;
+  Counter* actions_;
+  Counter* skipped_;
+  Counter* bad_records_;
+  Counter* store_errors_;
+  Counter* deletions_;
+  Counter* erased_skipped_;
+  Histogram* batch_seconds_;
+  Gauge* lag_;
+};
+
+}  // namespace portrait
