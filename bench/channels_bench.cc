@@ -18,6 +18,7 @@
 #include "features/channels/new_users.h"
 #include "store/rocksdb/rocksdb_store.h"
 #include "features/offline/snapshot.h"
+#include "features/channels/channels_config.h"
 
 #include <zlib.h>
 
@@ -202,7 +203,7 @@ void Calibration(const std::string& dir) {
   }
   Config config;
   config.data_dir = dir;
-  config.batch.threads = 2;
+  config.mutable_section<ChannelsConfig>().calibrate_threads = 2;
   MetricsRegistry metrics;
   TagRegistry tags;
   auto store = OpenRocksDbStore({dir + "/caldb", 64}, &tags, &metrics);

@@ -34,6 +34,8 @@
 #include "fusion/rules.h"
 #include "serve/app.h"
 #include "store/rocksdb/rocksdb_store.h"
+#include "features/registry.h"
+#include "features/decisions/decisions_config.h"
 
 namespace portrait {
 namespace {
@@ -80,7 +82,7 @@ std::vector<Event> Synthetic(size_t n, int users, uint64_t seed) {
 void EvaluationCost() {
   Config cfg = ExampleConfig();
   MetricsRegistry metrics;
-  auto rules = DecisionRules::Compile(cfg.decisions.rules, cfg);
+  auto rules = DecisionRules::Compile(cfg.section<DecisionsConfig>().rules, cfg);
   if (!rules.ok()) return;
   const size_t n = 1'000'000;
   auto events = Synthetic(n, 20'000, 7);
@@ -118,7 +120,7 @@ void EvaluationCost() {
   if (!store.ok()) return;
   auto decision_store = OpenDecisionStore(store->get());
   if (!decision_store.ok()) return;
-  DecisionEngine engine(cfg, store->get(), decision_store->get(), &metrics, cfg.decisions.cache_users);
+  DecisionEngine engine(cfg, store->get(), decision_store->get(), &metrics, cfg.section<DecisionsConfig>().cache_users);
   size_t stored_decisions = 0;
   t = Clock::now();
   for (size_t i = 0; i < n; i += 8192) {
@@ -302,7 +304,7 @@ void Taobao(const std::string& path) {
   }
   Config cfg = ExampleConfig();
   MetricsRegistry metrics;
-  auto rules = DecisionRules::Compile(cfg.decisions.rules, cfg);
+  auto rules = DecisionRules::Compile(cfg.section<DecisionsConfig>().rules, cfg);
   DecisionEngine engine(cfg, nullptr, nullptr, &metrics);
   std::unordered_map<std::string, RuleState> states;
   std::vector<Decision> out;

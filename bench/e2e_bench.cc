@@ -19,6 +19,8 @@
 
 #include "e2e/http_client.h"
 #include "serve/app.h"
+#include "features/registry.h"
+#include "features/decisions/decisions_config.h"
 
 namespace portrait {
 namespace {
@@ -77,7 +79,7 @@ int Run(const Flags& f) {
   cfg->server.listen = "127.0.0.1:0";
   cfg->history.enabled = f.history;
   cfg->archive.enabled = f.archive;
-  if (!f.decisions) cfg->decisions.rules.clear();
+  if (!f.decisions) cfg->mutable_section<DecisionsConfig>().rules.clear();
   cfg->log.fsync = f.fsync == "always" ? FsyncPolicy::kAlways : f.fsync == "none" ? FsyncPolicy::kNone : FsyncPolicy::kBatch;
   auto started = App::Start(std::move(cfg).value());
   if (!started.ok()) {
@@ -89,7 +91,7 @@ int Run(const Flags& f) {
   std::printf("config: examples/portrait.toml, fsync=%s, %d partitions, %d processor workers, %d HTTP threads, "
               "event history %s, archive %s, decision rules %zu\n",
               f.fsync.c_str(), app.config().log.partitions, app.config().processor.workers,
-              app.config().server.threads, f.history ? "on" : "off", f.archive ? "on" : "off", app.config().decisions.rules.size());
+              app.config().server.threads, f.history ? "on" : "off", f.archive ? "on" : "off", app.config().section<DecisionsConfig>().rules.size());
 
   // 1. Throughput.
   const int per_body = 1000;

@@ -11,6 +11,7 @@
 #include "log/embedded/segment_log.h"
 #include "ingest/collector.h"
 #include "test_util.h"
+#include "features/registry.h"
 
 namespace portrait {
 namespace {

@@ -17,6 +17,8 @@
 #include "log/archive/archiver.h"
 #include "features/offline/lazy_loader.h"
 #include "store/rocksdb/rocksdb_store.h"
+#include "features/registry.h"
+#include "features/offline/offline_config.h"
 
 namespace portrait {
 namespace {
@@ -89,7 +91,7 @@ int Run(int64_t events) {
     auto t = Clock::now();
     int64_t read = ReadOnly(ArchiveDir(cfg));
     double floor_s = Since(t);
-    cfg.batch.threads = threads;
+    cfg.mutable_section<BatchConfig>().threads = threads;
     auto stats = RunBatch(cfg, kDate);
     if (!stats.ok()) {
       std::fprintf(stderr, "%s\n", stats.status().ToString().c_str());

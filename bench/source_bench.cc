@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "serve/app.h"
+#include "features/registry.h"
 
 namespace portrait {
 namespace {

@@ -16,8 +16,11 @@
 #include "core/dir_lock.h"
 #include "ingest/failed.h"
 #include "delivery/retry.h"
+#include "serve/api.h"
 #include "serve/app.h"
 #include "serve/replay.h"
+#include "features/registry.h"
+#include "features/offline/offline_config.h"
 
 namespace {
 
@@ -309,6 +312,8 @@ int main(int argc, char** argv) {
   auto* check = cli.add_subcommand("check-config", "Validate a config file; errors name FILE:LINE:COL and the fix");
   check->add_option("file", check_path, "Config file (TOML)")->required();
 
+  auto* routes = cli.add_subcommand("routes", "Print every HTTP route (method, pattern, scope, what) as a Markdown table");
+
   auto* failed = cli.add_subcommand("failed", "Rejected events and Actions kept in the failed topic");
   failed->require_subcommand(1);
   auto* failed_list = failed->add_subcommand("list", "Print the newest failed records as NDJSON, newest first");
@@ -395,5 +400,9 @@ int main(int argc, char** argv) {
   if (*dlq_list) return DlqCmd(dlq_config, dlq_dir, false, dlq_limit, "");
   if (*dlq_replay) return DlqCmd(dlq_config, dlq_dir, true, 0, dlq_sink);
   if (*check) return CheckConfig(check_path);
+  if (*routes) {
+    std::fputs(portrait::RoutesMarkdown().c_str(), stdout);
+    return 0;
+  }
   return 1;
 }

@@ -1,6 +1,6 @@
 // Config: everything `portrait serve` reads from its TOML file, validated.
 //
-// LoadConfig parses and checks the whole file and returns every problem it finds, each
+// ParseConfigWith parses and checks the whole file and returns every problem it finds, each
 // as `FILE:LINE:COL: what is wrong; what to do`. A Config that loaded is consistent:
 // every rule names a declared tag with an operator its type allows, every event type a
 // rule listens on is declared, and every list item carries its tag's sort and dedup
@@ -8,6 +8,9 @@
 #pragma once
 
 #include <map>
+#include <memory>
+#include <typeindex>
+#include <typeinfo>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -211,72 +214,6 @@ struct RouteConfig {
   bool exclusive = false;
 };
 
-// [batch]: T+1 snapshots. `portrait batch --date D` (or the schedule in `portrait serve`)
-// writes DIR/date=D/v=N; the completion log DIR/completed.ndjson lists the whole ones.
-struct BatchConfig {
-  std::string at;               // "HH:MM" (UTC): `portrait serve` runs the batch for yesterday daily; empty = off
-  std::string snapshot_dir;     // default DATA/snapshots
-  int keep = 3;                 // complete snapshots kept; older ones are retired and deleted
-  int threads = 2;              // archive partitions computed in parallel
-};
-
-// [channels]: new users per (product, channel, event-time hour). A user is new for a product
-// at the first event of (product, uid); devices before login count by device_id until an
-// event carries both. `portrait calibrate --date D` (or the schedule) recomputes a day from
-// the archive and replaces the served figures of that day.
-struct ChannelsConfig {
-  bool enabled = true;
-  std::string default_product = "default";  // for events without a product
-  std::string calibrate_at;                 // "HH:MM" (UTC): `portrait serve` calibrates yesterday daily; empty = off
-  size_t filter_mb = 256;                   // per processor worker: first-seen filter before the store is asked
-};
-
-// [lazy_load]: on a trigger event the processor loads the user's offline profile from the
-// newest complete snapshot dated before the event's day, once per snapshot version.
-struct LazyLoadConfig {
-  bool enabled = true;
-  std::vector<std::string> triggers = {"APPSTART", "init"};
-};
-
-// [decisions]: real-time marketing decisions. Each rule watches the events of `on` per
-// (user, key) where the key is the triggering event's prop `key`, and decides `action` when
-// at least `at_least` of them fall within `within` of each other by event time (or, with
-// `after`, when an `after` event precedes an `on` event within `within`), the profile tests
-// hold, and no decision of the rule for that (user, key) lies within `cooldown`.
-struct ProfileTest {
-  std::string tag;
-  std::optional<ValueTemplate> key;  // map entry or set member; none = the tag as a whole
-  bool present = false;              // `when` (true) or `unless` (false)
-};
-
-struct DecisionRuleSpec {
-  std::string where;  // "FILE:LINE:COL" for messages
-  std::string name;
-  std::vector<std::string> on;  // event types that count and trigger evaluation
-  std::string key;              // prop of those events that must be equal; "" = one key per user
-  int at_least = 1;
-  std::string after;            // sequence rules: this event type first (same key), then one of `on`
-  int64_t within_ms = 0;
-  std::vector<ProfileTest> profile;
-  int64_t cooldown_ms = 0;      // default: within
-  std::string action;
-  ValueTemplate payload;        // an object (may be empty) rendered from the triggering event
-  // Every event type the rule reads: on + after.
-  std::vector<std::string> Types() const;
-  // How far back in event time the rule can still match or be cooled down.
-  int64_t HorizonMs() const { return within_ms + cooldown_ms; }
-};
-
-struct DecisionsConfig {
-  std::string webhook;              // "http://host:port/path": each decision is POSTed there; empty = none
-  int webhook_timeout_ms = 2000;
-  size_t keep_per_user = 100;       // newest decisions GET /v1/decisions/{uid} serves
-  int64_t keep_ms = 30LL * 86'400'000;   // and for how long (wall clock)
-  size_t max_entries_per_user = 1000;    // rule state per user: events remembered, at most
-  size_t cache_users = 100'000;          // per processor worker (embedded log): states kept decoded between batches
-  std::vector<DecisionRuleSpec> rules;
-};
-
 // [privacy]: what an erasure (DELETE /v1/profiles/{uid}) reaches beyond the stores.
 struct PrivacyConfig {
   std::string erasure_list;  // default DATA/erasures.list
@@ -294,6 +231,49 @@ struct ProcessorConfig {
   size_t batch_max_events = 8192;
 };
 
+// The feature sections of a Config: one value per section type, copied with the Config.
+class ConfigSections {
+ public:
+  ConfigSections() = default;
+  ConfigSections(const ConfigSections& o) { *this = o; }
+  ConfigSections& operator=(const ConfigSections& o) {
+    if (this == &o) return *this;
+    values_.clear();
+    for (const auto& [type, v] : o.values_) values_.emplace(type, v->Clone());
+    return *this;
+  }
+  ConfigSections(ConfigSections&&) = default;
+  ConfigSections& operator=(ConfigSections&&) = default;
+
+  template <typename T>
+  const T& Get() const {
+    auto it = values_.find(std::type_index(typeid(T)));
+    if (it == values_.end()) {
+      static const T kDefaults{};
+      return kDefaults;
+    }
+    return static_cast<const Holder<T>&>(*it->second).value;
+  }
+  template <typename T>
+  T& Mutable() {
+    auto& slot = values_[std::type_index(typeid(T))];
+    if (!slot) slot = std::make_unique<Holder<T>>();
+    return static_cast<Holder<T>&>(*slot).value;
+  }
+
+ private:
+  struct Base {
+    virtual ~Base() = default;
+    virtual std::unique_ptr<Base> Clone() const = 0;
+  };
+  template <typename T>
+  struct Holder : Base {
+    T value{};
+    std::unique_ptr<Base> Clone() const override { return std::make_unique<Holder<T>>(*this); }
+  };
+  std::map<std::type_index, std::unique_ptr<Base>> values_;
+};
+
 struct Config {
   std::string path;  // where it was loaded from, for messages
   std::string data_dir = "./data";
@@ -306,25 +286,37 @@ struct Config {
   std::vector<RouteConfig> routes;
   HistoryConfig history;
   ArchiveConfig archive;
-  BatchConfig batch;
-  LazyLoadConfig lazy_load;
-  ChannelsConfig channels;
-  DecisionsConfig decisions;
   PrivacyConfig privacy;
   std::vector<SourceConfig> sources;
   std::map<std::string, EventTypeSpec, std::less<>> events;
   TagRegistry tags;
   std::vector<RuleSpec> rules;
+  // The features' sections (features/*/..._config.h), each a struct of its own.
+  ConfigSections sections;
+
+  // A feature's section; its defaults when the file has none.
+  template <typename T>
+  const T& section() const {
+    return sections.Get<T>();
+  }
+  template <typename T>
+  T& mutable_section() {
+    return sections.Mutable<T>();
+  }
 };
 
-Result<Config> LoadConfig(const std::string& path);
+struct ConfigSection;  // core/config_check.h
 
-// Where the archive and the snapshots live: their configured dirs, else under data_dir.
+// Parses and checks a config; `sections` are the features' own (features/registry.h has
+// LoadConfig / ParseConfig with every feature's). `name` is used in messages in place of
+// a file path.
+Result<Config> ParseConfigWith(std::string_view toml_text, const std::string& name,
+                               const std::vector<ConfigSection>& sections);
+Result<Config> LoadConfigWith(const std::string& path, const std::vector<ConfigSection>& sections);
+
+// Where the archive and the erasure list live: their configured paths, else under data_dir.
 std::string ArchiveDir(const Config& config);
-std::string SnapshotDir(const Config& config);
 std::string ErasureListPath(const Config& config);
-// `name` is used in messages in place of a file path.
-Result<Config> ParseConfig(std::string_view toml_text, const std::string& name);
 
 // "http://host[:port]/path" -> its parts; false when it is not such a URL.
 bool ParseHttpUrl(std::string_view url, std::string* host, int* port, std::string* path);

@@ -173,7 +173,12 @@ std::string RouteTable::Hint() const {
 std::string RouteTable::Markdown() const {
   std::string out = "| route | scope | what |\n|---|---|---|\n";
   for (const Route& r : routes_) {
-    out += "| `" + r.method + " " + r.pattern + "` | " + std::string(ScopeName(r.scope)) + " | " + r.summary + " |\n";
+    std::string summary;
+    for (char c : r.summary) {
+      if (c == '|') summary += '\\';  // a bar would end the table cell
+      summary += c;
+    }
+    out += "| `" + r.method + " " + r.pattern + "` | " + std::string(ScopeName(r.scope)) + " | " + summary + " |\n";
   }
   return out;
 }

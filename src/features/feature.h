@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/config_check.h"
 #include "core/erasure_list.h"
 #include "core/http.h"
 #include "core/metrics.h"
@@ -49,6 +50,8 @@ class Feature {
  public:
   virtual ~Feature() = default;
   virtual std::string_view name() const = 0;
+  // Its sections of the config file, read by LoadConfig (features/registry.h).
+  virtual std::vector<ConfigSection> ConfigSections() const { return {}; }
   virtual Status Open(const FeatureHost& host) { return Status::Ok(); }
   // How each processor worker makes this feature's stage; empty when it runs none.
   virtual StageFactory stage() { return nullptr; }

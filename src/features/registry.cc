@@ -16,4 +16,21 @@ std::vector<std::unique_ptr<Feature>> MakeFeatures() {
   return f;
 }
 
+const std::vector<ConfigSection>& FeatureConfigSections() {
+  static const std::vector<ConfigSection> sections = [] {
+    std::vector<ConfigSection> all;
+    for (const auto& f : MakeFeatures()) {
+      for (ConfigSection& s : f->ConfigSections()) all.push_back(std::move(s));
+    }
+    return all;
+  }();
+  return sections;
+}
+
+Result<Config> LoadConfig(const std::string& path) { return LoadConfigWith(path, FeatureConfigSections()); }
+
+Result<Config> ParseConfig(std::string_view toml_text, const std::string& name) {
+  return ParseConfigWith(toml_text, name, FeatureConfigSections());
+}
+
 }  // namespace portrait

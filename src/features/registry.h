@@ -12,4 +12,9 @@ namespace portrait {
 
 std::vector<std::unique_ptr<Feature>> MakeFeatures();
 
+// Every feature's config sections, and the config loaders that read them with core's.
+const std::vector<ConfigSection>& FeatureConfigSections();
+Result<Config> LoadConfig(const std::string& path);
+Result<Config> ParseConfig(std::string_view toml_text, const std::string& name);
+
 }  // namespace portrait

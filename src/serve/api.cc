@@ -7,6 +7,7 @@
 
 #include "core/event.h"
 #include "core/json.h"
+#include "features/registry.h"
 #include "ingest/failed.h"
 
 namespace portrait {
@@ -82,6 +83,17 @@ HttpResponse Api::Handle(HttpRequest& req) {
   AddCors(req, &resp);
   Count(label, resp.status, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return resp;
+}
+
+std::string RoutesMarkdown() {
+  Config config;
+  MetricsRegistry metrics;
+  Api api(config, &metrics);
+  api.AddCoreRoutes({});
+  auto features = MakeFeatures();  // AddRoutes only declares; nothing is opened
+  for (auto& f : features) f->AddRoutes(api.routes());
+  api.AddHealthRoutes();
+  return api.routes().Markdown();
 }
 
 HttpResponse Api::PostReload() {

@@ -22,6 +22,10 @@
 
 namespace portrait {
 
+// Every route of portrait (serve's and every feature's) as a Markdown table, for the README
+// (`portrait routes`); made without opening anything.
+std::string RoutesMarkdown();
+
 class Api {
  public:
   Api(const Config& config, MetricsRegistry* metrics);

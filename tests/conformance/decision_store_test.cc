@@ -12,6 +12,7 @@
 #include "store/redis/redis_store.h"
 #include "store/rocksdb/rocksdb_store.h"
 #include "temp_dir.h"
+#include "features/decisions/decisions_config.h"
 
 namespace portrait {
 namespace {

@@ -9,6 +9,7 @@
 
 #include "log/embedded/segment_log.h"
 #include "ingest/collector.h"
+#include "features/registry.h"
 
 namespace {
 

@@ -14,6 +14,7 @@
 #include "core/event.h"
 #include "core/json.h"
 #include "core/dates.h"
+#include "features/channels/channels_config.h"
 
 namespace portrait {
 namespace {
@@ -243,7 +244,7 @@ Result<CalibrationReport> Calibrate(const Config& config, ChannelStore* store, c
     work.push_back(&files);
     report.files += files.size();
   }
-  const size_t n_threads = std::min<size_t>(std::max(1, config.batch.threads), work.size());
+  const size_t n_threads = std::min<size_t>(std::max(1, config.section<ChannelsConfig>().calibrate_threads), work.size());
   std::vector<DayScan> scans(n_threads);
   std::vector<ScanStats> stats(n_threads);
   std::vector<Status> errors(n_threads, Status::Ok());
@@ -252,7 +253,7 @@ Result<CalibrationReport> Calibrate(const Config& config, ChannelStore* store, c
   for (size_t t = 0; t < n_threads; ++t) {
     threads.emplace_back([&, t] {
       for (size_t i; (i = next.fetch_add(1)) < work.size();) {
-        Status st = ScanFiles(config.channels, *work[i], &scans[t], &stats[t]);
+        Status st = ScanFiles(config.section<ChannelsConfig>(), *work[i], &scans[t], &stats[t]);
         if (!st.ok()) {
           errors[t] = st;
           return;

@@ -5,6 +5,7 @@
 #include "core/daily_schedule.h"
 #include "features/channels/calibrate.h"
 #include "features/channels/channels_api.h"
+#include "features/channels/channels_config.h"
 #include "features/channels/new_users.h"
 
 namespace portrait {
@@ -36,6 +37,7 @@ class ChannelsStage : public Stage {
 class ChannelsFeature : public Feature {
  public:
   std::string_view name() const override { return "channels"; }
+  std::vector<ConfigSection> ConfigSections() const override { return ChannelsConfigSections(); }
 
   Status Open(const FeatureHost& host) override {
     host_ = host;
@@ -45,16 +47,16 @@ class ChannelsFeature : public Feature {
   }
 
   StageFactory stage() override {
-    if (!host_.config->channels.enabled || !store_) return nullptr;
+    if (!host_.config->section<ChannelsConfig>().enabled || !store_) return nullptr;
     return [this](const StageContext&) {
-      return std::make_unique<ChannelsStage>(host_.config->channels, store_, host_.metrics);
+      return std::make_unique<ChannelsStage>(host_.config->section<ChannelsConfig>(), store_, host_.metrics);
     };
   }
 
   void AddRoutes(RouteTable& routes) override {
     routes.Add({"GET", "/v1/channels/new-users", Scope::kRead,
                 "new users per channel and bucket (`?product=&from=&to=&granularity=hour|day&format=json|csv`)",
-                [this](RouteCall& c) { return GetNewUsers(host_.config->channels, store_, c.http); }, "channel_new_users"});
+                [this](RouteCall& c) { return GetNewUsers(host_.config->section<ChannelsConfig>(), store_, c.http); }, "channel_new_users"});
     routes.Add({"POST", "/v1/channels:calibrate", Scope::kAdmin,
                 "recomputes day `?date=D` from the archive and corrects the served figures",
                 [this](RouteCall& c) { return PostCalibrate(*host_.config, store_, host_.metrics, c.http); },
@@ -63,7 +65,7 @@ class ChannelsFeature : public Feature {
 
   Status Start() override {
     schedule_ = std::make_unique<DailySchedule>(
-        "calibrate", host_.config->channels.calibrate_at,
+        "calibrate", host_.config->section<ChannelsConfig>().calibrate_at,
         [this](const std::string& date) -> Status {
           auto report = Calibrate(*host_.config, store_, date);
           if (!report.ok()) return report.status();

@@ -1,6 +1,7 @@
 #!lua name=portrait_channels
 -- The channel figures as Redis functions (features/channels/channel_store.h, the same rule
--- as ApplySighting).
+-- as ApplySighting). Redis function libraries cannot share code, so the two helpers below
+-- are copies of the profiles library's (store/redis/portrait.lua).
 local function bytes_less(a, b)
   local n = math.min(#a, #b)
   for i = 1, n do

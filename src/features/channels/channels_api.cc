@@ -9,6 +9,7 @@
 #include "features/channels/channels_api.h"
 #include "core/json.h"
 #include "core/dates.h"
+#include "features/channels/channels_config.h"
 
 namespace portrait {
 namespace {

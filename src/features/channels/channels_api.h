@@ -5,6 +5,7 @@
 #include "core/http.h"
 #include "core/metrics.h"
 #include "features/channels/channel_store.h"
+#include "features/channels/channels_config.h"
 
 namespace portrait {
 

@@ -1,4 +1,5 @@
 #include "features/channels/new_users.h"
+#include "features/channels/channels_config.h"
 
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
 #include <xxhash.h>

@@ -21,6 +21,7 @@
 #include "core/event.h"
 #include "core/metrics.h"
 #include "features/channels/channel_store.h"
+#include "features/channels/channels_config.h"
 
 namespace portrait {
 

@@ -21,6 +21,7 @@
 #include "core/config.h"
 #include "core/status.h"
 #include "core/types.h"
+#include "features/decisions/decisions_config.h"
 
 namespace rocksdb {
 class DB;

@@ -10,6 +10,7 @@
 #include "core/json.h"
 #include "fusion/fusion.h"
 #include "fusion/rules.h"
+#include "features/decisions/decisions_config.h"
 
 namespace portrait {
 
@@ -64,12 +65,12 @@ Result<std::shared_ptr<const DecisionRules>> DecisionRules::Compile(const std::v
   for (size_t i = 0; i < specs.size(); ++i) {
     const DecisionRuleSpec& r = specs[i];
     for (const std::string& type : r.Types()) {
-      auto it = running.events.find(type);
-      if (it == running.events.end()) {
+      if (!running.events.count(type)) {
         problem(r, "event type \"" + type + "\" is not declared in the running config (new event types need a restart)");
-      } else if (!r.key.empty() && !it->second.FindProp(r.key)) {
-        problem(r, "key \"" + r.key + "\" is not a prop of event type \"" + type + "\" in the running config");
       }
+    }
+    if (std::string type = TypeMissingKey(r, running); !type.empty()) {
+      problem(r, "key \"" + r.key + "\" is not a prop of event type \"" + type + "\" in the running config");
     }
     for (const ProfileTest& t : r.profile) {
       if (!running.tags.Find(t.tag)) problem(r, "tag \"" + t.tag + "\" is not declared in the running config");
@@ -256,7 +257,7 @@ Result<DecisionWiring> OpenDecisions(const Config& config, ProfileStore* store, 
   DecisionWiring w;
   ASSIGN_OR_RETURN(w.store, OpenDecisionStore(store));
   if (!w.store) return w;
-  ASSIGN_OR_RETURN(auto rules, DecisionRules::Compile(config.decisions.rules, config));
+  ASSIGN_OR_RETURN(auto rules, DecisionRules::Compile(config.section<DecisionsConfig>().rules, config));
   w.rules = std::make_unique<DecisionRuleBook>(std::move(rules));
   ASSIGN_OR_RETURN(w.topic, MakeLog(config.log, config.data_dir, "decisions", 0, metrics));
   w.outbox = std::make_unique<DecisionOutbox>(w.topic.get(), config.collector.dedup_window, feed, metrics);
@@ -417,7 +418,7 @@ void DecisionEngine::Prune(const DecisionRules& rules, RuleState* s) const {
     g.fired.erase(g.fired.begin(), std::lower_bound(g.fired.begin(), g.fired.end(), fired_from));
   }
   std::erase_if(groups, [](const RuleState::Group& g) { return g.seen.empty() && g.fired.empty(); });
-  const size_t cap = config_.decisions.max_entries_per_user;
+  const size_t cap = config_.section<DecisionsConfig>().max_entries_per_user;
   size_t n = s->entries();
   if (n <= cap) return;
   // Over the cap: drop the oldest events (across groups) until it fits.
@@ -545,7 +546,7 @@ Status DecisionEngine::Commit(const DecisionRules& rules, std::span<const Decisi
   std::vector<StoredDecision> stored;
   stored.reserve(decided.size());
   for (const Decision& d : decided) stored.push_back({d.uid, d.id, d.at, d.json});
-  RETURN_IF_ERROR(store_->WriteRuleStates(writes, rules.StateTtlMs(), stored, config_.decisions));
+  RETURN_IF_ERROR(store_->WriteRuleStates(writes, rules.StateTtlMs(), stored, config_.section<DecisionsConfig>()));
   dirty_ = false;
   state_entries_->Set(entries);
   if (states_.size() > cache_users_) {

@@ -42,6 +42,7 @@
 #include "ingest/recent_ids.h"
 #include "features/decisions/decision_store.h"
 #include "store/profile_store.h"
+#include "features/decisions/decisions_config.h"
 
 namespace portrait {
 

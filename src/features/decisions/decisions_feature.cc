@@ -5,6 +5,7 @@
 #include "core/json.h"
 #include "delivery/webhook.h"
 #include "features/decisions/decisions.h"
+#include "features/decisions/decisions_config.h"
 #include "features/decisions/dispatcher.h"
 
 namespace portrait {
@@ -75,11 +76,12 @@ class DecisionsStage : public Stage {
 class DecisionsFeature : public Feature {
  public:
   std::string_view name() const override { return "decisions"; }
+  std::vector<ConfigSection> ConfigSections() const override { return DecisionsConfigSections(); }
 
   Status Open(const FeatureHost& host) override {
     host_ = host;
     ASSIGN_OR_RETURN(wiring_, OpenDecisions(*host.config, host.store, host.serving ? &feed_ : nullptr, host.metrics));
-    const DecisionsConfig& cfg = host.config->decisions;
+    const DecisionsConfig& cfg = host.config->section<DecisionsConfig>();
     if (host.serving && wiring_.outbox && !cfg.webhook.empty() && host.retry) {
       webhook_ = std::make_unique<WebhookSink>(cfg.webhook, cfg.webhook_timeout_ms, host.metrics);
       host.retry->AddSink(webhook_.get());
@@ -92,7 +94,7 @@ class DecisionsFeature : public Feature {
     if (!wiring_.outbox) return nullptr;
     return [this](const StageContext& ctx) {
       // A worker of the embedded log is the only writer of its users' states: it may keep them.
-      size_t cache = ctx.sole_owner ? host_.config->decisions.cache_users : 0;
+      size_t cache = ctx.sole_owner ? host_.config->section<DecisionsConfig>().cache_users : 0;
       return std::make_unique<DecisionsStage>(*host_.config, host_.store, wiring_.store.get(),
                                               wiring_.rules.get(), wiring_.outbox.get(), host_.metrics, cache);
     };
@@ -123,8 +125,8 @@ class DecisionsFeature : public Feature {
     if (!wiring_.rules) {
       return Status::FailedPrecondition("this store keeps no rule state; decisions are off");
     }
-    ASSIGN_OR_RETURN(auto rules, DecisionRules::Compile(loaded.decisions.rules, *host_.config));
-    if (loaded.decisions.webhook != host_.config->decisions.webhook) {
+    ASSIGN_OR_RETURN(auto rules, DecisionRules::Compile(loaded.section<DecisionsConfig>().rules, *host_.config));
+    if (loaded.section<DecisionsConfig>().webhook != host_.config->section<DecisionsConfig>().webhook) {
       spdlog::warn("reload: [decisions] webhook changed; it takes effect at the next restart");
     }
     size_t n = rules->specs().size();

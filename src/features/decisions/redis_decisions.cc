@@ -3,6 +3,7 @@
 
 #include "features/decisions/decision_store.h"
 #include "store/redis/redis_backend.h"
+#include "features/decisions/decisions_config.h"
 
 namespace portrait {
 

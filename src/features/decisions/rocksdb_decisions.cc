@@ -8,6 +8,7 @@
 #include "core/coding.h"
 #include "features/decisions/decision_store.h"
 #include "store/rocksdb/key_space.h"
+#include "features/decisions/decisions_config.h"
 
 namespace portrait {
 namespace {

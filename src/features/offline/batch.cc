@@ -17,6 +17,7 @@
 #include "core/json.h"
 #include "fusion/fusion.h"
 #include "fusion/rules.h"
+#include "features/offline/offline_config.h"
 
 namespace portrait {
 
@@ -221,14 +222,14 @@ Result<BatchStats> RunBatch(const Config& config, const std::string& date) {
     }
   };
   std::vector<std::thread> threads;
-  for (int t = 1; t < config.batch.threads; ++t) threads.emplace_back(run);
+  for (int t = 1; t < config.section<BatchConfig>().threads; ++t) threads.emplace_back(run);
   run();
   for (auto& t : threads) t.join();
   if (!failure.ok()) return failure.WithContext("batch " + date);
 
   BatchStats stats;
   stats.compute_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  ASSIGN_OR_RETURN(stats.snapshot, writer->Commit(config.batch.keep));
+  ASSIGN_OR_RETURN(stats.snapshot, writer->Commit(config.section<BatchConfig>().keep));
   stats.files = job.files.load();
   stats.events = job.events.load();
   stats.used = job.used.load();

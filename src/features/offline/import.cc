@@ -9,6 +9,7 @@
 #include "ingest/json_body.h"
 #include "features/offline/lazy_loader.h"
 #include "ingest/sources/file_source.h"
+#include "features/offline/offline_config.h"
 
 namespace portrait {
 
@@ -171,7 +172,7 @@ Result<ImportStats> ImportSnapshot(const Config& config, const std::string& date
                                    " rows are bad (more than --max-bad-rows " + std::to_string(o.max_bad_rows) +
                                    "); nothing was imported. First: " + stats.problems.front());
   }
-  ASSIGN_OR_RETURN(stats.snapshot, writer->Commit(config.batch.keep));
+  ASSIGN_OR_RETURN(stats.snapshot, writer->Commit(config.section<BatchConfig>().keep));
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return stats;
 }

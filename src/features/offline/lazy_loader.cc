@@ -8,6 +8,7 @@
 #include <map>
 
 #include "ingest/operand.h"
+#include "features/offline/offline_config.h"
 
 namespace portrait {
 
@@ -54,7 +55,7 @@ bool OfflineRowToActions(simdjson::dom::element row, const TagRegistry& tags, co
 LazyLoader::LazyLoader(const Config& config, ProfileStore* store, SnapshotCatalog* catalog, ErasureList* erasures,
                        MetricsRegistry* m)
     : config_(config), store_(store), catalog_(catalog), erasures_(erasures) {
-  triggers_ = config.lazy_load.triggers;
+  triggers_ = config.section<LazyLoadConfig>().triggers;
   const char* help = "Lazy loads of offline profiles on trigger events, by result";
   erased_ = m->GetCounter("portrait_lazy_loads_total", help, "result=\"erased\"");
   loaded_ = m->GetCounter("portrait_lazy_loads_total", help, "result=\"loaded\"");

@@ -6,6 +6,7 @@
 #include "core/json.h"
 #include "features/offline/batch.h"
 #include "features/offline/lazy_loader.h"
+#include "features/offline/offline_config.h"
 #include "features/offline/snapshot.h"
 
 namespace portrait {
@@ -70,11 +71,12 @@ class LazyLoadStage : public Stage {
 class OfflineFeature : public Feature {
  public:
   std::string_view name() const override { return "offline"; }
+  std::vector<ConfigSection> ConfigSections() const override { return OfflineConfigSections(); }
 
   Status Open(const FeatureHost& host) override {
     host_ = host;
     const Config& cfg = *host.config;
-    if (cfg.lazy_load.enabled && !cfg.lazy_load.triggers.empty()) {
+    if (cfg.section<LazyLoadConfig>().enabled && !cfg.section<LazyLoadConfig>().triggers.empty()) {
       catalog_ = std::make_unique<SnapshotCatalog>(SnapshotDir(cfg));
     }
     return Status::Ok();
@@ -96,7 +98,7 @@ class OfflineFeature : public Feature {
   Status Start() override {
     const Config* cfg = host_.config;
     schedule_ = std::make_unique<DailySchedule>(
-        "batch", cfg->batch.at, [cfg](const std::string& date) { return RunScheduledBatch(*cfg, date); },
+        "batch", cfg->section<BatchConfig>().at, [cfg](const std::string& date) { return RunScheduledBatch(*cfg, date); },
         "portrait_batch_runs_total", host_.metrics);
     schedule_->Start();
     return Status::Ok();

@@ -30,6 +30,17 @@ class ProfilesFeature : public Feature {
  public:
   std::string_view name() const override { return "profiles"; }
 
+  // No section of its own ([history] is the store's); it adds its internal devices tag.
+  std::vector<ConfigSection> ConfigSections() const override {
+    return {{"", false, true, [](ConfigChecker&, const toml::node*, Config* cfg) {
+               TagConfig devices;
+               devices.name = std::string(kDevicesTag);
+               devices.type = TagType::kSet;
+               devices.internal = true;
+               cfg->tags.Add(std::move(devices));
+             }}};
+  }
+
   Status Open(const FeatureHost& host) override {
     host_ = host;
     return Status::Ok();

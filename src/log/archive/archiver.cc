@@ -20,6 +20,38 @@ namespace portrait {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+constexpr const char* kAppliedFile = "_erasures.applied";
+
+// Writes `data` gzipped to `path` through a temporary file, fsynced, then renamed.
+Status WriteGzipAtomically(const std::string& path, std::string_view data) {
+  std::string tmp = path + ".tmp";
+  gzFile gz = gzopen(tmp.c_str(), "wb6");
+  if (!gz) return Status::IOError("archive: cannot create " + tmp);
+  bool ok = data.empty() || gzwrite(gz, data.data(), static_cast<unsigned>(data.size())) == static_cast<int>(data.size());
+  ok = gzclose(gz) == Z_OK && ok;
+  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ok = ::fsync(fd) == 0 && ok;
+    ::close(fd);
+  }
+  if (!ok) return Status::IOError("archive: cannot write " + tmp);
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return Status::IOError("archive: rename " + tmp + ": " + ec.message());
+  return Status::Ok();
+}
+
+size_t ReadApplied(const std::string& dir) {
+  std::ifstream in(dir + "/" + kAppliedFile);
+  size_t n = 0;
+  in >> n;
+  return in ? n : 0;
+}
+
+}  // namespace
+
 Archiver::Archiver(const ArchiveConfig& config, std::string dir, Log* log, MetricsRegistry* m)
     : config_(config), dir_(std::move(dir)), log_(log) {
   archived_ = m->GetCounter("portrait_archive_events_total", "Events written to the archive");
@@ -64,19 +96,8 @@ Status Archiver::FlushPartition(PartitionId p, Offset first, Offset next) {
     fs::create_directories(dir, ec);
     if (ec) return Status::IOError("archive " + dir.string() + ": " + ec.message());
     std::string name = "part-" + std::to_string(p.value) + "-" + std::to_string(first.value) + ".ndjson.gz";
-    std::string tmp = (dir / (name + ".tmp")).string();
-    gzFile gz = gzopen(tmp.c_str(), "wb6");
-    if (!gz) return Status::IOError("archive: cannot create " + tmp);
-    bool ok = gzwrite(gz, lines.data(), static_cast<unsigned>(lines.size())) == static_cast<int>(lines.size());
-    ok = gzclose(gz) == Z_OK && ok;
-    int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      ok = ::fsync(fd) == 0 && ok;
-      ::close(fd);
-    }
-    if (!ok) return Status::IOError("archive: cannot write " + tmp);
-    fs::rename(tmp, dir / name, ec);  // same name after a crash: rewritten, not duplicated
-    if (ec) return Status::IOError("archive: rename " + tmp + ": " + ec.message());
+    // The same name after a crash: rewritten, not duplicated.
+    RETURN_IF_ERROR(WriteGzipAtomically((dir / name).string(), lines));
     files_->Inc();
   }
   pending_.clear();
@@ -160,37 +181,6 @@ void Archiver::Run() {
   }
 }
 
-namespace {
-
-constexpr const char* kAppliedFile = "_erasures.applied";
-
-// Writes `data` gzipped to `path` through a temporary file, fsynced, then renamed.
-Status WriteGzipAtomically(const std::string& path, std::string_view data) {
-  std::string tmp = path + ".tmp";
-  gzFile gz = gzopen(tmp.c_str(), "wb6");
-  if (!gz) return Status::IOError("archive: cannot create " + tmp);
-  bool ok = data.empty() || gzwrite(gz, data.data(), static_cast<unsigned>(data.size())) == static_cast<int>(data.size());
-  ok = gzclose(gz) == Z_OK && ok;
-  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ok = ::fsync(fd) == 0 && ok;
-    ::close(fd);
-  }
-  if (!ok) return Status::IOError("archive: cannot write " + tmp);
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return Status::IOError("archive: rename " + tmp + ": " + ec.message());
-  return Status::Ok();
-}
-
-size_t ReadApplied(const std::string& dir) {
-  std::ifstream in(dir + "/" + kAppliedFile);
-  size_t n = 0;
-  in >> n;
-  return in ? n : 0;
-}
-
-}  // namespace
 
 bool Archiver::IsErased(const Event& e) const {
   for (const std::string* id : {&e.uid, &e.device_id}) {

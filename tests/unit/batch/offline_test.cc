@@ -21,6 +21,8 @@
 #include "store/rocksdb/rocksdb_store.h"
 #include "features/offline/snapshot.h"
 #include "temp_dir.h"
+#include "features/registry.h"
+#include "features/offline/offline_config.h"
 
 namespace portrait {
 namespace {

@@ -1,6 +1,9 @@
 // Config loading: the shipped example is valid, and broken configs get errors that name
 // FILE:LINE:COL and the fix.
 #include "core/config.h"
+#include "features/registry.h"
+#include "features/channels/channels_config.h"
+#include "features/offline/offline_config.h"
 
 #include <gtest/gtest.h>
 
@@ -59,9 +62,9 @@ triggers = ["APPSTART"]
   EXPECT_EQ(cfg->tags.Find("best")->load, OpCode::kNumberMax);
   EXPECT_FALSE(cfg->rules[0].realtime);
   EXPECT_TRUE(cfg->rules[0].offline);
-  EXPECT_EQ(cfg->batch.at, "02:30");
-  EXPECT_EQ(cfg->batch.keep, 5);
-  EXPECT_EQ(cfg->lazy_load.triggers, (std::vector<std::string>{"APPSTART"}));
+  EXPECT_EQ(cfg->section<BatchConfig>().at, "02:30");
+  EXPECT_EQ(cfg->section<BatchConfig>().keep, 5);
+  EXPECT_EQ(cfg->section<LazyLoadConfig>().triggers, (std::vector<std::string>{"APPSTART"}));
 }
 
 TEST(ConfigTest, BadOfflineSettingsAreNamed) {
@@ -93,10 +96,10 @@ triggers = ["nosuch"]
 TEST(ConfigTest, ChannelsSection) {
   auto cfg = ParseConfig(std::string(kBase) + "[channels]\ndefault_product = \"app\"\ncalibrate_at = \"03:30\"\nfilter_mb = 64\n", "t.toml");
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
-  EXPECT_TRUE(cfg->channels.enabled);
-  EXPECT_EQ(cfg->channels.default_product, "app");
-  EXPECT_EQ(cfg->channels.calibrate_at, "03:30");
-  EXPECT_EQ(cfg->channels.filter_mb, 64u);
+  EXPECT_TRUE(cfg->section<ChannelsConfig>().enabled);
+  EXPECT_EQ(cfg->section<ChannelsConfig>().default_product, "app");
+  EXPECT_EQ(cfg->section<ChannelsConfig>().calibrate_at, "03:30");
+  EXPECT_EQ(cfg->section<ChannelsConfig>().filter_mb, 64u);
   Status bad = Parse("[channels]\ncalibrate_at = \"25:00\"\n");
   EXPECT_NE(bad.message().find("t.toml:10:16: [channels]: calibrate_at must be a time of day"), std::string::npos)
       << bad.message();

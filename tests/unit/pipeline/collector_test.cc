@@ -7,6 +7,7 @@
 #include "log/embedded/segment_log.h"
 #include "ingest/failed.h"
 #include "temp_dir.h"
+#include "features/registry.h"
 
 namespace portrait {
 namespace {

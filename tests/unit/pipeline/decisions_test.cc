@@ -7,6 +7,8 @@
 
 #include "store/rocksdb/rocksdb_store.h"
 #include "temp_dir.h"
+#include "features/registry.h"
+#include "features/decisions/decisions_config.h"
 #include <rapidcheck.h>
 
 #include <algorithm>
@@ -57,7 +59,7 @@ class DecisionRulesTest : public ::testing::Test {
     auto cfg = ParseConfig(kConfig, "test.toml");
     ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
     config_ = std::move(cfg).value();
-    auto rules = DecisionRules::Compile(config_.decisions.rules, config_);
+    auto rules = DecisionRules::Compile(config_.section<DecisionsConfig>().rules, config_);
     ASSERT_TRUE(rules.ok()) << rules.status().ToString();
     rules_ = std::move(rules).value();
     engine_ = std::make_unique<DecisionEngine>(config_, nullptr, nullptr, &metrics_);
@@ -291,7 +293,7 @@ action = "coupon"
   MetricsRegistry metrics;
   auto store = OpenRocksDbStore({dir.path() + "/db", 8}, &cfg->tags, &metrics);
   ASSERT_TRUE(store.ok());
-  auto rules = DecisionRules::Compile(cfg->decisions.rules, *cfg);
+  auto rules = DecisionRules::Compile(cfg->section<DecisionsConfig>().rules, *cfg);
   ASSERT_TRUE(rules.ok());
   auto decision_store = OpenDecisionStore(store->get());
   ASSERT_TRUE(decision_store.ok());
@@ -329,13 +331,13 @@ action = "coupon"
 }
 
 TEST_F(DecisionRulesTest, ReloadedRulesAreCheckedAgainstTheRunningConfig) {
-  DecisionRuleSpec bad = config_.decisions.rules[0];
+  DecisionRuleSpec bad = config_.section<DecisionsConfig>().rules[0];
   bad.on = {"click"};
   auto r = DecisionRules::Compile({bad}, config_);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("\"click\" is not declared in the running config"), std::string::npos)
       << r.status().message();
-  bad = config_.decisions.rules[0];
+  bad = config_.section<DecisionsConfig>().rules[0];
   bad.profile.push_back({"missing_tag", std::nullopt, false});
   EXPECT_FALSE(DecisionRules::Compile({bad}, config_).ok());
 }

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "ingest/sources/file_source.h"
+#include "features/registry.h"
 
 namespace portrait {
 namespace {

@@ -8,6 +8,7 @@
 
 #include "store/rocksdb/rocksdb_store.h"
 #include "temp_dir.h"
+#include "features/channels/channels_config.h"
 
 namespace portrait {
 namespace {

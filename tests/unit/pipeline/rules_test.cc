@@ -1,5 +1,6 @@
 // Tag rules turn an event into exactly the Actions the config declares.
 #include "fusion/rules.h"
+#include "features/registry.h"
 
 #include <gtest/gtest.h>
 

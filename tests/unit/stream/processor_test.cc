@@ -138,6 +138,28 @@ class ProcessorTest : public ::testing::Test {
     ASSERT_TRUE(p.CaughtUp());
   }
 
+  // 3000 events of 10 users; the store crashes at its 4th write (before or after
+  // committing it); the processor is stopped, the store revived, and a new processor
+  // (a restart) runs to the end.
+  void CrashAndRestart(bool after_commit) {
+    MemoryLog log(2);
+    MemoryStore store(&tags_);
+    for (int i = 0; i < 3000; ++i) Append(log, i % 2, EventRecord("u" + std::to_string(i % 10), "", 1000 + i));
+    store.CrashAtWrite(3, after_commit);
+    auto a = Make(log, store, 1, 20);
+    ASSERT_TRUE(a->Start().ok());
+    for (int i = 0; i < 2000 && !store.down(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    ASSERT_TRUE(store.down());
+    a->Stop();
+    store.Revive();
+    auto b = Make(log, store, 1, 20);
+    ASSERT_TRUE(b->Start().ok());
+    WaitCaughtUp(*b);
+    b->Stop();
+    for (int u = 0; u < 10; ++u) EXPECT_EQ(store.Number("u" + std::to_string(u), "n"), 300) << u;
+    EXPECT_EQ(journal_.delivered.size(), 3000u);
+  }
+
   TagRegistry tags_;
   MetricsRegistry metrics_;
   Journal journal_;
@@ -169,22 +191,7 @@ TEST_F(ProcessorTest, EachUsersRecordsReachTheStagesInLogOrderAndApplyOnce) {
 // restart resumes after that batch, so nothing is applied or published twice, and
 // nothing is lost.
 TEST_F(ProcessorTest, CrashAfterTheWriteCommittedNeitherLosesNorDoubles) {
-  MemoryLog log(2);
-  MemoryStore store(&tags_);
-  for (int i = 0; i < 3000; ++i) Append(log, i % 2, EventRecord("u" + std::to_string(i % 10), "", 1000 + i));
-  store.CrashAtWrite(3, /*after_commit=*/true);
-  auto a = Make(log, store, 1, 20);
-  ASSERT_TRUE(a->Start().ok());
-  for (int i = 0; i < 2000 && !store.down(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  ASSERT_TRUE(store.down());
-  a->Stop();
-  store.Revive();
-  auto b = Make(log, store, 1, 20);
-  ASSERT_TRUE(b->Start().ok());
-  WaitCaughtUp(*b);
-  b->Stop();
-  for (int u = 0; u < 10; ++u) EXPECT_EQ(store.Number("u" + std::to_string(u), "n"), 300) << u;
-  EXPECT_EQ(journal_.delivered.size(), 3000u);
+  CrashAndRestart(/*after_commit=*/true);
   for (const auto& [id, n] : journal_.published) EXPECT_EQ(n, 1) << id << " published again after the restart";
 }
 
@@ -192,22 +199,7 @@ TEST_F(ProcessorTest, CrashAfterTheWriteCommittedNeitherLosesNorDoubles) {
 // outbox publishes repeat (the outbox keeps each id once) while the profile state, which
 // only the write changes, counts each event once.
 TEST_F(ProcessorTest, CrashBeforeTheWriteReplaysTheBatchExactlyOnceInTheStore) {
-  MemoryLog log(2);
-  MemoryStore store(&tags_);
-  for (int i = 0; i < 3000; ++i) Append(log, i % 2, EventRecord("u" + std::to_string(i % 10), "", 1000 + i));
-  store.CrashAtWrite(3, /*after_commit=*/false);
-  auto a = Make(log, store, 1, 20);
-  ASSERT_TRUE(a->Start().ok());
-  for (int i = 0; i < 2000 && !store.down(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  ASSERT_TRUE(store.down());
-  a->Stop();
-  store.Revive();
-  auto b = Make(log, store, 1, 20);
-  ASSERT_TRUE(b->Start().ok());
-  WaitCaughtUp(*b);
-  b->Stop();
-  for (int u = 0; u < 10; ++u) EXPECT_EQ(store.Number("u" + std::to_string(u), "n"), 300) << u;
-  EXPECT_EQ(journal_.delivered.size(), 3000u);
+  CrashAndRestart(/*after_commit=*/false);
   int repeated = 0;
   for (const auto& [id, n] : journal_.published) repeated += n > 1;
   EXPECT_GT(repeated, 0) << "the batch that was not written must be processed again";
