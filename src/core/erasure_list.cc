@@ -139,7 +139,7 @@ Status ErasureList::Add(std::span<const std::string> ids, TimestampMs erased_at)
 
 std::optional<TimestampMs> ErasureList::ErasedAt(std::string_view id) const {
   std::lock_guard lk(mu_);
-  auto it = newest_.find(std::string(id));
+  auto it = newest_.find(id);
   if (it == newest_.end()) return std::nullopt;
   return it->second;
 }

@@ -56,7 +56,11 @@ class ErasureList {
   mutable std::mutex mu_;
   uint64_t read_bytes_ = 0;
   std::vector<Entry> entries_;
-  std::unordered_map<std::string, TimestampMs> newest_;
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  std::unordered_map<std::string, TimestampMs, Hash, std::equal_to<>> newest_;  // looked up without a copy
 };
 
 // Where the erasure list of `data_dir` lives by default.

@@ -237,6 +237,7 @@ bool Processor::Handle(Work& w, PartitionId p, std::span<const LogRecord> record
         if (!Erase(w, uid, ts, p, rec.offset)) return false;
         for (auto& stage : w.stages) stage->BeginBatch();
         w.begun = true;
+        w.check_erasures = erasures_ && !erasures_->empty();
         b.partition = p;
         continue;
       }

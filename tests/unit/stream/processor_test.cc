@@ -257,5 +257,28 @@ TEST_F(ProcessorTest, ErasureAppliesInLogOrderToEveryLinkedIdAndAgainOnReplay) {
   EXPECT_EQ((*list)->Entries().size(), 2u) << "a replayed erasure is listed once";
 }
 
+// A linked device's events sit in another partition, read after the user's erasure in
+// the same batch: they were logged before the erasure, so they do not bring its profile back.
+TEST_F(ProcessorTest, ALinkedDevicesEarlierRecordsInAnotherPartitionStayErased) {
+  testing_util::TempDir dir;
+  auto list = ErasureList::Open(dir.path() + "/erasures.list");
+  ASSERT_TRUE(list.ok());
+  MemoryLog log(2);
+  MemoryStore store(&tags_);
+  Append(log, 0, EventRecord("u", "d1", 200));
+  std::string erase;
+  EncodeDeleteRecord("u", 5000, &erase);
+  Append(log, 0, erase);
+  for (int i = 0; i < 4; ++i) Append(log, 1, EventRecord("", "d1", 100 + i));  // d1 before login
+  Append(log, 1, EventRecord("", "d1", 7000));                                // d1 after the erasure
+  auto p = Make(log, store, 1, 1000);
+  p->SetErasureList(list->get());
+  ASSERT_TRUE(p->Start().ok());
+  WaitCaughtUp(*p);
+  p->Stop();
+  EXPECT_EQ(store.Number("u", "n"), 0);
+  EXPECT_EQ(store.Number("d1", "n"), 1) << "only the device's event from after the erasure";
+}
+
 }  // namespace
 }  // namespace portrait
