@@ -192,7 +192,7 @@ struct ArchiveConfig {
   bool enabled = true;
   std::string dir;                  // default DATA/archive
   int flush_seconds = 5;            // longest an event waits in memory before its part file is written
-  int64_t retention_ms = 90LL * 86'400'000;  // hours older than this (by event time) are deleted; 0 = keep
+  int64_t retention_ms = 90LL * 86'400'000;  // part files written longer ago than this are deleted; 0 = keep
 };
 
 // [retry]: when a downstream step (a sink) fails, the item waits in the retry topic for

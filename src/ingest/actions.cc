@@ -344,6 +344,7 @@ Result<Action> Collector::ParseAction(std::string_view json) {
 
 Status Collector::DeleteProfile(std::string_view uid) {
   if (uid.empty() || uid.size() > 256) return Status::InvalidArgument("uid must hold 1 to 256 bytes");
+  if (std::string problem = IdProblem(uid); !problem.empty()) return Status::InvalidArgument("uid " + problem);
   std::vector<std::string> payloads(1);
   EncodeDeleteRecord(uid, NowMs(), &payloads[0]);
   RETURN_IF_ERROR(AppendRecords(payloads, {PartitionOf(uid)}));

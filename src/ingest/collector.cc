@@ -92,6 +92,12 @@ bool BuildEvent(const Config& cfg, simdjson::dom::element doc, Event* e, EventEr
         return false;
       }
       (k == "type" ? e->type : e->product) = std::string(v.get_string().value());
+      if (k == "product") {
+        if (std::string problem = IdProblem(e->product); !problem.empty()) {
+          *err = {"invalid_value", "field \"product\" " + problem};
+          return false;
+        }
+      }
     } else if (k == "ts") {
       if (!v.is_int64()) {
         *err = {"wrong_type", "field \"ts\" must be an integer (milliseconds since the epoch), not " +

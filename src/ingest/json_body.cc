@@ -1,5 +1,6 @@
 #include "ingest/json_body.h"
 
+#include <cstdio>
 #include <vector>
 
 namespace portrait {
@@ -60,7 +61,24 @@ bool ReadIdField(simdjson::dom::element v, std::string_view name, std::string* o
     *err = {"invalid_value", "field \"" + std::string(name) + "\" must hold 1 to 256 bytes"};
     return false;
   }
+  if (std::string problem = IdProblem(*out); !problem.empty()) {
+    *err = {"invalid_value", "field \"" + std::string(name) + "\" " + problem};
+    return false;
+  }
   return true;
+}
+
+std::string IdProblem(std::string_view id) {
+  for (size_t i = 0; i < id.size(); ++i) {
+    auto c = static_cast<unsigned char>(id[i]);
+    if (c < 0x20 || c == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%02x", c);
+      return "holds the control byte " + std::string(hex) + " at " + std::to_string(i) +
+             "; ids, products and channels are text without control characters";
+    }
+  }
+  return "";
 }
 
 void ForEachDocument(std::string_view body, int max_depth,

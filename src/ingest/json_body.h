@@ -27,6 +27,10 @@ std::string_view JsonTypeName(simdjson::dom::element_type t);
 
 // Reads an identifier field (uid, id, channel, ...): a string or an integer (kept as its
 // decimal text), 1 to 256 bytes.
+// What is wrong with an id, product or channel value ("" when nothing): control bytes
+// (they are separators in stored records) are refused.
+std::string IdProblem(std::string_view id);
+
 bool ReadIdField(simdjson::dom::element v, std::string_view name, std::string* out, BodyError* err);
 
 }  // namespace portrait

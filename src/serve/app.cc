@@ -160,8 +160,16 @@ void App::TrimOnce() {
   auto trim = [&](Log& log, const std::string& topic, bool consumed_by_processor) {
     auto it = config_.log.retention.find(topic);
     if (it == config_.log.retention.end()) return;
+    // Only what the store holds durably may go. The checkpoints are read first and the
+    // store flushed after: a checkpoint read after the flush may already count batches
+    // that are still only in memory (the store writes without its own WAL).
+    std::vector<Offset> durable(log.partitions(), Offset(0));
     if (consumed_by_processor) {
-      // Only what the store holds durably may go: its checkpoints after a flush.
+      for (int p = 0; p < log.partitions(); ++p) {
+        auto cp = store_->GetCheckpoint(Processor::kConsumer, PartitionId(p));
+        if (!cp.ok()) return;
+        durable[p] = cp->value_or(Offset(0));
+      }
       Status st = store_->Flush();
       if (!st.ok()) {
         spdlog::error("retention: {}", st.ToString());
@@ -173,9 +181,7 @@ void App::TrimOnce() {
     for (int p = 0; p < log.partitions(); ++p) {
       Offset keep = log.EndOffset(PartitionId(p));
       if (consumed_by_processor) {
-        auto cp = store_->GetCheckpoint(Processor::kConsumer, PartitionId(p));
-        if (!cp.ok()) return;
-        keep = cp->value_or(Offset(0));
+        keep = durable[p];
         if (archiver_) {  // nor what the archive has not written yet
           auto archived = log.CommittedOffset(Archiver::kConsumer, PartitionId(p));
           if (!archived.ok()) return;

@@ -218,6 +218,17 @@ TEST_P(ChannelStoreTest, CalibrationReplacesTheWholeDay) {
   EXPECT_TRUE(g->calibrated.empty());
 }
 
+// A product or a uid with braces stays in one Redis Cluster slot and counts like any other.
+TEST_P(ChannelStoreTest, ProductsAndIdsWithBracesCount) {
+  std::string p = "}" + FreshProduct() + "{";
+  Observe({S("}u", "", kDay, "ads", p), S("{v}", "}d", kDay + kH, "seo", p)});
+  EXPECT_EQ(RealTime(p), (Counts{{{kDay, "ads"}, 1}, {{kDay + kH, "seo"}, 1}}));
+  auto recs = ch_->Lookup(p, std::vector<std::string>{"u}u", "d}d"});
+  ASSERT_TRUE(recs.ok()) << recs.status().ToString();
+  ASSERT_TRUE((*recs)[0] && (*recs)[1]);
+  EXPECT_EQ((*recs)[1]->owner, "{v}");
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ChannelStoreTest, ::testing::Values(kRocksDb, kRedis, kRedisCluster),
                          [](const auto& info) { return info.param.name; });
 

@@ -110,6 +110,37 @@ TEST_P(DecisionStoreTest, RecentDecisionsNewestFirstOncePerIdAtMostKeep) {
   EXPECT_TRUE(none->empty());
 }
 
+// Rule state and decisions of a uid with braces: one slot in a cluster, and erased with it.
+TEST_P(DecisionStoreTest, UidsWithBracesKeepStateAndDecisionsAndEraseThem) {
+  std::string u = U("}x{");
+  std::vector<RuleStateWrite> w{{u, "state"}};
+  std::vector<StoredDecision> d{{u, "d-1", 1'700'000'000'000, "{\"id\":\"d-1\"}"}};
+  ASSERT_TRUE(ds_->WriteRuleStates(w, 60'000, d, cfg_).ok());
+  EXPECT_EQ(Read({u}), std::vector<std::string>{"state"});
+  auto got = ds_->RecentDecisions(u, 10);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->size(), 1u);
+  ASSERT_TRUE(ds_->EraseUser(u).ok());
+  EXPECT_EQ(Read({u}), std::vector<std::string>{""});
+  got = ds_->RecentDecisions(u, 10);
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(got->empty());
+}
+
+// Many recent decisions read back at a large limit (Redis: no Lua unpack limit).
+TEST_P(DecisionStoreTest, ManyRecentDecisionsReadBack) {
+  cfg_.keep_per_user = 20'000;
+  std::vector<StoredDecision> d;
+  for (int i = 0; i < 12'000; ++i) {
+    std::string id = "d-" + std::to_string(i);
+    d.push_back({U("many"), id, 1'700'000'000'000 + i, "{\"id\":\"" + id + "\"}"});
+  }
+  ASSERT_TRUE(ds_->WriteRuleStates({}, 60'000, d, cfg_).ok());
+  auto got = ds_->RecentDecisions(U("many"), 12'000);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->size(), 12'000u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, DecisionStoreTest, ::testing::Values(kRocksDb, kRedis, kRedisCluster),
                          [](const auto& info) { return info.param.name; });
 

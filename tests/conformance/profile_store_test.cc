@@ -51,6 +51,9 @@ class ProfileStoreTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
     tags_.Add(testing_util::ClickList(5));
+    TagConfig long_list = testing_util::ClickList(20'000);
+    long_list.name = "long";
+    tags_.Add(long_list);
     TagConfig n;
     n.name = "count";
     n.type = TagType::kNumber;
@@ -416,6 +419,38 @@ TEST_P(ProfileStoreTest, EveryOperatorMatchesTheFusionReference) {
     EXPECT_EQ(got_json, want_json) << uid;
   }
   store_.reset();  // it points at `tags`, which dies with this scope
+}
+
+// Ids may hold any bytes: braces must not break a Redis Cluster hash tag (a uid "}x" would
+// spread its keys over slots and fail with CROSSSLOT), and an escape must not make two ids
+// one.
+TEST_P(ProfileStoreTest, IdsWithBracesAndEscapesAreUsersOfTheirOwn) {
+  const TimestampMs now = NowMs();
+  const std::vector<std::string> uids = {"}x", "{y}", "a{b}c", "%7D", "}", "{", "%"};
+  std::vector<Action> batch;
+  for (size_t i = 0; i < uids.size(); ++i) batch.push_back(Incr(uids[i], static_cast<double>(i + 1), 10));
+  ASSERT_TRUE(store_->Apply(batch, {}).ok());
+  for (size_t i = 0; i < uids.size(); ++i) {
+    Profile p = Get(uids[i], {"count"}, now);
+    ASSERT_EQ(p.tags.size(), 1u) << uids[i];
+    EXPECT_EQ(p.tags[0].state.number, static_cast<double>(i + 1)) << uids[i];
+  }
+  ASSERT_TRUE(store_->DeleteProfile("}x", {}).ok());
+  EXPECT_TRUE(Get("}x", {}, now).tags.empty());
+  EXPECT_EQ(Get("%7D", {"count"}, now).tags.size(), 1u) << "an escaped spelling is another user";
+}
+
+// A list reads back at any size the config accepts (Redis: no Lua unpack limit on reads).
+TEST_P(ProfileStoreTest, LongListsReadBackWhole) {
+  const TagConfig& list = *tags_.Find("long");
+  Action a = testing_util::Click(list, 0, 1'000'000);
+  a.op = OpCode::kListRpushl;
+  for (int i = 1; i < 12'000; ++i) a.items.push_back(testing_util::Click(list, i, 1'000'000 + i).items[0]);
+  a.uid = "long-list";
+  ASSERT_TRUE(store_->Apply(std::vector<Action>{a}, {}).ok());
+  Profile p = Get("long-list", {"long"}, NowMs());
+  ASSERT_EQ(p.tags.size(), 1u);
+  EXPECT_EQ(p.tags[0].state.items.size(), 12'000u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ProfileStoreTest, ::testing::Values(kRocksDb, kRedis, kRedisCluster),

@@ -19,12 +19,7 @@ double ToDouble(const std::string& s) {
 }
 
 // Channel figures: every key of a product shares the hash tag {product} (channels.lua).
-std::string ChannelPrefix(std::string_view product) {
-  std::string b = "ch:{";
-  b.append(product);
-  b += "}:";
-  return b;
-}
+std::string ChannelPrefix(std::string_view product) { return RedisTagged("ch:", product, ":"); }
 
 constexpr char kSep = '\x1f';
 

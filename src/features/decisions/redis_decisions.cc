@@ -11,12 +11,7 @@ extern const char* const kDecisionsLua;  // generated from decisions.lua
 
 namespace {
 
-std::string RuleKey(std::string_view uid) {
-  std::string k = "r:{";
-  k.append(uid);
-  k += "}";
-  return k;
-}
+std::string RuleKey(std::string_view uid) { return RedisTagged("r:", uid, ""); }
 
 // "ts|src|rest"
 class RedisDecisions : public DecisionStore {

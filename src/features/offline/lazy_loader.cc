@@ -105,7 +105,9 @@ Status LazyLoader::Load(std::span<const LoadTrigger> triggers, std::vector<Actio
   for (size_t i = 0; i < uids.size(); ++i) {
     const SnapshotInfo& s = wanted[i];
     std::string mark = s.Mark();
-    if (marks[i] == mark) {
+    // Only a newer snapshot loads: a trigger of an earlier day (a late event) must not bring
+    // an older snapshot's values back over a newer one's.
+    if (!marks[i].empty() && !SnapshotMarkLess(marks[i], mark)) {
       current_->Inc();
       continue;
     }

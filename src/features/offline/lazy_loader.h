@@ -43,7 +43,8 @@ struct LoadTrigger {
 };
 
 // Per user, on a trigger event of day T: S = the newest complete snapshot dated before T.
-// If the user's profile records S (ProfileMeta::snapshot) nothing happens; otherwise the
+// If the user's profile records S or a newer snapshot (ProfileMeta::snapshot; a late
+// trigger of an earlier day would pick an older one) nothing happens; otherwise the
 // user's row of S becomes Actions plus a mark recording S, so a user loads at most once
 // per snapshot version, picks up a newer date or version at the next trigger after it
 // completes, and a user absent from S is marked too. Used by one processor worker at a

@@ -57,6 +57,10 @@ Archiver::Archiver(const ArchiveConfig& config, std::string dir, Log* log, Metri
   archived_ = m->GetCounter("portrait_archive_events_total", "Events written to the archive");
   files_ = m->GetCounter("portrait_archive_files_total", "Archive part files written");
   errors_ = m->GetCounter("portrait_archive_errors_total", "Archive writes that failed (retried)");
+  expired_files_ = m->GetCounter("portrait_archive_retention_deleted_files_total",
+                                 "Part files deleted by [archive] retention (counted from when they were written)");
+  erased_dropped_ = m->GetCounter("portrait_archive_dropped_events_total",
+                                  "Events not archived, by reason", "reason=\"erased\"");
   rewritten_ = m->GetCounter("portrait_archive_erasure_rewrites_total", "Part files rewritten without erased users' events");
 }
 
@@ -104,15 +108,21 @@ Status Archiver::FlushPartition(PartitionId p, Offset first, Offset next) {
   return log_->CommitOffset(kConsumer, p, next);
 }
 
+// Retention counts from when the archive received the data (a part file's time), not
+// from the events' time: a backfill of old events is kept as long as any other data.
 void Archiver::DeleteExpiredHours() {
   if (config_.retention_ms <= 0) return;
-  std::string oldest = HourPath(NowMs() - config_.retention_ms);  // sorts like the paths
+  const auto oldest = fs::file_time_type::clock::now() - std::chrono::milliseconds(config_.retention_ms);
   std::error_code ec;
   for (const auto& date : fs::directory_iterator(dir_, ec)) {
     if (!date.path().filename().string().starts_with("date=")) continue;
     for (const auto& hour : fs::directory_iterator(date.path(), ec)) {
-      std::string rel = date.path().filename().string() + "/" + hour.path().filename().string();
-      if (rel < oldest) fs::remove_all(hour.path(), ec);
+      for (const auto& part : fs::directory_iterator(hour.path(), ec)) {
+        if (!part.path().filename().string().starts_with("part-")) continue;
+        auto written = fs::last_write_time(part.path(), ec);
+        if (!ec && written < oldest && fs::remove(part.path(), ec)) expired_files_->Inc();
+      }
+      if (fs::is_empty(hour.path(), ec)) fs::remove(hour.path(), ec);
     }
     if (fs::is_empty(date.path(), ec)) fs::remove(date.path(), ec);
   }
@@ -153,8 +163,10 @@ void Archiver::Run() {
           if (rec.offset >= end) break;
           next = Offset(rec.offset.value + 1);
           if (PeekRecordKind(rec.payload) != RecordKind::kEvent || !DecodeEvent(rec.payload, &e).ok()) continue;
-          if (config_.retention_ms > 0 && e.ts < NowMs() - config_.retention_ms) continue;  // would be deleted at once
-          if (erasures_ && IsErased(e)) continue;
+          if (erasures_ && IsErased(e)) {
+            erased_dropped_->Inc();  // an erased id's event from before its erasure: not kept
+            continue;
+          }
           std::string& lines = pending_[HourPath(e.ts)];
           lines += EventToJson(e);
           lines.push_back('\n');

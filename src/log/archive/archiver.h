@@ -5,7 +5,9 @@
 // consumer ("archive"), gathers up to flush_seconds, writes each hour's part file under a
 // temporary name, fsyncs, renames, and only then commits its offsets: a crash re-reads from
 // the last commit and rewrites the same part names, so no event is archived twice or lost.
-// Late events land in their own (older) hour. Hours older than the retention are deleted.
+// Late events land in their own (older) hour; a backfill of old events is archived like
+// any other. Retention deletes part files written longer ago than [archive] retention (the
+// time the archive received the data, not the events' time).
 //
 // Erasure: with an ErasureList, events of an erased identity older than its erasure are
 // not archived, and the part files already holding such events are rewritten without
@@ -67,6 +69,8 @@ class Archiver {
   Counter* files_;
   Counter* errors_;
   Counter* rewritten_;
+  Counter* expired_files_;
+  Counter* erased_dropped_;
   ErasureList* erasures_ = nullptr;
   int64_t erase_within_ms_ = 0;
 };

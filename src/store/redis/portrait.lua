@@ -264,6 +264,17 @@ end
 -- portrait_get(KEYS: the user's keys; ARGV: P, then tag, ttl_ms pairs)
 --   -> {rt, ss, {tag, type, u, w, ns, value...}...}; tags past their ttl by this server's
 --   clock are left out (their keys have expired).
+-- HMGET of any number of fields: Lua's unpack() takes at most a few thousand values, so
+-- the fields go in slices (a list tag may hold any size_limit the config accepts).
+local function hmget_all(key, fields)
+  local out = {}
+  for i = 1, #fields, 4000 do
+    local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + 3999, #fields)))
+    for j = 1, #part do out[#out + 1] = part[j] end
+  end
+  return out
+end
+
 local function get(keys, a)
   local P = a[1]
   local m = P .. 'm'
@@ -290,7 +301,7 @@ local function get(keys, a)
         local keys_ = {}
         for j = 1, #z, 2 do table.insert(keys_, z[j]) end
         table.insert(entry, z)
-        if #keys_ > 0 then table.insert(entry, redis.call('HMGET', P .. 'li:' .. tag, unpack(keys_))) else table.insert(entry, {}) end
+        table.insert(entry, hmget_all(P .. 'li:' .. tag, keys_))
       end
       table.insert(out, entry)
     end

@@ -22,6 +22,23 @@ class RedisBackend {
   virtual Status AddFunctionLibrary(std::string code) = 0;
 };
 
+// `prefix` "{" id "}" `suffix`, with '%', '{' and '}' of the id written %25, %7B, %7D: the
+// cluster hash tag is then the whole id whatever bytes it holds, so all keys of one id share
+// a slot (an id "}x" would otherwise end the tag early and spread a user over slots).
+inline std::string RedisTagged(std::string_view prefix, std::string_view id, std::string_view suffix) {
+  std::string k(prefix);
+  k.push_back('{');
+  for (char c : id) {
+    if (c == '%') k += "%25";
+    else if (c == '{') k += "%7B";
+    else if (c == '}') k += "%7D";
+    else k.push_back(c);
+  }
+  k.push_back('}');
+  k.append(suffix);
+  return k;
+}
+
 // FCALL (FCALL_RO when `read_only`) of function `name` over `keys` (the first routes it),
 // arguments to be appended.
 inline RedisCommand RedisFunctionCall(std::string name, const std::vector<std::string>& keys, bool read_only = false) {

@@ -50,12 +50,7 @@ RedisCommand FunctionCall(const char* fn, const std::vector<std::string>& keys) 
   return RedisFunctionCall(std::string("portrait_") + fn, keys, fn[0] == 'g');
 }
 
-std::string Prefix(std::string_view uid) {
-  std::string p = "p:{";
-  p.append(uid);
-  p += "}:";
-  return p;
-}
+std::string Prefix(std::string_view uid) { return RedisTagged("p:", uid, ":"); }
 
 void SplitRegister(const std::string& s, TimestampMs* ts, Source* src, std::string* rest) {
   size_t a = s.find('|');

@@ -116,6 +116,24 @@ TEST_F(CollectorTest, RejectsEachBadEventWithReasonAndKeepsTheRest) {
   EXPECT_EQ(ReadLatestFailed(*failed_, 3)->size(), 3u);
 }
 
+// Control bytes are separators in stored records (the channel registry's, for one): an id,
+// product or channel holding one is refused with its place; the events around it are kept.
+TEST_F(CollectorTest, IdsWithControlBytesAreRefusedAndTheRestKept) {
+  std::string body = R"({"uid":"a\u001fb","type":"APPSTART","ts":1700000000000})" "\n"
+                     R"({"uid":"ok","type":"APPSTART","ts":1700000000000,"channel":"ads\u0000"})" "\n"
+                     R"({"uid":"ok","type":"APPSTART","ts":1700000000000,"product":"app\n"})" "\n"
+                     R"({"uid":"}braces{ are fine","type":"APPSTART","ts":1700000000000})";
+  IngestResult r = Ingest(body);
+  EXPECT_EQ(r.accepted, 1u);
+  ASSERT_EQ(r.rejected.size(), 3u);
+  EXPECT_EQ(r.rejected[0].reason, "invalid_value");
+  EXPECT_NE(r.rejected[0].message.find("field \"uid\" holds the control byte 0x1f at 1"), std::string::npos)
+      << r.rejected[0].message;
+  EXPECT_NE(r.rejected[1].message.find("\"channel\""), std::string::npos) << r.rejected[1].message;
+  EXPECT_NE(r.rejected[2].message.find("\"product\""), std::string::npos) << r.rejected[2].message;
+  EXPECT_FALSE(collector_->DeleteProfile(std::string("x\x01", 2)).ok());
+}
+
 TEST_F(CollectorTest, MalformedArrayRejectsWholeBody) {
   IngestResult r = Ingest(R"([{"uid":"u","type":"APPSTART","ts":1700000000000}, {oops}])");
   EXPECT_EQ(r.accepted, 0u);

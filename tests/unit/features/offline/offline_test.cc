@@ -238,6 +238,11 @@ std::vector<LazyCase> LazyCases() {
       {"ASnapshotOfDayTItselfIsNotUsedOnDayT",
        {PublishStep(Date(1), Row({1})), PublishStep(Date(0), Row({9})),
         EventStep("APPSTART", k8am, true, Date(1) + "/1", Clicks({1}))}},
+      // A late trigger of an earlier day would pick an older snapshot: only a newer one loads.
+      {"ALateTriggerOfAnEarlierDayDoesNotReloadAnOlderSnapshot",
+       {PublishStep(Date(2), Row({1})), PublishStep(Date(1), Row({2})),
+        EventStep("APPSTART", k8am, true, Date(1) + "/1", Clicks({2})),
+        EventStep("APPSTART", k8am - 86'400'000, false, Date(1) + "/1", Clicks({2}))}},
       {"OtherEventsAreNoTrigger",
        {PublishStep(Date(1), Row({1})), EventStep("click", k8am, false, "", "")}},
   };
