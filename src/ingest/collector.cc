@@ -173,6 +173,8 @@ Collector::Collector(const Config& config, Log* log, Log* failed, MetricsRegistr
     : config_(config), log_(log), failed_(failed), metrics_(metrics) {
   routed_ = metrics->GetCounter("portrait_events_routed_total", "Event copies appended to [[routes]] topics");
   duplicates_ = metrics->GetCounter("portrait_events_duplicates_total", "Events already logged (same id), not logged again");
+  inflight_waits_ = metrics->GetCounter("portrait_events_inflight_waits_total",
+                                        "Requests that waited for another request's append of the same event id");
   size_t per_partition = std::max<size_t>(1, config.collector.dedup_window / static_cast<size_t>(std::max(1, log ? log->partitions() : 1)));
   for (int p = 0; log && p < log->partitions(); ++p) recent_.push_back(std::make_unique<RecentIds>(per_partition));
   failed_kept_ = metrics->GetCounter("portrait_failed_records_total", "Rejected events and Actions kept in the failed topic");
@@ -273,15 +275,54 @@ Result<IngestResult> Collector::Ingest(std::string_view body, std::string_view s
   payloads.reserve(events.size());
   std::vector<const Event*> routed;
   std::vector<std::pair<size_t, uint64_t>> only_routed;  // claimed ids of events for routed topics only
-  for (const Event& e : events) {
-    PartitionId pid = PartitionOf(e.PartitionKey());
-    size_t p = static_cast<size_t>(pid.value);
-    uint64_t h = RecentIds::Hash(e.id);
-    if (!recent_[p]->Insert(h)) {
+  // Claiming ids and seeing whose append is in flight happen under one lock: an id another
+  // request is still appending is not a repeat yet; this request waits for that append (and
+  // claims the id itself if it failed), so no answer says 200 before its event is durable.
+  // A request never waits while it holds claims (two requests with the same ids in another
+  // order would wait on each other): it gives them back, waits, and claims again.
+  auto Key = [](size_t p, uint64_t h) { return h ^ (static_cast<uint64_t>(p) * 0x9E3779B97F4A7C15ull); };
+  const uint64_t token = next_request_.fetch_add(1) + 1;
+  std::vector<uint8_t> take(events.size());
+  std::vector<std::pair<size_t, uint64_t>> ids(events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    ids[i] = {static_cast<size_t>(PartitionOf(events[i].PartitionKey()).value), RecentIds::Hash(events[i].id)};
+  }
+  {
+    std::unique_lock lk(inflight_mu_);
+    for (bool done = false; !done;) {
+      done = true;
+      claimed.clear();
+      for (size_t i = 0; i < events.size(); ++i) {
+        auto [p, h] = ids[i];
+        take[i] = 0;
+        if (recent_[p]->Insert(h)) {
+          inflight_[Key(p, h)] = token;
+          claimed.emplace_back(p, h);
+          take[i] = 1;
+          continue;
+        }
+        auto it = inflight_.find(Key(p, h));
+        if (it == inflight_.end() || it->second == token) continue;  // durable already, or twice in this body
+        for (auto [cp, ch] : claimed) {
+          recent_[cp]->Erase(ch);
+          inflight_.erase(Key(cp, ch));
+        }
+        inflight_cv_.notify_all();
+        inflight_waits_->Inc();
+        const uint64_t key = Key(p, h);
+        inflight_cv_.wait(lk, [&] { return !inflight_.count(key); });
+        done = false;
+        break;
+      }
+    }
+  }
+  for (size_t i = 0; i < events.size(); ++i) {
+    const Event& e = events[i];
+    if (!take[i]) {
       ++result.duplicates;
       continue;
     }
-    claimed.emplace_back(p, h);
+    auto [p, h] = ids[i];
     bool exclusive = false;
     if (auto r = routes_.find(e.type); r != routes_.end()) {
       routed.push_back(&e);
@@ -293,21 +334,32 @@ Result<IngestResult> Collector::Ingest(std::string_view body, std::string_view s
     }
     payloads.emplace_back();
     EncodeEvent(e, &payloads.back());
-    partitions.push_back(pid);
+    partitions.push_back(PartitionId(static_cast<int32_t>(p)));
   }
+  // Releases this request's claims: ids of what did not become durable are forgotten (a
+  // retry logs them), and requests waiting on any of them go on.
+  auto release = [&](const std::vector<std::pair<size_t, uint64_t>>& forget) {
+    {
+      std::lock_guard lk(inflight_mu_);
+      for (auto [p, h] : forget) recent_[p]->Erase(h);
+      for (auto [p, h] : claimed) inflight_.erase(Key(p, h));
+    }
+    inflight_cv_.notify_all();
+  };
   Status st = payloads.empty() ? Status::Ok() : AppendRecords(payloads, partitions);
   if (!st.ok()) {
-    for (auto [p, h] : claimed) recent_[p]->Erase(h);
+    release(claimed);
     return st;
   }
   if (!routed.empty()) {
     // Only when not even the retry topic takes a copy: the events topic has the rest, so a
     // client's retry drops those as repeats; the routed-only ones are sent again.
     if (Status rs = AppendRouted(routed); !rs.ok()) {
-      for (auto [p, h] : only_routed) recent_[p]->Erase(h);
+      release(only_routed);
       return rs;
     }
   }
+  release({});
   result.accepted = events.size();
   accepted_->Inc(events.size() - result.duplicates);
   duplicates_->Inc(result.duplicates);

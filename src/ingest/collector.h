@@ -8,6 +8,14 @@
 // its own parser.
 #pragma once
 
+#include <unordered_map>
+
+#include <mutex>
+
+#include <condition_variable>
+
+#include <atomic>
+
 #include <map>
 #include <memory>
 #include <string>
@@ -94,6 +102,12 @@ class Collector {
   Counter* deletions_;
   Counter* requests_;
   std::vector<std::unique_ptr<RecentIds>> recent_;  // per partition
+  // Ids claimed by appends not yet durable (partition-mixed id hash -> request).
+  std::mutex inflight_mu_;
+  std::condition_variable inflight_cv_;
+  std::unordered_map<uint64_t, uint64_t> inflight_;
+  std::atomic<uint64_t> next_request_{0};
+  Counter* inflight_waits_;
   std::map<std::string, std::vector<Route>> routes_;  // by event type
   RetryQueue* retry_ = nullptr;
   Counter* routed_;

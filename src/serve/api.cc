@@ -193,7 +193,11 @@ std::optional<HttpResponse> Api::Decode(HttpRequest& req) const {
 
 HttpResponse Api::IngestAnswer(const Result<IngestResult>& result) {
   if (!result.ok()) {
-    return Error(HttpStatusFor(result.status()), "ingest_failed", result.status().message());
+    HttpResponse r = Error(HttpStatusFor(result.status()), "ingest_failed", result.status().message());
+    // Nothing of the request was logged (a log append is all or none): the same body again,
+    // later, is safe.
+    if (r.status == 503) r.headers.emplace_back("Retry-After", "1");
+    return r;
   }
   const IngestResult& r = *result;
   std::string body;

@@ -63,6 +63,8 @@ Status WriteAll(int fd, const char* p, size_t n) {
     ssize_t w = ::write(fd, p, n);
     if (w < 0) {
       if (errno == EINTR) continue;
+      // A full disk is not the client's fault and passes once space is freed: retry later.
+      if (errno == ENOSPC || errno == EDQUOT) return Status::Unavailable(Errno("log write"));
       return Status::IOError(Errno("log write"));
     }
     p += w;
@@ -128,6 +130,8 @@ class SegmentLog : public Log {
   SegmentLog(SegmentLogOptions o, MetricsRegistry* m) : opt_(std::move(o)) {
     std::string label = "topic=\"" + opt_.topic + "\"";
     appended_records_ = m->GetCounter("portrait_log_appended_records_total", "Records appended to the log", label);
+    append_failures_ = m->GetCounter("portrait_log_append_failures_total",
+                                     "Appends that failed (disk full, I/O error); none of their records is kept", label);
     appended_bytes_ = m->GetCounter("portrait_log_appended_bytes_total", "Bytes appended to the log", label);
     fsync_seconds_ = m->GetHistogram("portrait_log_fsync_seconds", "Time of one group-commit fsync round", label);
     torn_bytes_ = m->GetCounter("portrait_log_torn_tail_bytes_total", "Bytes dropped from torn tails at open", label);
@@ -186,6 +190,7 @@ class SegmentLog : public Log {
   std::mutex offsets_mu_;
 
   Counter* appended_records_;
+  Counter* append_failures_;
   Counter* appended_bytes_;
   Histogram* fsync_seconds_;
   Counter* torn_bytes_;
@@ -319,35 +324,73 @@ Status SegmentLog::Append(std::span<const LogEntry> entries, std::vector<Offset>
     if (p < 0 || p >= opt_.partitions) return Status::InvalidArgument("log append: no partition " + std::to_string(p));
     by_part[p].push_back(i);
   }
-  thread_local std::string buf;
+  // All or none: every partition the append touches is locked (in ascending order, as every
+  // appender does), written, and only once all writes succeeded are the new records
+  // published (offsets moved). A write that fails (a full disk) truncates what this append
+  // wrote to every partition, so no record of it is ever read, and the append fails whole.
   std::vector<int> touched;
-  uint64_t bytes = 0;
   for (int pi = 0; pi < opt_.partitions; ++pi) {
-    if (by_part[pi].empty()) continue;
+    if (!by_part[pi].empty()) touched.push_back(pi);
+  }
+  std::vector<std::unique_lock<std::mutex>> locks;
+  locks.reserve(touched.size());
+  for (int pi : touched) locks.emplace_back(parts_[pi]->mu);
+  struct Written {
+    Partition* p;
+    uint64_t pos_before;  // where this append's bytes start in the active segment
+    uint64_t pos_after;
+    int64_t next_after;
+  };
+  std::vector<Written> written;
+  written.reserve(touched.size());
+  thread_local std::string buf;
+  uint64_t bytes = 0;
+  Status failure;
+  for (int pi : touched) {
     Partition& p = *parts_[pi];
-    std::lock_guard lk(p.mu);
     buf.clear();
     int64_t off = p.next_offset;
     for (uint32_t i : by_part[pi]) {
-      if (entries[i].payload.size() > kMaxRecord) return Status::TooLarge("log record over 64 MiB");
+      if (entries[i].payload.size() > kMaxRecord) {
+        failure = Status::TooLarge("log record over 64 MiB");
+        break;
+      }
       if (offsets) (*offsets)[i] = Offset(off);
       EncodeRecord(off++, entries[i].payload, &buf);
     }
-    if (p.write_pos > 0 && p.write_pos + buf.size() > opt_.segment_bytes) RETURN_IF_ERROR(Roll(p));
+    if (!failure.ok()) break;
+    if (p.write_pos > 0 && p.write_pos + buf.size() > opt_.segment_bytes) {
+      failure = Roll(p);
+      if (!failure.ok()) break;
+    }
     Status st = WriteAll(p.active->fd, buf.data(), buf.size());
     if (!st.ok()) {
+      failure = st;
       // Leave no partial record behind: the next append must start at a record boundary.
       if (::ftruncate(p.active->fd, static_cast<off_t>(p.write_pos)) == 0) {
         ::lseek(p.active->fd, static_cast<off_t>(p.write_pos), SEEK_SET);
       }
-      return st;
+      break;
     }
-    p.write_pos += buf.size();
-    p.next_offset = off;
+    written.push_back({&p, p.write_pos, p.write_pos + buf.size(), off});
     bytes += buf.size();
-    if (opt_.fsync == FsyncPolicy::kNone) p.durable_end.store(off, std::memory_order_release);
-    touched.push_back(pi);
   }
+  if (!failure.ok()) {
+    for (const Written& w : written) {
+      if (::ftruncate(w.p->active->fd, static_cast<off_t>(w.pos_before)) == 0) {
+        ::lseek(w.p->active->fd, static_cast<off_t>(w.pos_before), SEEK_SET);
+      }
+    }
+    if (offsets) offsets->assign(entries.size(), Offset(-1));
+    append_failures_->Inc();
+    return failure;
+  }
+  for (const Written& w : written) {
+    w.p->write_pos = w.pos_after;
+    w.p->next_offset = w.next_after;
+    if (opt_.fsync == FsyncPolicy::kNone) w.p->durable_end.store(w.next_after, std::memory_order_release);
+  }
+  locks.clear();
   appended_records_->Inc(entries.size());
   appended_bytes_->Inc(bytes);
   if (opt_.fsync == FsyncPolicy::kNone) {

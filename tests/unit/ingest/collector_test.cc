@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <thread>
+
 #include "log/embedded/segment_log.h"
 #include "ingest/failed.h"
 #include "temp_dir.h"
@@ -132,6 +136,75 @@ TEST_F(CollectorTest, IdsWithControlBytesAreRefusedAndTheRestKept) {
   EXPECT_NE(r.rejected[1].message.find("\"channel\""), std::string::npos) << r.rejected[1].message;
   EXPECT_NE(r.rejected[2].message.find("\"product\""), std::string::npos) << r.rejected[2].message;
   EXPECT_FALSE(collector_->DeleteProfile(std::string("x\x01", 2)).ok());
+}
+
+// A log whose next Append waits at a gate and then fails (a disk that fills during it).
+class GateLog : public Log {
+ public:
+  explicit GateLog(Log* inner) : inner_(inner) {}
+  void Arm() { armed_ = true; }
+  void Open() {
+    {
+      std::lock_guard lk(mu_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+  bool waiting() const { return waiting_; }
+  int partitions() const override { return inner_->partitions(); }
+  Status Append(std::span<const LogEntry> entries, std::vector<Offset>* offsets = nullptr) override {
+    if (armed_.exchange(false)) {
+      waiting_ = true;
+      std::unique_lock lk(mu_);
+      cv_.wait(lk, [&] { return open_; });
+      return Status::Unavailable("log write: No space left on device");
+    }
+    return inner_->Append(entries, offsets);
+  }
+  Result<std::unique_ptr<LogReader>> OpenReader(PartitionId p, Offset from) override { return inner_->OpenReader(p, from); }
+  Offset EndOffset(PartitionId p) const override { return inner_->EndOffset(p); }
+  Offset StartOffset(PartitionId p) const override { return inner_->StartOffset(p); }
+  Result<uint64_t> Trim(PartitionId p, Offset k, int64_t a, uint64_t b) override { return inner_->Trim(p, k, a, b); }
+  Status CommitOffset(std::string_view c, PartitionId p, Offset n) override { return inner_->CommitOffset(c, p, n); }
+  Result<Offset> CommittedOffset(std::string_view c, PartitionId p) override { return inner_->CommittedOffset(c, p); }
+  uint64_t DataEpoch() const override { return inner_->DataEpoch(); }
+  void WaitForData(uint64_t seen, std::chrono::milliseconds t) override { inner_->WaitForData(seen, t); }
+  void Close() override {}
+
+ private:
+  Log* inner_;
+  std::atomic<bool> armed_{false}, waiting_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+// A second request carrying an id whose first append is not durable yet waits for it: the
+// first fails, so the second logs the event itself (once) instead of answering 200 for an
+// event that was never kept.
+TEST_F(CollectorTest, ARepeatOfAnIdInFlightWaitsForItsAppend) {
+  GateLog gate(log_.get());
+  Collector c(config_, &gate, failed_.get(), &metrics_);
+  std::string body = R"({"id":"same","uid":"u","type":"APPSTART","ts":1700000000000})";
+  body.reserve(body.size() + Collector::kPadding);
+  gate.Arm();
+  std::thread first([&] { EXPECT_FALSE(c.Ingest(body).ok()) << "its append failed"; });
+  while (!gate.waiting()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::atomic<bool> second_done{false};
+  Result<IngestResult> second = Status::Internal("not run");
+  std::thread repeat([&] {
+    second = c.Ingest(body);
+    second_done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(second_done.load()) << "answered before the first append of its id was durable";
+  gate.Open();
+  first.join();
+  repeat.join();
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(second->accepted, 1u);
+  EXPECT_EQ(second->duplicates, 0u) << "the first request's event was never logged";
+  EXPECT_EQ(Logged(), 1);
 }
 
 TEST_F(CollectorTest, MalformedArrayRejectsWholeBody) {
