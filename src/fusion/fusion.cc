@@ -1,5 +1,7 @@
 #include "fusion/fusion.h"
 
+#include <cmath>
+
 #include <algorithm>
 #include <charconv>
 #include <tuple>
@@ -235,9 +237,31 @@ bool ProfileMeta::Decode(std::string_view in) {
   return r.ok() && r.done();
 }
 
+namespace {
+
+// Whole numbers whose sums are exact in a double: adding them in any grouping gives the same
+// bits. Fractions are not combined, so where a batch is cut cannot change a counter.
+bool ExactInteger(double v) { return v == std::trunc(v) && std::fabs(v) < 9.0e15; }
+
+}  // namespace
+
 bool TryCombine(Action& into, const Action& next, const TagConfig& cfg) {
   // An id must stay with its action so that the store can apply it exactly once.
   if (NeedsExactlyOnce(into.op) && (!into.id.empty() || !next.id.empty())) return false;
+  // The combined action keeps one source: actions of two sources stay apart, so that the
+  // profile's real-time freshness never takes an offline or external action's time.
+  if (into.source != next.source) return false;
+  if (into.op == OpCode::kNumberIncr && next.op == OpCode::kNumberIncr &&
+      !(ExactInteger(into.number) && ExactInteger(next.number))) {
+    return false;
+  }
+  if (into.op == OpCode::kMapIncr && next.op == OpCode::kMapIncr) {
+    for (const Action* a : {static_cast<const Action*>(&into), &next}) {
+      for (const MapEntry& e : a->entries) {
+        if (!ExactInteger(e.number)) return false;
+      }
+    }
+  }
   auto is_list = [](OpCode op) { return op == OpCode::kListRpush || op == OpCode::kListRpushl; };
   auto is_set = [](OpCode op) { return op == OpCode::kSetAdd || op == OpCode::kSetAddl; };
   if (is_list(into.op) && is_list(next.op)) {

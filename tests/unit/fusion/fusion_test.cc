@@ -200,6 +200,43 @@ TEST(CodecTest, ActionRoundTrips) {
   for (size_t n = 0; n < buf.size(); ++n) EXPECT_FALSE(DecodeAction(buf.substr(0, n), &back).ok()) << n;
 }
 
+// Pre-combining must not change a profile where a batch happens to be cut: fractional
+// increments are applied one by one (their sum depends on grouping), whole ones combine;
+// actions of two sources stay apart (real-time freshness takes real-time times only).
+TEST(CombineTest, OnlyGroupingFreeIncrementsAndOneSourceCombine) {
+  TagConfig num;
+  num.name = "n";
+  num.type = TagType::kNumber;
+  auto incr = [](double v, Source s = Source::kRealtime) {
+    Action a;
+    a.tag = "n";
+    a.op = OpCode::kNumberIncr;
+    a.number = v;
+    a.source = s;
+    a.ts = 1;
+    return a;
+  };
+  Action whole = incr(1);
+  EXPECT_TRUE(TryCombine(whole, incr(2), num));
+  EXPECT_EQ(whole.number, 3);
+  Action frac = incr(0.1);
+  EXPECT_FALSE(TryCombine(frac, incr(0.2), num));
+  EXPECT_EQ(frac.number, 0.1) << "left unchanged";
+  Action rt = incr(1);
+  EXPECT_FALSE(TryCombine(rt, incr(1, Source::kOffline), num));
+  // The sums that differ: applied one by one in log order is what a replay gives too.
+  TagState a, b;
+  for (double v : {0.1, 0.2, 0.3}) Apply(a, incr(v), num);
+  Apply(b, incr(0.1), num);
+  Action rest = incr(0.2);
+  if (TryCombine(rest, incr(0.3), num)) Apply(b, rest, num);
+  else {
+    Apply(b, incr(0.2), num);
+    Apply(b, incr(0.3), num);
+  }
+  EXPECT_EQ(a.number, b.number);
+}
+
 TEST(CombineTest, CombinedEqualsSequential) {
   TagConfig cfg = ClickList(3);
   Action a = Click(cfg, 1, 100);
