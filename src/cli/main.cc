@@ -134,6 +134,7 @@ int DlqCmd(const std::string& config_path, const std::string& data_dir, bool rep
     return 0;
   }
   portrait::RetryQueue queue(cfg.retry, logs->retry.get(), logs->dead.get(), &metrics);
+  queue.SetReplayMarks(logs->replay_marks);
   auto n = queue.ReplayDead(sink);
   if (!n.ok()) {
     std::cerr << "portrait: " << n.status().message() << "\n";

@@ -1,12 +1,17 @@
 #include "delivery/retry.h"
-#include "core/record_kind.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <algorithm>
 #include <deque>
 
 #include "core/coding.h"
+#include "core/record_kind.h"
 #include "core/event.h"
 #include "core/json.h"
 
@@ -62,6 +67,7 @@ Result<RetryLogs> OpenRetryLogs(const Config& config, MetricsRegistry* metrics, 
   RetryLogs logs;
   ASSIGN_OR_RETURN(logs.retry, MakeLog(local, config.data_dir, "retry", RetryQueue::Steps(config.retry), metrics, read_only));
   ASSIGN_OR_RETURN(logs.dead, MakeLog(local, config.data_dir, "dead", 1, metrics, read_only));
+  logs.replay_marks = config.data_dir + "/log/dead/replayed.offsets";
   return logs;
 }
 
@@ -197,13 +203,40 @@ void RetryQueue::Run() {
   }
 }
 
+namespace {
+
+Status ReadMarks(const std::string& path, std::set<int64_t>* marks) {
+  std::ifstream in(path);
+  int64_t v;
+  while (in >> v) marks->insert(v);
+  return Status::Ok();
+}
+
+Status AppendMarks(const std::string& path, const std::vector<int64_t>& offsets) {
+  if (offsets.empty()) return Status::Ok();
+  std::string text;
+  for (int64_t o : offsets) text += std::to_string(o) + "\n";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IOError("dead-letter replay marks " + path + ": " + std::strerror(errno));
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fdatasync(fd) == 0;
+  ::close(fd);
+  if (!ok) return Status::IOError("dead-letter replay marks " + path + ": cannot write");
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<size_t> RetryQueue::ReplayDead(std::string_view sink) {
   std::lock_guard lk(replay_mu_);
-  std::string consumer = std::string(kReplayConsumer) + (sink.empty() ? "" : ":" + std::string(sink));
+  std::set<int64_t> marks_from_file;
+  std::set<int64_t>& replayed = replay_marks_.empty() ? replayed_ : marks_from_file;
+  if (!replay_marks_.empty()) RETURN_IF_ERROR(ReadMarks(replay_marks_, &replayed));
+  // Items before the oldest kept one or before every earlier unfiltered replay's end are done.
   PartitionId p(0);
-  ASSIGN_OR_RETURN(Offset from, dead_->CommittedOffset(consumer, p));
+  ASSIGN_OR_RETURN(Offset from, dead_->CommittedOffset(kReplayConsumer, p));
   from = std::max(from, dead_->StartOffset(p));
   Offset end = dead_->EndOffset(p);
+  std::vector<int64_t> taken;
   ASSIGN_OR_RETURN(auto reader, dead_->OpenReader(p, from));
   std::vector<LogRecord> recs;
   std::vector<std::string> out;
@@ -215,6 +248,8 @@ Result<size_t> RetryQueue::ReplayDead(std::string_view sink) {
       RetryItem item;
       RETURN_IF_ERROR(DecodeRetryItem(r.payload, &item).WithContext("dead-letter offset " + std::to_string(r.offset.value)));
       if (!sink.empty() && item.sink != sink) continue;
+      if (replayed.count(r.offset.value)) continue;
+      taken.push_back(r.offset.value);
       item.failures = 0;
       item.due_ms = NowMs();
       EncodeRetryItem(item, &out.emplace_back());
@@ -223,7 +258,13 @@ Result<size_t> RetryQueue::ReplayDead(std::string_view sink) {
   std::vector<LogEntry> entries;
   for (const std::string& rec : out) entries.push_back({PartitionId(0), rec});
   if (!entries.empty()) RETURN_IF_ERROR(retry_->Append(entries));
-  RETURN_IF_ERROR(dead_->CommitOffset(consumer, p, end));
+  if (replay_marks_.empty()) {
+    replayed.insert(taken.begin(), taken.end());
+  } else {
+    RETURN_IF_ERROR(AppendMarks(replay_marks_, taken));
+  }
+  // An unfiltered replay has taken everything up to `end`: later replays start there.
+  if (sink.empty()) RETURN_IF_ERROR(dead_->CommitOffset(kReplayConsumer, p, end));
   return out.size();
 }
 

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <map>
+#include <set>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -65,6 +66,7 @@ class LogSink : public Sink {
 struct RetryLogs {
   std::unique_ptr<Log> retry;
   std::unique_ptr<Log> dead;
+  std::string replay_marks;  // which dead items were replayed (RetryQueue::SetReplayMarks)
 };
 Result<RetryLogs> OpenRetryLogs(const Config& config, MetricsRegistry* metrics, bool read_only = false);
 
@@ -78,6 +80,9 @@ class RetryQueue {
   ~RetryQueue();
 
   void AddSink(Sink* sink);  // before Start
+  // Where the offsets of dead items already replayed are kept (one file whatever the
+  // filters of the replays); without it they are kept in memory only. Before ReplayDead.
+  void SetReplayMarks(std::string path) { replay_marks_ = std::move(path); }
   Status Start();
   void Stop();
 
@@ -89,8 +94,9 @@ class RetryQueue {
   Status Enqueue(std::string_view sink, std::string_view key, std::string_view payload, std::string_view error);
 
   // Sends every dead item of `sink` ("" = all) not replayed before back to the first
-  // retry step with its failures reset; returns how many. Running it twice sends nothing
-  // the second time.
+  // retry step with its failures reset; returns how many. Each dead item is replayed at
+  // most once, whatever the filters: running it twice, or filtered after unfiltered, sends
+  // nothing the second time.
   Result<size_t> ReplayDead(std::string_view sink);
 
   static int Steps(const RetryConfig& c) { return std::max(1, c.attempts - 1); }
@@ -104,6 +110,8 @@ class RetryQueue {
   Log* dead_;
   std::map<std::string, Sink*, std::less<>> sinks_;
   std::mutex replay_mu_;
+  std::string replay_marks_;
+  std::set<int64_t> replayed_;  // with no marks file
   std::thread thread_;
   std::atomic<bool> stop_{false};
   Counter* first_failures_;

@@ -44,6 +44,7 @@ Status App::StartAll() {
     retry_logs_.dead->Close();
   });
   retry_ = std::make_unique<RetryQueue>(cfg.retry, retry_logs_.retry.get(), retry_logs_.dead.get(), &metrics_);
+  retry_->SetReplayMarks(retry_logs_.replay_marks);
   std::map<std::string, std::vector<Collector::Route>> routes;
   for (const RouteConfig& rc : cfg.routes) {
     auto& topic = routes_[rc.topic];

@@ -86,6 +86,7 @@ class RetryQueueTest : public ::testing::Test {
     retry_ = std::move(retry).value();
     dead_ = std::move(dead).value();
     queue_ = std::make_unique<RetryQueue>(config_, retry_.get(), dead_.get(), &metrics_);
+    queue_->SetReplayMarks(dir_.path() + "/replayed.offsets");
     queue_->AddSink(&hook_);
     ASSERT_TRUE(queue_->Start().ok());
   }
@@ -159,6 +160,25 @@ TEST_F(RetryQueueTest, AlwaysFailingEndsInTheDeadLetterTopicWithItsErrorAndOther
   EXPECT_EQ(*queue_->ReplayDead(""), 0u);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ(hook_.Deliveries("bad"), 1u);
+}
+
+// Each dead item is replayed at most once, whatever the filters and across a restart: a
+// replay filtered by sink after an unfiltered one (or the other way round) sends nothing.
+TEST_F(RetryQueueTest, EachDeadItemIsReplayedOnceWhateverTheFilter) {
+  hook_.FailFirst("a", 1000);
+  hook_.FailFirst("b", 1000);
+  ASSERT_TRUE(queue_->Deliver(hook_, "a", "pa").ok());
+  ASSERT_TRUE(queue_->Deliver(hook_, "b", "pb").ok());
+  ASSERT_TRUE(WaitDead(2, std::chrono::seconds(10)));
+  auto filtered = queue_->ReplayDead("webhook");  // both are the webhook's
+  ASSERT_TRUE(filtered.ok()) << filtered.status().ToString();
+  EXPECT_EQ(*filtered, 2u);
+  EXPECT_EQ(*queue_->ReplayDead(""), 0u) << "an unfiltered replay after a filtered one";
+  EXPECT_EQ(*queue_->ReplayDead("other-sink"), 0u);
+  Close();
+  Open();
+  EXPECT_EQ(*queue_->ReplayDead("webhook"), 0u) << "after a restart";
+  EXPECT_EQ(*queue_->ReplayDead(""), 0u);
 }
 
 TEST_F(RetryQueueTest, QueuedItemsSurviveARestartAndAreDeliveredOnce) {
