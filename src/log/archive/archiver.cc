@@ -165,6 +165,11 @@ void Archiver::Run() {
           if (PeekRecordKind(rec.payload) != RecordKind::kEvent || !DecodeEvent(rec.payload, &e).ok()) continue;
           if (erasures_ && IsErased(e)) {
             erased_dropped_->Inc();  // an erased id's event from before its erasure: not kept
+            std::string hour = HourPath(e.ts);
+            if (dropped_hours_logged_.size() > 10'000) dropped_hours_logged_.clear();
+            if (dropped_hours_logged_.insert(hour).second) {
+              spdlog::info("archive: {}: events of erased users from before their erasure are not archived", hour);
+            }
             continue;
           }
           std::string& lines = pending_[HourPath(e.ts)];

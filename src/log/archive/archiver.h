@@ -18,6 +18,7 @@
 
 #include <condition_variable>
 #include <map>
+#include <set>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -72,6 +73,7 @@ class Archiver {
   Counter* expired_files_;
   Counter* erased_dropped_;
   ErasureList* erasures_ = nullptr;
+  std::set<std::string> dropped_hours_logged_;  // hours whose drops were logged once
   int64_t erase_within_ms_ = 0;
 };
 
