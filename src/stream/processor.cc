@@ -47,12 +47,7 @@ Status Processor::Start() {
       ASSIGN_OR_RETURN(auto member, log_->JoinGroup(kConsumer, start_at));
       members_.push_back(std::move(member));
     }
-    for (size_t w = 0; w < members_.size(); ++w) {
-      threads_.emplace_back([this, w, raw = members_[w].get()] {
-        (void)w;
-        RunMember(raw);
-      });
-    }
+    for (auto& m : members_) threads_.emplace_back([this, raw = m.get()] { RunMember(raw); });
     return Status::Ok();
   }
   for (int p = 0; p < log_->partitions(); ++p) {
