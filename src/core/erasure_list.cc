@@ -144,6 +144,16 @@ std::optional<TimestampMs> ErasureList::ErasedAt(std::string_view id) const {
   return it->second;
 }
 
+bool ErasureList::ErasedAfter(std::string_view uid, std::string_view device, TimestampMs ts) const {
+  std::lock_guard lk(mu_);
+  for (std::string_view id : {uid, device}) {
+    if (id.empty()) continue;
+    auto it = newest_.find(id);
+    if (it != newest_.end() && ts < it->second) return true;
+  }
+  return false;
+}
+
 bool ErasureList::empty() const {
   std::lock_guard lk(mu_);
   return entries_.empty();

@@ -43,6 +43,9 @@ class ErasureList {
   Status Refresh();
   // The newest erasure of `id`, if any (as of the last Add or Refresh).
   std::optional<TimestampMs> ErasedAt(std::string_view id) const;
+  // True when `uid` or `device` (either may be empty) was erased after `ts`: what the
+  // processor, the archive and the batch drop.
+  bool ErasedAfter(std::string_view uid, std::string_view device, TimestampMs ts) const;
   bool empty() const;
   // Every entry in file order (the archive rewrite works through it by position).
   std::vector<Entry> Entries() const;

@@ -113,13 +113,8 @@ struct Processor::Work {
 };
 
 bool Processor::ErasedBefore(const Record& r) const {
-  auto erased = [&](std::string_view id, TimestampMs ts) {
-    if (id.empty()) return false;
-    auto at = erasures_->ErasedAt(id);
-    return at && ts < *at;
-  };
-  if (r.event) return erased(r.event->uid, r.event->ts) || erased(r.event->device_id, r.event->ts);
-  if (r.action) return erased(r.action->uid, r.action->ts);
+  if (r.event) return erasures_->ErasedAfter(r.event->uid, r.event->device_id, r.event->ts);
+  if (r.action) return erasures_->ErasedAfter(r.action->uid, {}, r.action->ts);
   return false;
 }
 

@@ -14,16 +14,6 @@
 namespace portrait::testing_util {
 namespace {
 
-std::string Gunzip(const std::string& path) {
-  gzFile gz = gzopen(path.c_str(), "rb");
-  std::string out;
-  char buf[65536];
-  int n;
-  while (gz && (n = gzread(gz, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  if (gz) gzclose(gz);
-  return out;
-}
-
 std::string HourOf(int64_t ms) {
   std::time_t s = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};

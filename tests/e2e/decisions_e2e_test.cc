@@ -183,16 +183,6 @@ std::vector<std::string> DecisionIds(HttpClient& http, const std::string& uid) {
   return ids;
 }
 
-template <typename Pred>
-bool WaitUntil(Pred done, int seconds = 30) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return done();
-}
-
 class DecisionsE2eTest : public ServerFixture {
  protected:
   // Stops the server, runs `portrait replay --from-offset 0` over its data, starts it again.

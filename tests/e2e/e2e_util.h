@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <simdjson.h>
+#include <zlib.h>
 
 #include <chrono>
 #include <cstdio>
@@ -33,6 +34,28 @@ inline std::string DateOf(int64_t ms) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
   return buf;
+}
+
+// Polls `done` every 20 ms until it holds or `seconds` pass; its last answer.
+template <typename Pred>
+bool WaitUntil(Pred done, int seconds = 30) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return done();
+}
+
+// The whole decompressed content of a gzip file ("" when it cannot be read).
+inline std::string Gunzip(const std::string& path) {
+  gzFile gz = gzopen(path.c_str(), "rb");
+  std::string out;
+  char buf[65536];
+  int n;
+  while (gz && (n = gzread(gz, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  if (gz) gzclose(gz);
+  return out;
 }
 
 // A command line running the portrait binary under test.

@@ -33,16 +33,6 @@ const std::string kK = "keep-me-1", kKDev = "dev-keep-1";    // kept
 
 enum class Backend { kRocksDb, kRedis, kRedisCluster };
 
-template <typename Pred>
-bool WaitUntil(Pred done, int seconds = 30) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return done();
-}
-
 // One click as an NDJSON line; `uid` or `device` may be empty (before login: no uid).
 std::string Click(const std::string& uid, const std::string& device, int64_t ts, int category, int item) {
   std::string s = "{";
@@ -55,16 +45,6 @@ std::string Click(const std::string& uid, const std::string& device, int64_t ts,
 // A lazy-load trigger ([lazy_load] triggers); its only rule sets last_seen.
 std::string AppStart(const std::string& uid, int64_t ts) {
   return "{\"uid\":\"" + uid + "\",\"type\":\"APPSTART\",\"ts\":" + std::to_string(ts) + "}\n";
-}
-
-std::string Gunzip(const std::string& path) {
-  gzFile gz = gzopen(path.c_str(), "rb");
-  std::string out;
-  char buf[65536];
-  int n;
-  while (gz && (n = gzread(gz, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  if (gz) gzclose(gz);
-  return out;
 }
 
 struct Archived {

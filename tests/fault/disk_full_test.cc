@@ -18,15 +18,6 @@ namespace {
 
 constexpr int kUsers = 40;
 
-template <typename Pred>
-bool WaitFor(Pred done, int seconds) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  return done();
-}
 
 class Tmpfs {
  public:
@@ -100,7 +91,7 @@ TEST(DiskFullTest, RequestsAreLoggedAllOrNoneAndRetriesCountOnce) {
   EXPECT_EQ(http.Get("/healthz").status, 200);
 
   // Nothing of a refused request reached the profiles: exactly what was acknowledged.
-  EXPECT_TRUE(WaitFor([&] { return CountedEvents(http) == acknowledged; }, 30))
+  EXPECT_TRUE(WaitUntil([&] { return CountedEvents(http) == acknowledged; }, 30))
       << CountedEvents(http) << " events counted, " << acknowledged << " acknowledged";
 
   // The disk grows; the client retries what was refused: every event counts once.
@@ -110,7 +101,7 @@ TEST(DiskFullTest, RequestsAreLoggedAllOrNoneAndRetriesCountOnce) {
     ASSERT_EQ(res.status, 200) << res.body;
   }
   const int64_t all = 120 * 1000;
-  EXPECT_TRUE(WaitFor([&] { return CountedEvents(http) == all; }, 60))
+  EXPECT_TRUE(WaitUntil([&] { return CountedEvents(http) == all; }, 60))
       << CountedEvents(http) << " events counted, " << all << " sent";
 }
 

@@ -76,16 +76,6 @@ int ParseArchived(simdjson::dom::element doc, const std::vector<std::string>& ty
   return 1;
 }
 
-// True when the event belongs to an identity erased after it happened.
-bool Erased(const ErasureList& erasures, const Event& e) {
-  for (const std::string* id : {&e.uid, &e.device_id}) {
-    if (id->empty()) continue;
-    auto at = erasures.ErasedAt(*id);
-    if (at && e.ts < *at) return true;
-  }
-  return false;
-}
-
 // Everything one thread needs to compute its partitions.
 struct Job {
   Job(const Config& c, const RuleSet& r) : config(c), rules(r) {}
@@ -126,7 +116,7 @@ Status ComputePartition(Job& job, const std::vector<std::string>& files) {
         continue;
       }
       if (parsed == 0 || e.ts > job.as_of || e.ts < job.earliest) continue;
-      if (job.erasures && Erased(*job.erasures, e)) continue;
+      if (job.erasures && job.erasures->ErasedAfter(e.uid, e.device_id, e.ts)) continue;
       actions.clear();
       job.rules.Evaluate(e, &actions, &skipped);
       bool took = false;

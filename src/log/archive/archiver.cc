@@ -163,7 +163,7 @@ void Archiver::Run() {
           if (rec.offset >= end) break;
           next = Offset(rec.offset.value + 1);
           if (PeekRecordKind(rec.payload) != RecordKind::kEvent || !DecodeEvent(rec.payload, &e).ok()) continue;
-          if (erasures_ && IsErased(e)) {
+          if (erasures_ && erasures_->ErasedAfter(e.uid, e.device_id, e.ts)) {
             erased_dropped_->Inc();  // an erased id's event from before its erasure: not kept
             std::string hour = HourPath(e.ts);
             if (dropped_hours_logged_.size() > 10'000) dropped_hours_logged_.clear();
@@ -198,15 +198,6 @@ void Archiver::Run() {
   }
 }
 
-
-bool Archiver::IsErased(const Event& e) const {
-  for (const std::string* id : {&e.uid, &e.device_id}) {
-    if (id->empty()) continue;
-    auto at = erasures_->ErasedAt(*id);
-    if (at && e.ts < *at) return true;
-  }
-  return false;
-}
 
 void Archiver::RewriteIfDue() {
   if (!erasures_) return;
@@ -246,7 +237,6 @@ Result<size_t> Archiver::RewriteErased() {
   ASSIGN_OR_RETURN(auto parts, ListArchive(dir_, "", DateOf(newest)));
   simdjson::dom::parser parser;
   std::string data, kept;
-  Event e;
   size_t rewritten = 0;
   for (const auto& [partition, files] : parts) {
     for (const std::string& path : files) {
@@ -265,12 +255,11 @@ Result<size_t> Archiver::RewriteErased() {
         bool erased = false;
         if (!parser.parse(line.data(), line.size()).get(doc) && !doc.get_object().get(o)) {
           std::string_view uid, device;
-          e.uid.clear();
-          e.device_id.clear();
-          if (!o["uid"].get(uid)) e.uid.assign(uid);
-          if (!o["device_id"].get(device)) e.device_id.assign(device);
-          if (o["ts"].get(e.ts)) e.ts = INT64_MIN;
-          erased = IsErased(e);
+          int64_t ts = INT64_MIN;
+          if (o["uid"].get(uid)) uid = {};
+          if (o["device_id"].get(device)) device = {};
+          if (o["ts"].get(ts)) ts = INT64_MIN;
+          erased = erasures_->ErasedAfter(uid, device, ts);
         }
         if (erased) {
           ++dropped;

@@ -56,7 +56,6 @@ class Archiver {
   Status FlushPartition(PartitionId p, Offset first, Offset next);
   void DeleteExpiredHours();
   void RewriteIfDue();
-  bool IsErased(const Event& e) const;
 
   ArchiveConfig config_;
   std::string dir_;
