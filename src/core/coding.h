@@ -103,4 +103,25 @@ class Reader {
   bool ok_ = true;
 };
 
+// Lower-case hex of any bytes, for ids in line-based files (an id may hold any byte).
+inline void AppendHex(std::string_view bytes, std::string* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (unsigned char c : bytes) {
+    out->push_back(kHex[c >> 4]);
+    out->push_back(kHex[c & 15]);
+  }
+}
+// False on an odd length or a byte that is not a lower-case hex digit.
+inline bool DecodeHex(std::string_view hex, std::string* out) {
+  auto value = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; };
+  if (hex.size() % 2) return false;
+  out->clear();
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    int hi = value(hex[i]), lo = value(hex[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out->push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return true;
+}
+
 }  // namespace portrait

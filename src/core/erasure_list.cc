@@ -8,26 +8,19 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/coding.h"
+#include "core/files.h"
+
 namespace portrait {
 namespace {
 
 // A line is `erased_at TAB hex(id) LF`: ids may hold any byte.
 std::string EncodeLine(std::string_view id, TimestampMs at) {
-  static const char* kHex = "0123456789abcdef";
   std::string line = std::to_string(at);
   line.push_back('\t');
-  for (unsigned char c : id) {
-    line.push_back(kHex[c >> 4]);
-    line.push_back(kHex[c & 15]);
-  }
+  AppendHex(id, &line);
   line.push_back('\n');
   return line;
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
 }
 
 bool DecodeLine(std::string_view line, ErasureList::Entry* e) {
@@ -38,14 +31,7 @@ bool DecodeLine(std::string_view line, ErasureList::Entry* e) {
     if (line[i] < '0' || line[i] > '9') return false;
     at = at * 10 + (line[i] - '0');
   }
-  std::string_view hex = line.substr(tab + 1);
-  if (hex.size() % 2) return false;
-  e->id.clear();
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    int hi = HexValue(hex[i]), lo = HexValue(hex[i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    e->id.push_back(static_cast<char>(hi * 16 + lo));
-  }
+  if (!DecodeHex(line.substr(tab + 1), &e->id)) return false;
   e->erased_at = at;
   return true;
 }
@@ -55,33 +41,15 @@ bool DecodeLine(std::string_view line, ErasureList::Entry* e) {
 std::string DefaultErasureListPath(const std::string& data_dir) { return data_dir + "/erasures.list"; }
 
 Result<std::unique_ptr<ErasureList>> ErasureList::Open(std::string path) {
-  std::error_code ec;
-  std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::IOError("erasure list " + path + ": " + std::strerror(errno));
-  ::close(fd);
+  RETURN_IF_ERROR(CreateFileIfMissing(path).WithContext("erasure list"));
   std::unique_ptr<ErasureList> list(new ErasureList(std::move(path)));
   RETURN_IF_ERROR(list->Refresh());
   return list;
 }
 
 Status ErasureList::ReadFrom(uint64_t offset) {
-  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::IOError("erasure list " + path_ + ": " + std::strerror(errno));
   std::string data;
-  char buf[64 << 10];
-  for (;;) {
-    ssize_t n = ::pread(fd, buf, sizeof buf, static_cast<off_t>(offset + data.size()));
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return Status::IOError("erasure list " + path_ + ": " + std::strerror(err));
-    }
-    if (n == 0) break;
-    data.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
+  RETURN_IF_ERROR(ReadFileFrom(path_, offset, &data).WithContext("erasure list"));
   size_t start = 0;
   Entry e;
   for (size_t nl; (nl = data.find('\n', start)) != std::string::npos; start = nl + 1) {
@@ -117,23 +85,7 @@ Status ErasureList::Add(std::span<const std::string> ids, TimestampMs erased_at)
     lines += EncodeLine(id, erased_at);
   }
   if (lines.empty()) return Status::Ok();
-  int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (fd < 0) return Status::IOError("erasure list " + path_ + ": " + std::strerror(errno));
-  size_t done = 0;
-  while (done < lines.size()) {
-    ssize_t n = ::write(fd, lines.data() + done, lines.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return Status::IOError("erasure list " + path_ + ": " + std::strerror(err));
-    }
-    done += static_cast<size_t>(n);
-  }
-  int rc = ::fdatasync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) return Status::IOError("erasure list " + path_ + " sync: " + std::strerror(err));
+  RETURN_IF_ERROR(AppendSynced(path_, lines).WithContext("erasure list"));
   return ReadFrom(read_bytes_);
 }
 

@@ -14,6 +14,7 @@ enum class RecordKind : uint8_t {
   kDeleteProfile = 3,  // an erasure of a user (fusion/records.h), in the events topic
   kFailed = 4,         // a rejected event or Action with its reason (ingest/failed.h), in `failed`
   kRetry = 5,          // an item waiting for a sink or dead (delivery/retry.h), in `retry` / `dead`
+  kRelease = 6,        // a quarantined record sent back by the operator (fusion/records.h), in the events topic
   kUnknown = 255,
 };
 
@@ -24,6 +25,7 @@ inline RecordKind PeekRecordKind(std::string_view payload) {
     case 1: return RecordKind::kEvent;
     case 2: return RecordKind::kAction;
     case 3: return RecordKind::kDeleteProfile;
+    case 6: return RecordKind::kRelease;
     default: return RecordKind::kUnknown;
   }
 }

@@ -68,6 +68,7 @@ Result<RetryLogs> OpenRetryLogs(const Config& config, MetricsRegistry* metrics, 
   ASSIGN_OR_RETURN(logs.retry, MakeLog(local, config.data_dir, "retry", RetryQueue::Steps(config.retry), metrics, read_only));
   ASSIGN_OR_RETURN(logs.dead, MakeLog(local, config.data_dir, "dead", 1, metrics, read_only));
   logs.replay_marks = config.data_dir + "/log/dead/replayed.offsets";
+  logs.quarantine_journal = config.data_dir + "/log/dead/quarantine.journal";
   return logs;
 }
 

@@ -67,6 +67,7 @@ struct RetryLogs {
   std::unique_ptr<Log> retry;
   std::unique_ptr<Log> dead;
   std::string replay_marks;  // which dead items were replayed (RetryQueue::SetReplayMarks)
+  std::string quarantine_journal;  // what the processor parked (stream/quarantine.h)
 };
 Result<RetryLogs> OpenRetryLogs(const Config& config, MetricsRegistry* metrics, bool read_only = false);
 

@@ -41,4 +41,24 @@ Status DecodeDeleteRecord(std::string_view in, std::string* uid, TimestampMs* ts
   return Status::Ok();
 }
 
+void EncodeReleaseRecord(const ReleaseRecord& rr, std::string* out) {
+  Writer w(out);
+  w.U8(static_cast<uint8_t>(RecordKind::kRelease));
+  w.Bytes(rr.owner);
+  w.Varint(static_cast<uint64_t>(rr.partition));
+  w.Varint(static_cast<uint64_t>(rr.offset));
+  w.Bytes(rr.record);
+}
+
+Status DecodeReleaseRecord(std::string_view in, ReleaseRecord* rr) {
+  Reader r(in);
+  if (r.U8() != static_cast<uint8_t>(RecordKind::kRelease)) return Status::Corruption("release record: wrong kind");
+  rr->owner = r.Bytes();
+  rr->partition = static_cast<int32_t>(r.Varint());
+  rr->offset = static_cast<int64_t>(r.Varint());
+  rr->record = r.Bytes();
+  if (!r.ok() || !r.done()) return Status::Corruption("release record: truncated");
+  return Status::Ok();
+}
+
 }  // namespace portrait

@@ -80,6 +80,10 @@ Status App::StartAll() {
   processor_ = std::make_unique<Processor>(cfg.processor, &cfg.tags, log_.get(), store_.get(), &metrics_,
                                            std::move(stages));
   processor_->SetErasureList(erasures_.get());
+  ASSIGN_OR_RETURN(quarantine_, Quarantine::Open(retry_logs_.quarantine_journal, retry_logs_.dead.get(), &metrics_));
+  processor_->SetQuarantine(quarantine_.get());
+  quarantine_sink_ = std::make_unique<LogSink>(Quarantine::kSink, log_.get());
+  retry_->AddSink(quarantine_sink_.get());
   RETURN_IF_ERROR(processor_->Start());
   Started("processor", [this] { processor_->Stop(); });
   if (cfg.archive.enabled) {

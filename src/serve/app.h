@@ -73,6 +73,8 @@ class App {
   std::vector<std::unique_ptr<PullSource>> sources_;
   std::unique_ptr<Archiver> archiver_;
   RetryLogs retry_logs_;
+  std::unique_ptr<Quarantine> quarantine_;
+  std::unique_ptr<LogSink> quarantine_sink_;  // a dead-letter replay sends parked records back
   std::unique_ptr<RetryQueue> retry_;
   struct RouteTopic {
     std::unique_ptr<Log> log;

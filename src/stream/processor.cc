@@ -8,6 +8,7 @@
 
 #include "fusion/records.h"
 #include "fusion/fusion.h"
+#include "stream/quarantine.h"
 
 namespace portrait {
 
@@ -31,6 +32,9 @@ Processor::~Processor() { Stop(); }
 
 Status Processor::Start() {
   if (log_->HasGroups()) {
+    if (quarantine_) {
+      RETURN_IF_ERROR(quarantine_->Load([this](PartitionId p) { return store_->GetCheckpoint(kConsumer, p); }));
+    }
     // Each worker is a member of the processor group; the group spreads the partitions over
     // every running process. A partition starts where the store says it has applied up to.
     auto start_at = [this](PartitionId p) -> std::optional<Offset> {
@@ -68,6 +72,9 @@ Status Processor::Start() {
     }
     processed_[p]->store(from);
   }
+  if (quarantine_) {
+    RETURN_IF_ERROR(quarantine_->Load([this](PartitionId p) { return store_->GetCheckpoint(kConsumer, p); }));
+  }
   num_workers_ = std::min(config_.workers, log_->partitions());
   for (int w = 0; w < num_workers_; ++w) threads_.emplace_back([this, w] { Run(w); });
   return Status::Ok();
@@ -89,11 +96,29 @@ bool Processor::CaughtUp() const {
   return true;
 }
 
-bool Processor::WriteUntilDone(std::string_view what, const std::function<Status()>& write) {
+bool Processor::FailsForGood(const Status& st) {
+  // Unavailable: connections, timeouts, cluster changes; IOError: the disk (full, gone);
+  // Corruption and FailedPrecondition concern the whole store, not one record.
+  switch (st.code()) {
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kTooLarge:
+    case StatusCode::kInternal:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool Processor::WriteUntilDone(std::string_view what, const std::function<Status()>& write, Status* for_good) {
   for (int attempt = 0;; ++attempt) {
     Status st = write();
     if (st.ok()) return true;
     store_errors_->Inc();
+    if (for_good && quarantine_ && FailsForGood(st)) {
+      spdlog::error("processor: {} failed for good: {}", what, st.ToString());
+      *for_good = st;
+      return false;
+    }
     spdlog::error("processor: {} failed (attempt {}): {}", what, attempt + 1, st.ToString());
     if (stop_.load()) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 50 << std::min(attempt, 6))));
@@ -110,7 +135,38 @@ struct Processor::Work {
   Action action;
   bool begun = false;  // BeginBatch called for the batch in the making
   bool check_erasures = false;  // the erasure list is not empty
+  int worker = 0;
+  Status failed;          // a write of the batch failed for good (Isolate takes over)
+  std::string releasing;  // the owner whose quarantined record is being applied
 };
+
+namespace {
+
+// Whose a record is: the user, or the device of a device-only event (its partition key).
+std::string OwnerOf(const Record& r) {
+  if (r.event) return std::string(r.event->PartitionKey());
+  if (r.action) return r.action->uid;
+  return {};
+}
+
+std::string OwnerOf(std::string_view payload) {
+  Record r;
+  Event e;
+  Action a;
+  switch (PeekRecordKind(payload)) {
+    case RecordKind::kEvent:
+      if (DecodeEvent(payload, &e).ok()) r.event = &e;
+      break;
+    case RecordKind::kAction:
+      if (DecodeActionRecord(payload, &a).ok()) r.action = &a;
+      break;
+    default:
+      break;
+  }
+  return OwnerOf(r);
+}
+
+}  // namespace
 
 bool Processor::ErasedBefore(const Record& r) const {
   if (r.event) return erasures_->ErasedAfter(r.event->uid, r.event->device_id, r.event->ts);
@@ -120,17 +176,28 @@ bool Processor::ErasedBefore(const Record& r) const {
 
 std::unique_ptr<Processor::Work> Processor::MakeWork(int worker) {
   auto w = std::make_unique<Work>();
-  StageContext ctx{worker, !log_->HasGroups()};
-  for (const StageFactory& make : stage_factories_) {
-    if (auto stage = make(ctx)) w->stages.push_back(std::move(stage));
-  }
+  w->worker = worker;
+  Renew(*w);
   return w;
+}
+
+void Processor::Renew(Work& w) {
+  w.stages.clear();
+  StageContext ctx{w.worker, !log_->HasGroups()};
+  for (const StageFactory& make : stage_factories_) {
+    if (auto stage = make(ctx)) w.stages.push_back(std::move(stage));
+  }
+  w.batch = Batch();
+  w.combined.clear();
+  w.slot.clear();
+  w.begun = false;
+  w.failed = Status::Ok();
 }
 
 bool Processor::Flush(Work& w) {
   Batch& b = w.batch;
   for (auto& stage : w.stages) {
-    if (!WriteUntilDone(stage->name(), [&] { return stage->BeforeWrite(b); })) return false;
+    if (!WriteUntilDone(stage->name(), [&] { return stage->BeforeWrite(b); }, &w.failed)) return false;
   }
   w.combined.clear();
   w.slot.clear();
@@ -150,7 +217,8 @@ bool Processor::Flush(Work& w) {
   static const HistoryConfig kNoHistory;
   const HistoryConfig& hc = b.history_config ? *b.history_config : kNoHistory;
   // History writes are idempotent: a batch that is retried or replayed only rewrites them.
-  if (!WriteUntilDone("store write", [&] { return store_->ApplyWithHistory(w.combined, b.history, hc, b.checkpoints); })) {
+  if (!WriteUntilDone("store write", [&] { return store_->ApplyWithHistory(w.combined, b.history, hc, b.checkpoints); },
+                     &w.failed)) {
     return false;  // nothing was committed; the next start replays this batch
   }
   for (const Checkpoint& c : b.checkpoints) processed_[c.partition.value]->store(c.next.value);
@@ -177,6 +245,7 @@ bool Processor::Erase(Work& w, std::string_view uid, TimestampMs ts, PartitionId
   e.ids.erase(std::unique(e.ids.begin() + 1, e.ids.end()), e.ids.end());
   e.ids.erase(std::remove(e.ids.begin() + 1, e.ids.end(), e.uid), e.ids.end());
   if (erasures_ && !WriteUntilDone("erasure list", [&] { return erasures_->Add(e.ids, ts); })) return false;
+  if (quarantine_ && !WriteUntilDone("quarantine", [&] { return quarantine_->Forget(e.ids); })) return false;
   for (auto& stage : w.stages) {
     if (!WriteUntilDone(std::string(stage->name()) + " erasure", [&] { return stage->Erase(e); })) return false;
   }
@@ -185,6 +254,83 @@ bool Processor::Erase(Work& w, std::string_view uid, TimestampMs ts, PartitionId
   processed_[p.value]->store(after.next.value);
   deletions_->Inc();
   return true;
+}
+
+bool Processor::Quarantined(Work& w, PartitionId p, const LogRecord& rec, std::string_view owner,
+                            std::string_view why) {
+  Renew(w);  // the stages saw the record: they start again from the store, as after a crash
+  if (!WriteUntilDone("quarantine", [&] { return quarantine_->Park(owner, p, rec.offset, rec.payload, why); })) {
+    return false;
+  }
+  Checkpoint after{kConsumer, p, Offset(rec.offset.value + 1)};
+  if (!WriteUntilDone("quarantine checkpoint", [&] { return store_->Apply({}, {&after, 1}); })) return false;
+  processed_[p.value]->store(after.next.value);
+  return true;
+}
+
+Processor::Isolated Processor::Isolate(Work& w, PartitionId p, std::span<const LogRecord> records) {
+  for (const LogRecord& rec : records) {
+    if (rec.offset.value < processed_[p.value]->load()) continue;  // written before the failure
+    Offset next(rec.offset.value + 1);
+    if (Handle(w, p, {&rec, 1}, next) && Flush(w)) continue;
+    if (w.failed.ok()) return Isolated::kStopped;
+    RecordKind kind = PeekRecordKind(rec.payload);
+    if (kind != RecordKind::kEvent && kind != RecordKind::kAction) {
+      // An erasure (or the checkpoint around it) is never skipped: retried as before.
+      Renew(w);
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      return Isolated::kAgain;
+    }
+    std::string why = "store write failed for good: " + w.failed.ToString();
+    if (!Quarantined(w, p, rec, OwnerOf(rec.payload), why)) return Isolated::kStopped;
+  }
+  return Isolated::kDone;
+}
+
+bool Processor::Release(Work& w, std::string_view payload, PartitionId p, Offset at) {
+  Checkpoint after{kConsumer, p, Offset(at.value + 1)};
+  auto checkpoint = [&] {
+    if (!WriteUntilDone("release checkpoint", [&] { return store_->Apply({}, {&after, 1}); })) return false;
+    processed_[p.value]->store(after.next.value);
+    return true;
+  };
+  ReleaseRecord rr;
+  if (Status st = DecodeReleaseRecord(payload, &rr); !st.ok()) {
+    bad_records_->Inc();
+    spdlog::error("processor: partition {} offset {}: {}", p.value, at.value, st.ToString());
+    return checkpoint();
+  }
+  const PartitionId from(rr.partition);
+  const Offset was(rr.offset);
+  Quarantine::Standing standing = quarantine_ ? quarantine_->Of(rr.owner, from, was) : Quarantine::Standing::kNotParked;
+  if (standing == Quarantine::Standing::kNotParked) return checkpoint();  // released already (sent twice)
+  if (standing == Quarantine::Standing::kBehind) {
+    // Per-user order: it waits for the older one; a new dead letter lets it come back.
+    if (!WriteUntilDone("quarantine", [&] {
+          return quarantine_->Refused(rr.owner, from, was, p, at, rr.record,
+                                      "released before an older quarantined record of the same user");
+        })) {
+      return false;
+    }
+    return checkpoint();
+  }
+  if (!WriteUntilDone("quarantine", [&] { return quarantine_->Releasing(rr.owner, from, was, p, at); })) return false;
+  // The original record, applied here: its Actions carry this place in the log.
+  LogRecord inner{at, rr.record};
+  w.releasing = rr.owner;
+  bool ok = Handle(w, p, {&inner, 1}, after.next) && Flush(w);
+  w.releasing.clear();
+  if (ok) {
+    quarantine_->Released(rr.owner, from, was);
+    return true;
+  }
+  if (w.failed.ok()) return false;  // stopped
+  std::string why = "store write failed for good again after its release: " + w.failed.ToString();
+  Renew(w);
+  if (!WriteUntilDone("quarantine", [&] { return quarantine_->Refused(rr.owner, from, was, p, at, rr.record, why); })) {
+    return false;
+  }
+  return checkpoint();
 }
 
 bool Processor::Handle(Work& w, PartitionId p, std::span<const LogRecord> records, Offset next) {
@@ -231,6 +377,15 @@ bool Processor::Handle(Work& w, PartitionId p, std::span<const LogRecord> record
         b.partition = p;
         continue;
       }
+      case RecordKind::kRelease: {
+        b.checkpoints.push_back({kConsumer, p, rec.offset});
+        if (!Flush(w)) return false;
+        if (!Release(w, rec.payload, p, rec.offset)) return false;
+        for (auto& stage : w.stages) stage->BeginBatch();
+        w.begun = true;
+        b.partition = p;
+        continue;
+      }
       default:
         ds = Status::Corruption("unknown record kind");
         break;
@@ -245,6 +400,19 @@ bool Processor::Handle(Work& w, PartitionId p, std::span<const LogRecord> record
     if (w.check_erasures && ErasedBefore(r)) {
       erased_skipped_->Inc();
       continue;
+    }
+    // A parked owner's records wait behind its quarantined one, in log order.
+    if (quarantine_ && !quarantine_->empty()) {
+      std::string owner = OwnerOf(r);
+      if (owner != w.releasing && quarantine_->Parked(owner)) {
+        if (!WriteUntilDone("quarantine", [&] {
+              return quarantine_->Park(owner, p, rec.offset, rec.payload,
+                                       "waits behind an earlier record of the same user that failed for good");
+            })) {
+          return false;
+        }
+        continue;
+      }
     }
     size_t first_new = b.actions.size();
     for (auto& stage : w.stages) stage->OnRecord(r, b);
@@ -297,14 +465,41 @@ void Processor::Run(int worker) {
         continue;
       }
       if (records.empty()) continue;
-      if (!Handle(*w, mine[i], records, readers[i]->position())) return;
       n_events += records.size();
+      if (!Handle(*w, mine[i], records, readers[i]->position())) {
+        if (w->failed.ok()) return;  // stopped
+        break;
+      }
     }
     if (n_events == 0) {
       log_->WaitForData(epoch, std::chrono::milliseconds(50));
       continue;
     }
-    if (!w->batch.checkpoints.empty() && !Flush(*w)) return;
+    if (w->failed.ok() && !w->batch.checkpoints.empty() && !Flush(*w) && w->failed.ok()) return;  // stopped
+    if (!w->failed.ok()) {
+      // A write failed for good: what was read since the last checkpoint, again one record
+      // at a time, from new readers (the records of the batch are gone). Whatever is not
+      // done here (a read error) the loop reads again as usual.
+      Renew(*w);
+      for (size_t i = 0; i < mine.size(); ++i) {
+        if (!readers[i] || readers[i]->position().value <= processed_[mine[i].value]->load()) continue;
+        const int64_t end = readers[i]->position().value;
+        if (!open(i)) continue;
+        while (readers[i] && readers[i]->position().value < end) {
+          Status st = readers[i]->Read(64 << 10, &records);
+          if (!st.ok() || records.empty()) {
+            readers[i].reset();
+            break;
+          }
+          while (!records.empty() && records.back().offset.value >= end) records.pop_back();
+          Isolated done = Isolate(*w, mine[i], records);
+          if (done == Isolated::kStopped) return;
+          if (done == Isolated::kAgain) break;
+        }
+        // Anything read but not done is read again from the checkpoint.
+        if (readers[i] && readers[i]->position().value != processed_[mine[i].value]->load()) readers[i].reset();
+      }
+    }
     FinishBatch(*w, n_events, start);
     if (worker == 0) {
       int64_t lag = 0;
@@ -331,11 +526,23 @@ void Processor::RunMember(GroupMember* member) {
     done.clear();
     for (const PartitionBatch& b : batches) {
       Offset next(b.records.back().offset.value + 1);
-      if (!Handle(*w, b.partition, b.records, next)) return;
       n_events += b.records.size();
       done.push_back({b.partition, next});
+      if (!Handle(*w, b.partition, b.records, next)) {
+        if (w->failed.ok()) return;  // stopped
+        break;
+      }
     }
-    if (!Flush(*w)) return;
+    if (w->failed.ok() && !Flush(*w) && w->failed.ok()) return;  // stopped
+    if (!w->failed.ok()) {  // a write failed for good: the batch again, one record at a time
+      Renew(*w);
+      for (const PartitionBatch& b : batches) {
+        for (Isolated done = Isolated::kAgain; done != Isolated::kDone;) {
+          done = Isolate(*w, b.partition, b.records);
+          if (done == Isolated::kStopped) return;
+        }
+      }
+    }
     // Only now that the store holds the work does the group learn it is done.
     if (Status cs = member->Commit(done); !cs.ok()) spdlog::warn("processor: {}", cs.ToString());
     FinishBatch(*w, n_events, start);

@@ -20,6 +20,11 @@
 // same point. Records of a listed identity with a time before its erasure are not handed
 // to the stages at all (a linked device's events may sit in a partition processed later).
 //
+// A write that fails for good (the store refused it; not a transient error) is not retried
+// forever: the batch is processed again one record at a time, the record that fails goes
+// to the quarantine (stream/quarantine.h) and its owner's later records wait behind it,
+// while every other user flows on. Without a quarantine, every failed write is retried.
+//
 // The processor includes no feature: what it runs is the list of StageFactory it is given.
 #pragma once
 
@@ -36,6 +41,7 @@
 #include "core/metrics.h"
 #include "log/log.h"
 #include "store/profile_store.h"
+#include "stream/quarantine.h"
 #include "stream/stage.h"
 
 namespace portrait {
@@ -52,6 +58,11 @@ class Processor {
   // Erasures are put on `list` (durably) before any stage forgets the user. Before Start;
   // `list` outlives the processor.
   void SetErasureList(ErasureList* list) { erasures_ = list; }
+  // Records whose write fails for good go there (before Start; outlives the processor).
+  void SetQuarantine(Quarantine* q) { quarantine_ = q; }
+
+  // True for a store error that retrying will not fix (the store refused the write).
+  static bool FailsForGood(const Status& st);
 
   Status Start();
   void Stop();
@@ -72,13 +83,25 @@ class Processor {
   // store write, then the stages' publishing; false when the processor stopped first.
   bool Flush(Work& w);
   bool Erase(Work& w, std::string_view uid, TimestampMs ts, PartitionId p, Offset at);
+  // Applies a quarantined record sent back at (p, at), in a batch of its own.
+  bool Release(Work& w, std::string_view payload, PartitionId p, Offset at);
+  // After a write failed for good: the records again, one per write; a record that fails
+  // for good is quarantined, its owner parked. kAgain: an erasure failed, which is never
+  // skipped; the records from the checkpoint on are to be tried again.
+  enum class Isolated { kDone, kAgain, kStopped };
+  Isolated Isolate(Work& w, PartitionId p, std::span<const LogRecord> records);
+  // Puts one record in the quarantine and checkpoints past it.
+  bool Quarantined(Work& w, PartitionId p, const LogRecord& rec, std::string_view owner, std::string_view why);
   std::unique_ptr<Work> MakeWork(int worker);
+  // New stages for the worker, the batch in the making dropped (as after a crash).
+  void Renew(Work& w);
   // True when the record belongs to an identity erased after the record's time.
   bool ErasedBefore(const Record& r) const;
   void FinishBatch(Work& w, size_t n_events, std::chrono::steady_clock::time_point start);
   // Runs `write` until it succeeds, backing off up to 5 s between attempts; false if the
-  // processor was stopped first (then nothing of it was committed).
-  bool WriteUntilDone(std::string_view what, const std::function<Status()>& write);
+  // processor was stopped first (then nothing of it was committed), or, with `for_good`
+  // and a quarantine, when the write failed for good (the error is put in *for_good).
+  bool WriteUntilDone(std::string_view what, const std::function<Status()>& write, Status* for_good = nullptr);
 
   const ProcessorConfig config_;
   const TagRegistry* tags_;
@@ -86,6 +109,7 @@ class Processor {
   ProfileStore* store_;
   std::vector<StageFactory> stage_factories_;
   ErasureList* erasures_ = nullptr;
+  Quarantine* quarantine_ = nullptr;
   std::vector<std::unique_ptr<std::atomic<int64_t>>> processed_;
   int num_workers_ = 1;
   std::vector<std::unique_ptr<GroupMember>> members_;

@@ -43,9 +43,12 @@ bool SplitAddr(const std::string& addr, std::string* host, int* port) {
   return *port > 0;
 }
 
+// Errors that a retry may fix: the cluster changing, a server loading or out of memory, a
+// replica. Any other error reply is the server refusing the command (it fails for good).
 bool Transient(const std::string& err) {
   return err.starts_with("TRYAGAIN") || err.starts_with("CLUSTERDOWN") || err.starts_with("LOADING") ||
-         err.starts_with("MASTERDOWN") || err.starts_with("BUSY");
+         err.starts_with("MASTERDOWN") || err.starts_with("BUSY") || err.starts_with("OOM") ||
+         err.starts_with("READONLY") || err.starts_with("MISCONF") || err.starts_with("NOREPLICAS");
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -122,10 +123,23 @@ class MemoryStore : public ProfileStore {
     std::lock_guard lk(mu_);
     return down_;
   }
+  // Every write holding an Action of `uid` is refused (Internal, as a store refusing a
+  // command) before anything of it is committed, until Cure(uid).
+  void Poison(const std::string& uid) {
+    std::lock_guard lk(mu_);
+    poisoned_.insert(uid);
+  }
+  void Cure(const std::string& uid) {
+    std::lock_guard lk(mu_);
+    poisoned_.erase(uid);
+  }
 
   Status Apply(std::span<const Action> actions, std::span<const Checkpoint> checkpoints) override {
     std::lock_guard lk(mu_);
     if (down_) return Status::IOError("store is down");
+    for (const Action& a : actions) {
+      if (poisoned_.count(a.uid)) return Status::Internal("WRONGTYPE the store refuses writes of " + a.uid);
+    }
     bool crash = writes_++ == crash_at_;
     if (crash && !crash_after_commit_) {
       down_ = true;
@@ -222,6 +236,7 @@ class MemoryStore : public ProfileStore {
   int64_t crash_at_ = -1;
   bool crash_after_commit_ = false;
   bool down_ = false;
+  std::set<std::string> poisoned_;
 };
 
 }  // namespace portrait::testing_util

@@ -11,6 +11,7 @@
 
 #include "core/erasure_list.h"
 #include "core/event.h"
+#include "delivery/retry.h"
 #include "fusion/records.h"
 #include "temp_dir.h"
 #include "unit/stream/fakes.h"
@@ -278,6 +279,133 @@ TEST_F(ProcessorTest, ALinkedDevicesEarlierRecordsInAnotherPartitionStayErased) 
   p->Stop();
   EXPECT_EQ(store.Number("u", "n"), 0);
   EXPECT_EQ(store.Number("d1", "n"), 1) << "only the device's event from after the erasure";
+}
+
+
+// The quarantine: a store that refuses one user's writes for good (as Redis answers
+// WRONGTYPE) must not stop that user's partition.
+class QuarantineTest : public ProcessorTest {
+ protected:
+  // 600 events of 8 users over 4 partitions, and every 10th an event of "bad", whose
+  // writes the store refuses.
+  void SendMixed(MemoryLog& log) {
+    for (int i = 0; i < 600; ++i) {
+      std::string uid = "u" + std::to_string(i % 8);
+      Append(log, PartitionFor(uid, 4).value, EventRecord(uid, "", 1000 + i));
+      ++sent_[uid];
+      if (i % 10 == 5) {
+        Append(log, PartitionFor("bad", 4).value, EventRecord("bad", "", 1000 + i));
+        ++sent_["bad"];
+      }
+    }
+  }
+  std::vector<RetryItem> DeadItems(MemoryLog& dead) {
+    std::vector<RetryItem> out;
+    auto reader = dead.OpenReader(PartitionId(0), Offset(0));
+    std::vector<LogRecord> recs;
+    EXPECT_TRUE((*reader)->Read(1 << 30, &recs).ok());
+    for (const LogRecord& r : recs) {
+      RetryItem item;
+      EXPECT_TRUE(DecodeRetryItem(r.payload, &item).ok());
+      out.push_back(item);
+    }
+    return out;
+  }
+  std::map<std::string, int> sent_;
+};
+
+TEST_F(QuarantineTest, AWriteThatFailsForGoodParksOneUserAndEveryOtherUserFlowsOn) {
+  testing_util::TempDir dir;
+  MemoryLog log(4), dead(1);
+  MemoryStore store(&tags_);
+  store.Poison("bad");
+  auto q = Quarantine::Open(dir.path() + "/quarantine.journal", &dead, &metrics_);
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  SendMixed(log);
+  auto p = Make(log, store, 2, 64);
+  p->SetQuarantine(q->get());
+  ASSERT_TRUE(p->Start().ok());
+  WaitCaughtUp(*p);
+  p->Stop();
+  for (int u = 0; u < 8; ++u) EXPECT_EQ(store.Number("u" + std::to_string(u), "n"), sent_["u" + std::to_string(u)]) << u;
+  EXPECT_EQ(store.Number("bad", "n"), 0);
+  EXPECT_EQ((*q)->parked_records(), static_cast<size_t>(sent_["bad"]));
+  std::vector<RetryItem> items = DeadItems(dead);
+  ASSERT_EQ(items.size(), static_cast<size_t>(sent_["bad"])) << "each of the user's records once in the dead letters";
+  EXPECT_NE(items[0].error.find("failed for good"), std::string::npos) << items[0].error;
+  EXPECT_NE(items[0].error.find("WRONGTYPE"), std::string::npos) << items[0].error;
+  EXPECT_NE(items[0].error.find("POST /v1/dlq:replay?sink=quarantine"), std::string::npos) << items[0].error;
+  EXPECT_NE(items[1].error.find("waits behind"), std::string::npos) << items[1].error;
+  TimestampMs last = 0;
+  for (const RetryItem& item : items) {
+    EXPECT_EQ(item.sink, "quarantine");
+    EXPECT_EQ(item.key, "bad");
+    ReleaseRecord rr;
+    ASSERT_TRUE(DecodeReleaseRecord(item.payload, &rr).ok());
+    Event e;
+    ASSERT_TRUE(DecodeEvent(rr.record, &e).ok());
+    EXPECT_GT(e.ts, last) << "the dead letters hold the user's records in log order";
+    last = e.ts;
+  }
+  EXPECT_NE(metrics_.RenderPrometheus().find("portrait_quarantine_records_total " + std::to_string(sent_["bad"])),
+            std::string::npos);
+}
+
+// After the cause is fixed, a replay of the dead letters sends the records back; they
+// apply once each and in order, also across a crash in the middle of the release, and a
+// second replay changes nothing.
+TEST_F(QuarantineTest, AReleaseAppliesTheParkedRecordsOnceInOrderAcrossACrash) {
+  testing_util::TempDir dir;
+  const std::string journal = dir.path() + "/quarantine.journal";
+  MemoryLog log(4), dead(1);
+  MemoryStore store(&tags_);
+  store.Poison("bad");
+  SendMixed(log);
+  {
+    auto q = Quarantine::Open(journal, &dead, &metrics_);
+    auto p = Make(log, store, 2, 64);
+    p->SetQuarantine(q->get());
+    ASSERT_TRUE(p->Start().ok());
+    WaitCaughtUp(*p);
+    p->Stop();
+  }
+  store.Cure("bad");
+  std::vector<RetryItem> items = DeadItems(dead);
+  ASSERT_EQ(items.size(), static_cast<size_t>(sent_["bad"]));
+  LogSink back(Quarantine::kSink, &log);  // what a dead-letter replay delivers to
+  // The first release's write commits, then the store "crashes" (write 0 checkpoints what
+  // precedes the release record).
+  store.CrashAtWrite(1, /*after_commit=*/true);
+  {
+    auto q = Quarantine::Open(journal, &dead, &metrics_);
+    auto p = Make(log, store, 2, 64);
+    p->SetQuarantine(q->get());
+    ASSERT_TRUE(p->Start().ok());
+    EXPECT_EQ((*q)->parked_records(), items.size()) << "the journal keeps what is parked across a restart";
+    for (const RetryItem& item : items) ASSERT_TRUE(back.Deliver(item.key, item.payload).ok());
+    for (int i = 0; i < 2000 && !store.down(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    ASSERT_TRUE(store.down());
+    p->Stop();
+  }
+  store.Revive();
+  journal_.seen["bad"].clear();
+  auto q = Quarantine::Open(journal, &dead, &metrics_);
+  auto p = Make(log, store, 2, 64);
+  p->SetQuarantine(q->get());
+  ASSERT_TRUE(p->Start().ok());
+  WaitCaughtUp(*p);
+  EXPECT_EQ(store.Number("bad", "n"), static_cast<double>(items.size())) << "each released record applied once";
+  EXPECT_EQ((*q)->parked_records(), 0u);
+  const auto& ts = journal_.seen["bad"];
+  EXPECT_EQ(ts.size(), items.size() - 1) << "the release committed before the crash is not applied again";
+  for (size_t k = 1; k < ts.size(); ++k) EXPECT_LT(ts[k - 1], ts[k]) << "released out of order";
+  // New events of the user flow again; a second replay of the same items changes nothing.
+  Append(log, PartitionFor("bad", 4).value, EventRecord("bad", "", 90'000));
+  for (const RetryItem& item : items) ASSERT_TRUE(back.Deliver(item.key, item.payload).ok());
+  WaitCaughtUp(*p);
+  p->Stop();
+  EXPECT_EQ(store.Number("bad", "n"), static_cast<double>(items.size() + 1));
+  for (int u = 0; u < 8; ++u) EXPECT_EQ(store.Number("u" + std::to_string(u), "n"), sent_["u" + std::to_string(u)]) << u;
 }
 
 }  // namespace
