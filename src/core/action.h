@@ -82,6 +82,10 @@ struct Action {
   std::vector<MapEntry> entries;     // map.put|merge (json), map.incr (number), map.del (key)
   std::vector<std::string> members;  // set.add|addl: raw JSON scalars
   std::vector<ListItem> items;       // list.rpush|rpushl
+  // When the store took the action (wall clock). A tag with a ttl judges expiry at that
+  // time (fusion::Apply): the same on every backend, in any arrival order. 0: the store
+  // stamps its own clock (a caller with a clock of its own, e.g. a test, sets it).
+  TimestampMs written_ms = 0;
 };
 
 // An Action with an empty tag changes no tag: it records that the user's offline profile

@@ -121,6 +121,10 @@ void Apply(TagState& s, const Action& a, const TagConfig& cfg) {
     ResetTo(s, cfg.type);
     return;
   }
+  if (cfg.ttl_ms > 0 && a.written_ms > 0) {
+    if (a.ts + cfg.ttl_ms <= a.written_ms) return;  // expired before it was written
+    if (s.present && s.updated_at + cfg.ttl_ms <= a.written_ms) ResetTo(s, cfg.type);
+  }
   if (s.type != cfg.type) ResetTo(s, cfg.type);
   const bool fresh = !s.present;
   s.present = true;
@@ -246,6 +250,8 @@ bool ExactInteger(double v) { return v == std::trunc(v) && std::fabs(v) < 9.0e15
 }  // namespace
 
 bool TryCombine(Action& into, const Action& next, const TagConfig& cfg) {
+  // Expiry is judged per action when it is written (Apply): ttl'd actions stay apart.
+  if (cfg.ttl_ms > 0) return false;
   // An id must stay with its action so that the store can apply it exactly once.
   if (NeedsExactlyOnce(into.op) && (!into.id.empty() || !next.id.empty())) return false;
   // The combined action keeps one source: actions of two sources stay apart, so that the
@@ -405,6 +411,7 @@ void RenderValue(const TagState& s, const TagConfig& cfg, TimestampMs now, std::
 namespace {
 constexpr uint8_t kStateFormat = 1;
 constexpr uint8_t kActionFormat = 1;
+constexpr uint8_t kActionFormatWritten = 2;  // with the write time (ttl'd tags)
 
 void EncodeItem(Writer& w, const ListItem& it) {
   w.Double(it.sort);
@@ -522,11 +529,13 @@ Status DecodeState(std::string_view in, TagState* s) {
   return Status::Ok();
 }
 
-void EncodeAction(const Action& a, std::string* out) {
+void EncodeAction(const Action& a, std::string* out, TimestampMs written_ms) {
   Writer w(out);
-  w.U8(kActionFormat);
+  if (written_ms == 0) written_ms = a.written_ms;
+  w.U8(written_ms ? kActionFormatWritten : kActionFormat);
   w.U8(static_cast<uint8_t>(a.op));
   w.SignedVarint(a.ts);
+  if (written_ms) w.SignedVarint(written_ms);
   w.U8(static_cast<uint8_t>(a.source));
   w.Bytes(a.id);
   switch (a.op) {
@@ -567,11 +576,13 @@ void EncodeAction(const Action& a, std::string* out) {
 
 Status DecodeAction(std::string_view in, Action* a) {
   Reader r(in);
-  if (r.U8() != kActionFormat) return Status::Corruption("action: unknown format");
+  const uint8_t format = r.U8();
+  if (format != kActionFormat && format != kActionFormatWritten) return Status::Corruption("action: unknown format");
   uint8_t op = r.U8();
   if (op < 1 || op > static_cast<uint8_t>(kLastOp)) return Status::Corruption("action: bad operator");
   a->op = static_cast<OpCode>(op);
   a->ts = r.SignedVarint();
+  a->written_ms = format == kActionFormatWritten ? r.SignedVarint() : 0;
   uint8_t src = r.U8();
   if (!ValidSource(src)) return Status::Corruption("action: bad source");
   a->source = static_cast<Source>(src);

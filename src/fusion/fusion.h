@@ -56,6 +56,13 @@ struct TagState {
 
 // Applies one action. The caller checked that `cfg` allows the operator; an action of
 // another type than the state resets the state (the tag's type changed in config).
+//
+// Expiry (a tag with `ttl`): a tag is visible while now < updated_at + ttl (IsLive). An
+// action written (`written_ms`) when it had expired already (ts + ttl <= written_ms) is
+// dropped, and a state that had expired when an action is written is dropped before the
+// action applies, so an expired tag written again starts afresh. Both are judged at the
+// write's time, not the reader's, so two actions give the same state in either arrival
+// order and on every backend (the Redis functions do the same with the server's clock).
 void Apply(TagState& state, const Action& action, const TagConfig& cfg);
 
 // Operators whose repetition changes the value; they are applied at most once per
@@ -108,7 +115,8 @@ void RenderValue(const TagState& state, const TagConfig& cfg, TimestampMs now, s
 // Binary codecs for stored states and merge operands (uid and tag travel in the key).
 void EncodeState(const TagState& state, std::string* out);
 Status DecodeState(std::string_view in, TagState* state);
-void EncodeAction(const Action& action, std::string* out);
+// `written_ms` (when not 0) is stored as the action's write time (Action::written_ms).
+void EncodeAction(const Action& action, std::string* out, TimestampMs written_ms = 0);
 Status DecodeAction(std::string_view in, Action* action);
 
 }  // namespace portrait::fusion

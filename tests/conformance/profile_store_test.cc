@@ -161,6 +161,99 @@ TEST_P(ProfileStoreTest, ExpiredTagsAreNeverReturned) {
   EXPECT_EQ(Get("v", {}, now).tags.size(), 0u);
 }
 
+// Expiry, the same on every backend and in either arrival order, for every tag type with
+// a ttl (fusion::Apply): an action already expired when it is written changes nothing,
+// whether it comes before or after a live one; a tag written again after it expired
+// starts afresh (counters from 0, max/min from the new value, lists and sets empty).
+class TtlTest : public ProfileStoreTest {
+ protected:
+  void SetUp() override {
+    ProfileStoreTest::SetUp();
+    store_.reset();
+    TagRegistry tags;
+    for (auto [name, type] : {std::pair{"t_str", TagType::kString}, {"t_incr", TagType::kNumber},
+                              {"t_max", TagType::kNumber}, {"t_map", TagType::kMap}, {"t_set", TagType::kSet}}) {
+      TagConfig c;
+      c.name = name;
+      c.type = type;
+      c.ttl_ms = kTtl;
+      tags.Add(c);
+    }
+    TagConfig list = testing_util::ClickList(5);
+    list.name = "t_list";
+    list.ttl_ms = kTtl;
+    tags.Add(list);
+    tags_ = std::move(tags);
+    Reopen();
+  }
+  // One action per tag, each with `value` in it, at `ts`.
+  std::vector<Action> Actions(const std::string& uid, int value, TimestampMs ts) {
+    std::vector<Action> out;
+    auto add = [&](const char* tag, OpCode op) -> Action& {
+      Action& a = out.emplace_back();
+      a.uid = uid;
+      a.tag = tag;
+      a.op = op;
+      a.ts = ts;
+      return a;
+    };
+    add("t_str", OpCode::kStringSet).text = "v" + std::to_string(value);
+    add("t_incr", OpCode::kNumberIncr).number = value;
+    add("t_max", OpCode::kNumberMax).number = value;
+    add("t_map", OpCode::kMapIncr).entries = {{"k" + std::to_string(value), "", 1.0 * value}};
+    add("t_set", OpCode::kSetAdd).members = {std::to_string(value)};
+    Action click = Click(*tags_.Find("t_list"), value, ts);
+    click.uid = uid;
+    out.push_back(click);
+    return out;
+  }
+  void Write(const std::vector<Action>& actions) {
+    for (const Action& a : actions) ASSERT_TRUE(store_->Apply(std::vector<Action>{a}, {}).ok());
+  }
+  // The user's tags by name, read at `now`.
+  std::map<std::string, fusion::TagState> Tags(const std::string& uid, TimestampMs now) {
+    std::map<std::string, fusion::TagState> out;
+    for (const TagValue& t : Get(uid, {}, now).tags) out[t.name] = t.state;
+    return out;
+  }
+  static constexpr int64_t kTtl = 1000;
+};
+
+TEST_P(TtlTest, AnActionExpiredWhenWrittenChangesNothingInEitherOrder) {
+  const TimestampMs now = NowMs();
+  Write(Actions("stale_first", 7, now - 5000));
+  Write(Actions("stale_first", 3, now - 100));
+  Write(Actions("live_first", 3, now - 100));
+  Write(Actions("live_first", 7, now - 5000));
+  Write(Actions("live_only", 3, now - 100));
+  auto want = Tags("live_only", now);
+  ASSERT_EQ(want.size(), 6u);
+  for (const char* uid : {"stale_first", "live_first"}) {
+    auto got = Tags(uid, now);
+    ASSERT_EQ(got.size(), want.size()) << uid;
+    for (const auto& [tag, state] : want) EXPECT_EQ(got[tag], state) << uid << " " << tag;
+  }
+  EXPECT_TRUE(Tags("stale_only", now).empty());
+}
+
+TEST_P(TtlTest, ATagWrittenAgainAfterItExpiredStartsAfresh) {
+  const TimestampMs first = NowMs() - kTtl + 150;
+  Write(Actions("again", 100, first));
+  EXPECT_EQ(Tags("again", NowMs()).size(), 6u);
+  while (NowMs() <= first + kTtl + 20) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const TimestampMs now = NowMs();
+  EXPECT_TRUE(Tags("again", now).empty()) << "expired";
+  Write(Actions("again", 2, now));
+  Write(Actions("fresh", 2, now));
+  auto want = Tags("fresh", now);
+  auto got = Tags("again", now);
+  ASSERT_EQ(got.size(), 6u);
+  for (const auto& [tag, state] : want) EXPECT_EQ(got[tag], state) << tag << ": the expired state came back";
+  EXPECT_EQ(got["t_max"].number, 2) << "max starts from the new value, not the expired 100 nor 0";
+  EXPECT_EQ(got["t_incr"].number, 2);
+  EXPECT_EQ(got["t_list"].items.size(), 1u);
+}
+
 TEST_P(ProfileStoreTest, CheckpointsPersistWithTheirBatch) {
   EXPECT_FALSE(store_->GetCheckpoint("processor", PartitionId(3)).value().has_value());
   std::vector<Checkpoint> cps = {{"processor", PartitionId(3), Offset(42)}};
@@ -454,6 +547,8 @@ TEST_P(ProfileStoreTest, LongListsReadBackWhole) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ProfileStoreTest, ::testing::Values(kRocksDb, kRedis, kRedisCluster),
+                         [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Backends, TtlTest, ::testing::Values(kRocksDb, kRedis, kRedisCluster),
                          [](const auto& info) { return info.param.name; });
 
 }  // namespace

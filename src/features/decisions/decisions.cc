@@ -15,7 +15,7 @@
 namespace portrait {
 
 namespace {
-constexpr uint8_t kRuleStateFormat = 2;
+constexpr uint8_t kRuleStateFormat = 3;  // 2: without the events' ids and payloads
 constexpr int64_t kStateTtlMarginMs = 3'600'000;  // an hour beyond the longest horizon
 }  // namespace
 
@@ -132,6 +132,8 @@ void EncodeRuleState(const RuleState& s, std::string* out) {
       TimestampMs delta = j == 0 ? s.newest - e.ts : e.ts - g.seen[j - 1].ts;
       w.Varint((static_cast<uint64_t>(delta) << 1) | (e.first ? 1 : 0));
       w.Fixed32(e.id);
+      w.Bytes(e.event_id);
+      w.Bytes(e.payload);
     }
     w.Varint(g.fired.size());
     for (TimestampMs f : g.fired) w.SignedVarint(s.newest - f);
@@ -141,7 +143,8 @@ void EncodeRuleState(const RuleState& s, std::string* out) {
 Status DecodeRuleState(std::string_view in, RuleState* s) {
   *s = RuleState();
   Reader r(in);
-  if (r.U8() != kRuleStateFormat) return Status::Corruption("rule state: unknown format");
+  const uint8_t format = r.U8();
+  if (format != kRuleStateFormat && format != 2) return Status::Corruption("rule state: unknown format");
   s->newest = r.SignedVarint();
   std::vector<std::string> names(std::min<uint64_t>(r.Varint(), in.size()));
   for (auto& n : names) n = r.Bytes();
@@ -160,6 +163,10 @@ Status DecodeRuleState(std::string_view in, RuleState* s) {
       e.ts = j == 0 ? s->newest - delta : g.seen.back().ts + delta;
       e.first = (v & 1) != 0;
       e.id = r.Fixed32();
+      if (format == kRuleStateFormat) {
+        e.event_id = r.Bytes();
+        e.payload = r.Bytes();
+      }
       g.seen.push_back(e);
     }
     uint64_t f = r.Varint();
@@ -328,7 +335,7 @@ void DecisionEngine::Apply(const DecisionRules& rules, const Event& e, RuleState
   const std::vector<size_t>* which = rules.ForType(e.type);
   if (!which) return;
   const auto h = static_cast<uint32_t>(RecentIds::Hash(e.id));
-  std::vector<TimestampMs> candidates;
+  std::vector<size_t> closing;
   for (size_t i : *which) {
     const DecisionRuleSpec& r = rules.specs()[i];
     ++tally_.evaluated;
@@ -346,37 +353,47 @@ void DecisionEngine::Apply(const DecisionRules& rules, const Event& e, RuleState
       continue;
     }
     RuleState::Group& g = GroupOf(state, r.name, key);
-    RuleState::Seen seen{e.ts, h, !r.after.empty() && e.type == r.after};
+    RuleState::Seen seen{e.ts, h, !r.after.empty() && e.type == r.after, {}, {}};
     auto pos = std::lower_bound(g.seen.begin(), g.seen.end(), seen);
     if (pos != g.seen.end() && pos->ts == seen.ts && pos->id == seen.id) {
       ++tally_.repeats;
       continue;
     }
+    // Kept for the decision this event may close, whenever that is made.
+    const bool may_close = r.after.empty() || !seen.first;
+    if (may_close) {
+      seen.event_id = e.id;
+      EvalTemplate(r.payload, e, &seen.payload);
+    }
     const size_t at_index = static_cast<size_t>(pos - g.seen.begin());
-    g.seen.insert(pos, seen);
-    // The event times that close a match holding this event, earliest first.
-    candidates.clear();
+    g.seen.insert(pos, std::move(seen));
+    // The events that close a match holding this event (indexes into g.seen), earliest
+    // first; each one that is not cooled down is decided.
+    closing.clear();
     const int64_t w = r.within_ms;
     if (r.after.empty()) {
       const size_t n = static_cast<size_t>(r.at_least);
       for (size_t a = at_index >= n - 1 ? at_index - (n - 1) : 0; a <= at_index; ++a) {
         size_t b = a + n - 1;
         if (b >= g.seen.size()) break;
-        if (g.seen[b].ts - g.seen[a].ts <= w) candidates.push_back(g.seen[b].ts);
+        if (g.seen[b].ts - g.seen[a].ts <= w) closing.push_back(b);
       }
-    } else if (seen.first) {  // an `after` event: completes `on` events up to `within` later
-      for (const auto& s : g.seen) {
-        if (!s.first && s.ts >= e.ts && s.ts - e.ts <= w) candidates.push_back(s.ts);
+    } else if (g.seen[at_index].first) {  // an `after` event: completes `on` events up to `within` later
+      for (size_t k = 0; k < g.seen.size(); ++k) {
+        const auto& s = g.seen[k];
+        if (!s.first && s.ts >= e.ts && s.ts - e.ts <= w) closing.push_back(k);
       }
     } else {
       for (const auto& s : g.seen) {
         if (s.first && s.ts <= e.ts && e.ts - s.ts <= w) {
-          candidates.push_back(e.ts);
+          closing.push_back(at_index);
           break;
         }
       }
     }
-    for (TimestampMs at : candidates) {
+    for (size_t c : closing) {
+      const RuleState::Seen& by = g.seen[c];
+      const TimestampMs at = by.ts;
       if (CooledDown(g.fired, at, r.cooldown_ms)) {
         ++tally_.suppressed;
         continue;
@@ -394,10 +411,14 @@ void DecisionEngine::Apply(const DecisionRules& rules, const Event& e, RuleState
       d.key = key;
       d.at = at;
       d.decided_ms = NowMs();
-      d.event_id = e.id;
-      EvalTemplate(r.payload, e, &d.payload);
+      if (by.event_id.empty()) {  // a state kept by an older version: the arriving event's
+        d.event_id = e.id;
+        EvalTemplate(r.payload, e, &d.payload);
+      } else {
+        d.event_id = by.event_id;
+        d.payload = by.payload;
+      }
       d.json = d.ToJson();
-      break;
     }
   }
   state->newest = std::max(state->newest, e.ts);
@@ -412,8 +433,8 @@ void DecisionEngine::Prune(const DecisionRules& rules, RuleState* s) const {
       g.fired.clear();
       continue;
     }
-    TimestampMs events_from = s->newest - r->within_ms;
-    g.seen.erase(g.seen.begin(), std::lower_bound(g.seen.begin(), g.seen.end(), RuleState::Seen{events_from, 0, false}));
+    TimestampMs events_from = s->newest - 2 * r->within_ms;  // a late event's partners
+    g.seen.erase(g.seen.begin(), std::lower_bound(g.seen.begin(), g.seen.end(), RuleState::Seen{events_from, 0, false, {}, {}}));
     TimestampMs fired_from = s->newest - r->HorizonMs();
     g.fired.erase(g.fired.begin(), std::lower_bound(g.fired.begin(), g.fired.end(), fired_from));
   }

@@ -9,10 +9,17 @@
 // the whole state after the longest horizon (wall clock, the store's TTL).
 //
 // Order. An event that arrives late (by event time) is placed where it belongs: a count
-// rule fires when some window of `within` holding the new event holds `at_least` events;
-// a sequence rule when an `after` event precedes an `on` event by at most `within`,
-// whichever of the two arrives first. An event already in the state (same id: a repeat or
-// a replay) or older than `within` behind the user's newest event changes nothing.
+// rule decides at the time of each event that has `at_least - 1` earlier events within
+// `within` before it; a sequence rule at each `on` event that an `after` event precedes by
+// at most `within`, whichever of the two arrives first. A decision is stamped with that
+// closing event (its time, id and the payload rendered from it), not with the event whose
+// arrival completed it, so the same events give the same decisions in any arrival order
+// within the window. With a `cooldown`, decisions closer than it to one made before are
+// suppressed; there a late event can reveal an earlier match than one already decided
+// (and sent), which then stays the one decided: a decision is never taken back. The state
+// keeps events back to 2 x `within` behind the newest, so a late event finds its partners.
+// An event already in the state (same id: a repeat or a replay) or older than `within`
+// behind the user's newest event changes nothing (counted as late).
 //
 // Ids. A decision's id hashes (rule, user, key, at) where `at` is the event time that
 // closed its window, so the same events give the same id however often they are
@@ -108,6 +115,10 @@ struct RuleState {
     TimestampMs ts = 0;
     uint32_t id = 0;     // hash of the event id (with ts, tells a repeat)
     bool first = false;  // an `after` event of a sequence rule
+    // What a decision closed by this event carries, whenever it is decided: the event's
+    // id and the rule's payload rendered from it.
+    std::string event_id;
+    std::string payload;
     bool operator<(const Seen& o) const { return ts != o.ts ? ts < o.ts : id < o.id; }
   };
   struct Group {

@@ -114,18 +114,28 @@ local function merge_item(P, tag, limit, sort, key, json, its, isrc)
   end
 end
 
--- Fields at a[i]: tag, type, size_limit, ttl_ms, operand count n, then the operand
--- (see EncodeOperand in redis_store.cc).
-local function apply_one(P, a, i, op, ts, src)
+-- Fields at a[i]: tag, type, size_limit, ttl_ms, written_ms, operand count n, then the
+-- operand (see EncodeOperand in redis_store.cc). A tag with a ttl judges expiry at the
+-- write's time (written_ms if the caller gave one, else this server's clock `now`), as
+-- fusion::Apply does: an action expired already is dropped (false), a state expired
+-- already is dropped before the action applies.
+local function apply_one(P, a, i, op, ts, src, now)
   local tag, ttype = a[i], a[i + 1]
   local limit, ttl = tonumber(a[i + 2]), tonumber(a[i + 3])
-  local n = tonumber(a[i + 4])
-  local x = i + 5  -- first operand field
+  local written = tonumber(a[i + 4])
+  if written > 0 then now = written end
+  local n = tonumber(a[i + 5])
+  local x = i + 6  -- first operand field
   local m = P .. 'm'
   local val = P .. 't:' .. tag
   if op == OP_TAG_DEL then
     drop_tag(P, tag)
-    return
+    return true
+  end
+  if ttl > 0 then
+    if ts + ttl <= now then return false end
+    local was = redis.call('HGET', m, 'u:' .. tag)
+    if was and tonumber(was) + ttl <= now then drop_tag(P, tag) end
   end
   if redis.call('HGET', m, 'y:' .. tag) ~= ttype then
     drop_tag(P, tag)
@@ -212,6 +222,7 @@ local function apply_one(P, a, i, op, ts, src)
     redis.call('PEXPIREAT', P .. 'mw:' .. tag, at)
     redis.call('PEXPIREAT', P .. 'li:' .. tag, at)
   end
+  return true
 end
 
 -- portrait_apply(KEYS: the user's keys; ARGV: P, partition, count, then per action:
@@ -220,6 +231,8 @@ end
 local function apply(keys, a)
   local P, partition, count = a[1], a[2], tonumber(a[3])
   local o = P .. 'o'
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local applied = tonumber(redis.call('HGET', o, partition) or '-1')
   local newest = applied
   local i = 4
@@ -235,8 +248,7 @@ local function apply(keys, a)
     if not skip and op == OP_MARK then
       set_mark(P, a[first])
       done = done + 1
-    elseif not skip then
-      apply_one(P, a, first, op, ts, src)
+    elseif not skip and apply_one(P, a, first, op, ts, src, now) then
       if src == SRC_REALTIME then
         local rt = tonumber(redis.call('HGET', P .. 'm', 'rt') or '0')
         if ts > rt then redis.call('HSET', P .. 'm', 'rt', fmt(ts)) end

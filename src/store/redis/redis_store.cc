@@ -63,7 +63,7 @@ void SplitRegister(const std::string& s, TimestampMs* ts, Source* src, std::stri
 
 void EncodeOperand(const Action& a, const TagConfig& cfg, std::vector<std::string>* out) {
   std::vector<std::string> f = {a.tag, std::to_string(static_cast<int>(cfg.type)), std::to_string(cfg.size_limit),
-                                std::to_string(cfg.ttl_ms)};
+                                std::to_string(cfg.ttl_ms), std::to_string(a.written_ms)};
   std::vector<std::string> operand;
   size_t n = 0;
   switch (a.op) {

@@ -220,6 +220,8 @@ class FusionMergeOperator : public rocksdb::MergeOperator {
           meta->Observe(a);
           continue;
         }
+        // Expired before it was written (fusion::Apply drops it): it changes nothing.
+        if (cfg->ttl_ms > 0 && a.written_ms > 0 && a.ts + cfg->ttl_ms <= a.written_ms) continue;
         if (!a.id.empty() && fusion::NeedsExactlyOnce(a.op)) {
           if (!ids) {
             ids.emplace();
@@ -358,6 +360,7 @@ class RocksDbStore : public ProfileStore {
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return actions[x].uid < actions[y].uid; });
     std::string operand, action, key;
+    const TimestampMs now = NowMs();  // a ttl'd tag judges expiry at its write (fusion::Apply)
     for (size_t i = 0; i < order.size();) {
       size_t j = i;
       while (j < order.size() && actions[order[j]].uid == actions[order[i]].uid) ++j;
@@ -369,7 +372,8 @@ class RocksDbStore : public ProfileStore {
         const Action& a = actions[order[k]];
         w.Bytes(a.tag);
         action.clear();
-        fusion::EncodeAction(a, &action);
+        const TagConfig* cfg = a.tag.empty() ? nullptr : tags_->Find(a.tag);
+        fusion::EncodeAction(a, &action, cfg && cfg->ttl_ms > 0 && a.written_ms == 0 ? now : 0);
         w.Bytes(action);
       }
       key = ProfileKey(actions[order[i]].uid);

@@ -120,11 +120,18 @@ class Harness {
       std::vector<Action> actions;
       LoadTrigger t{uid, ts, PartitionId(0), Offset(offset_++)};
       EXPECT_TRUE(loader_->Load({&t, 1}, &actions).ok());
+      for (Action& a : actions) a.written_ms = ts;  // written at the trigger's (simulated) time
       EXPECT_TRUE(store_->Apply(actions, {}).ok());
     }
     return Reads() > reads_before;
   }
-  Status Apply(const std::vector<Action>& actions) { return store_->Apply(actions, {}); }
+  // Actions written when they happened (the tests' clock is not the wall clock).
+  Status Apply(std::vector<Action> actions) {
+    for (Action& a : actions) {
+      if (!a.written_ms) a.written_ms = a.ts;
+    }
+    return store_->Apply(actions, {});
+  }
 
   std::string Mark(const std::string& uid) {
     auto marks = store_->GetSnapshotMarks({&uid, 1});
