@@ -165,21 +165,15 @@ void App::TrimOnce() {
   auto trim = [&](Log& log, const std::string& topic, bool consumed_by_processor) {
     auto it = config_.log.retention.find(topic);
     if (it == config_.log.retention.end()) return;
-    // Only what the store holds durably may go. The checkpoints are read first and the
-    // store flushed after: a checkpoint read after the flush may already count batches
-    // that are still only in memory (the store writes without its own WAL).
+    // Only what the store holds durably may go (DurableCheckpoints: read, then flush).
     std::vector<Offset> durable(log.partitions(), Offset(0));
     if (consumed_by_processor) {
-      for (int p = 0; p < log.partitions(); ++p) {
-        auto cp = store_->GetCheckpoint(Processor::kConsumer, PartitionId(p));
-        if (!cp.ok()) return;
-        durable[p] = cp->value_or(Offset(0));
-      }
-      Status st = store_->Flush();
-      if (!st.ok()) {
-        spdlog::error("retention: {}", st.ToString());
+      auto cps = DurableCheckpoints(*store_, Processor::kConsumer, log.partitions());
+      if (!cps.ok()) {
+        spdlog::error("retention: {}", cps.status().ToString());
         return;
       }
+      durable = std::move(cps).value();
     }
     Counter* deleted = metrics_.GetCounter("portrait_log_retention_deleted_bytes_total",
                                            "Bytes of log segments deleted by retention", "topic=\"" + topic + "\"");

@@ -23,4 +23,14 @@ Result<std::unique_ptr<ProfileStore>> MakeProfileStore(const StoreConfig& config
   return Status::InvalidArgument("[store] backend \"" + config.backend + "\" is unknown; use \"rocksdb\" or \"redis\"");
 }
 
+Result<std::vector<Offset>> DurableCheckpoints(ProfileStore& store, std::string_view consumer, int partitions) {
+  std::vector<Offset> out(static_cast<size_t>(partitions), Offset(0));
+  for (int p = 0; p < partitions; ++p) {
+    ASSIGN_OR_RETURN(std::optional<Offset> cp, store.GetCheckpoint(consumer, PartitionId(p)));
+    out[static_cast<size_t>(p)] = cp.value_or(Offset(0));
+  }
+  RETURN_IF_ERROR(store.Flush().WithContext("store flush"));
+  return out;
+}
+
 }  // namespace portrait

@@ -130,6 +130,12 @@ class ProfileStore {
                                                         const HistoryConfig& cfg, TimestampMs now) = 0;
 };
 
+// The checkpoints of `consumer` (per partition, 0 when none) that the store holds durably:
+// read first, then the store flushed. A checkpoint read after the flush could count a
+// batch that committed meanwhile and is only in memory; trimming the log up to it would
+// lose that batch's events at a crash. What log retention may trim up to.
+Result<std::vector<Offset>> DurableCheckpoints(ProfileStore& store, std::string_view consumer, int partitions);
+
 // Opens the store backend named in `config` under `data_dir`. `tags` must outlive it.
 Result<std::unique_ptr<ProfileStore>> MakeProfileStore(const StoreConfig& config, const std::string& data_dir,
                                                        const TagRegistry* tags, MetricsRegistry* metrics);

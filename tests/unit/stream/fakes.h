@@ -10,6 +10,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
+#include <optional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -122,6 +124,23 @@ class MemoryStore : public ProfileStore {
   bool down() const {
     std::lock_guard lk(mu_);
     return down_;
+  }
+  // Flush() makes the checkpoints durable as they are when it starts, then runs `during`
+  // (a batch committing while the flush is under way: in memory only).
+  void OnFlush(std::function<void()> during) { during_flush_ = std::move(during); }
+  Status Flush() override {
+    {
+      std::lock_guard lk(mu_);
+      durable_checkpoints_ = checkpoints_;
+    }
+    if (during_flush_) during_flush_();
+    return Status::Ok();
+  }
+  std::optional<Offset> DurableCheckpoint(const std::string& consumer, PartitionId p) {
+    std::lock_guard lk(mu_);
+    auto it = durable_checkpoints_.find(consumer + "/" + std::to_string(p.value));
+    if (it == durable_checkpoints_.end()) return std::nullopt;
+    return it->second;
   }
   // Every write holding an Action of `uid` is refused (Internal, as a store refusing a
   // command) before anything of it is committed, until Cure(uid).
@@ -237,6 +256,8 @@ class MemoryStore : public ProfileStore {
   bool crash_after_commit_ = false;
   bool down_ = false;
   std::set<std::string> poisoned_;
+  std::map<std::string, Offset> durable_checkpoints_;
+  std::function<void()> during_flush_;
 };
 
 }  // namespace portrait::testing_util

@@ -408,5 +408,27 @@ TEST_F(QuarantineTest, AReleaseAppliesTheParkedRecordsOnceInOrderAcrossACrash) {
   for (int u = 0; u < 8; ++u) EXPECT_EQ(store.Number("u" + std::to_string(u), "n"), sent_["u" + std::to_string(u)]) << u;
 }
 
+// Log retention trims up to DurableCheckpoints. A batch that commits while the store
+// flushes is only in memory: the offsets given must not count it (reading the checkpoints
+// after the flush would, and a crash would then lose events the log no longer has).
+TEST_F(ProcessorTest, RetentionTrimsOnlyUpToWhatTheStoreFlushed) {
+  MemoryStore store(&tags_);
+  std::vector<Checkpoint> first = {{"processor", PartitionId(0), Offset(10)}, {"processor", PartitionId(1), Offset(4)}};
+  ASSERT_TRUE(store.Apply({}, first).ok());
+  store.OnFlush([&] {
+    std::vector<Checkpoint> later = {{"processor", PartitionId(0), Offset(20)}};
+    ASSERT_TRUE(store.Apply({}, later).ok());
+  });
+  auto durable = DurableCheckpoints(store, "processor", 3);
+  ASSERT_TRUE(durable.ok()) << durable.status().ToString();
+  ASSERT_EQ(durable->size(), 3u);
+  for (int p = 0; p < 3; ++p) {
+    Offset flushed = store.DurableCheckpoint("processor", PartitionId(p)).value_or(Offset(0));
+    EXPECT_LE((*durable)[p].value, flushed.value) << "partition " << p << ": trimming past what the store flushed";
+  }
+  EXPECT_EQ((*durable)[0], Offset(10));
+  EXPECT_EQ((*durable)[2], Offset(0)) << "no checkpoint: nothing may go";
+}
+
 }  // namespace
 }  // namespace portrait
