@@ -435,6 +435,13 @@ void DecisionEngine::Prune(const DecisionRules& rules, RuleState* s) const {
     }
     TimestampMs events_from = s->newest - 2 * r->within_ms;  // a late event's partners
     g.seen.erase(g.seen.begin(), std::lower_bound(g.seen.begin(), g.seen.end(), RuleState::Seen{events_from, 0, false, {}, {}}));
+    // Only an event at most `within` behind the newest can still close a match (a late
+    // event that completes it is no older than that): the older ones keep time and hash.
+    for (auto& e : g.seen) {
+      if (e.ts >= s->newest - r->within_ms) break;
+      e.event_id.clear();
+      e.payload.clear();
+    }
     TimestampMs fired_from = s->newest - r->HorizonMs();
     g.fired.erase(g.fired.begin(), std::lower_bound(g.fired.begin(), g.fired.end(), fired_from));
   }
