@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <charconv>
 #include <fstream>
 #include <set>
@@ -121,8 +122,62 @@ std::optional<int> ParseClockMinutes(std::string_view s) {
 
 namespace {
 
+// A token's secret: `env:NAME` (an environment variable), `file:PATH` (the file's text,
+// trailing whitespace dropped) or the text itself; what went wrong, or "".
+std::string ResolveSecret(const std::string& spec, std::string* secret) {
+  if (spec.starts_with("env:")) {
+    const char* v = std::getenv(spec.c_str() + 4);
+    if (!v) return "environment variable " + spec.substr(4) + " is not set";
+    *secret = v;
+  } else if (spec.starts_with("file:")) {
+    std::ifstream in(spec.substr(5), std::ios::binary);
+    if (!in) return "cannot read " + spec.substr(5);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    *secret = ss.str();
+    while (!secret->empty() && std::isspace(static_cast<unsigned char>(secret->back()))) secret->pop_back();
+  } else {
+    *secret = spec;
+  }
+  if (secret->size() < 8) return "must be 8 or more characters";
+  return "";
+}
+
+void ParseToken(ConfigChecker& c, const std::string& name, const toml::node& v, ServerConfig* s) {
+  const std::string what = "[server] token \"" + name + "\"";
+  ApiToken tok;
+  tok.name = name;
+  std::optional<std::string> spec = v.value<std::string>();
+  if (const toml::table* tt = v.as_table()) {
+    c.KnownKeys(*tt, what, {"token", "scopes"});
+    spec = (*tt)["token"].value<std::string>();
+    if (!spec) c.Error(v, what + ": needs token = \"...\" (or \"env:NAME\", \"file:PATH\")");
+    tok.scopes = 0;
+    const toml::array* arr = (*tt)["scopes"].as_array();
+    if (!arr || arr->empty()) c.Error(v, what + ": needs scopes, some of [\"read\", \"write\", \"admin\"]");
+    for (size_t i = 0; arr && i < arr->size(); ++i) {
+      auto sc = (*arr)[i].value<std::string>();
+      if (sc == "read") tok.scopes |= kScopeRead;
+      else if (sc == "write") tok.scopes |= kScopeWrite;
+      else if (sc == "admin") tok.scopes |= kScopeAdmin;
+      else c.Error((*arr)[i], what + ": scope must be \"read\", \"write\" or \"admin\"");
+    }
+  } else if (!spec) {
+    c.Error(v, what + ": must be a string (\"...\", \"env:NAME\", \"file:PATH\") or { token, scopes }");
+    return;
+  }
+  if (!spec) return;
+  if (std::string problem = ResolveSecret(*spec, &tok.secret); !problem.empty()) {
+    c.Error(v, what + ": " + problem);  // names where the secret comes from, never the secret
+    return;
+  }
+  s->tokens.push_back(std::move(tok));
+}
+
 void ParseServer(ConfigChecker& c, const toml::table& t, ServerConfig* s) {
-  c.KnownKeys(t, "[server]", {"listen", "max_body_bytes", "threads", "max_json_depth", "cors_origins", "tokens"});
+  c.KnownKeys(t, "[server]",
+              {"listen", "max_body_bytes", "threads", "max_json_depth", "cors_origins", "tokens", "open_metrics"});
+  if (auto v = c.Get<bool>(t, "open_metrics", "[server]", "true or false")) s->open_metrics = *v;
   if (const toml::node* n = t.get("cors_origins")) {
     const toml::array* arr = n->as_array();
     if (!arr) c.Error(*n, "[server]: cors_origins must be an array such as [\"https://shop.example\"] or [\"*\"]");
@@ -133,15 +188,8 @@ void ParseServer(ConfigChecker& c, const toml::table& t, ServerConfig* s) {
   }
   if (const toml::node* n = t.get("tokens")) {
     const toml::table* tt = n->as_table();
-    if (!tt) c.Error(*n, "[server]: tokens must be a table of source = \"token\"");
-    for (auto&& [name, v] : tt ? *tt : toml::table{}) {
-      auto tok = v.value<std::string>();
-      if (!tok || tok->size() < 8) {
-        c.Error(v, "[server]: token of source \"" + std::string(name.str()) + "\" must be a string of 8 or more characters");
-      } else {
-        s->tokens[std::string(name.str())] = *tok;
-      }
-    }
+    if (!tt) c.Error(*n, "[server]: tokens must be a table of NAME = \"token\" or NAME = { token = \"...\", scopes = [...] }");
+    for (auto&& [name, v] : tt ? *tt : toml::table{}) ParseToken(c, std::string(name.str()), v, s);
   }
   if (auto v = c.Get<std::string>(t, "listen", "[server]", "a \"host:port\" string")) {
     if (v->find(':') == std::string::npos) c.Error(*t.get("listen"), "[server]: listen must be \"host:port\"");

@@ -120,13 +120,24 @@ bool IsLoadOp(OpCode op);
 enum class FsyncPolicy { kAlways, kBatch, kNone };
 std::string_view FsyncPolicyName(FsyncPolicy p);
 
+// What a bearer token may call, as a bit set; each route declares the scope it needs
+// (core/http.h Scope).
+inline constexpr unsigned kScopeRead = 1, kScopeWrite = 2, kScopeAdmin = 4;
+
+struct ApiToken {
+  std::string name;    // its writes are attributed to the source "http:NAME"
+  std::string secret;  // resolved at load from `env:NAME`, `file:PATH` or the text; never logged
+  unsigned scopes = kScopeWrite;
+};
+
 struct ServerConfig {
   std::string listen = "127.0.0.1:8080";
   size_t max_body_bytes = 16u << 20;
   int threads = 4;
   int max_json_depth = 32;
-  std::vector<std::string> cors_origins;     // origins allowed to call from a browser; "*" = any
-  std::map<std::string, std::string> tokens; // source name -> bearer token; empty = no auth
+  std::vector<std::string> cors_origins;  // origins allowed to call from a browser; "*" = any
+  std::vector<ApiToken> tokens;           // empty: every route is open (loopback by default)
+  bool open_metrics = false;              // with tokens: /metrics without one (else scope read)
 };
 
 struct TopicRetention {

@@ -1,8 +1,10 @@
 #include "core/http.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 
+#include "core/config.h"
 #include "core/json.h"
 
 namespace portrait {
@@ -72,12 +74,22 @@ std::optional<HttpResponse> ParseLimit(const HttpRequest& req, size_t* limit) {
 
 std::string_view ScopeName(Scope s) {
   switch (s) {
+    case Scope::kUnset: return "unset";
     case Scope::kPublic: return "public";
     case Scope::kRead: return "read";
     case Scope::kWrite: return "write";
     case Scope::kAdmin: return "admin";
   }
   return "?";
+}
+
+unsigned ScopeBit(Scope s) {
+  switch (s) {
+    case Scope::kRead: return kScopeRead;
+    case Scope::kWrite: return kScopeWrite;
+    case Scope::kAdmin: return kScopeAdmin;
+    default: return 0;
+  }
 }
 
 bool MatchPattern(std::string_view pattern, std::string_view path, std::vector<std::string>* params) {
@@ -127,6 +139,11 @@ size_t LiteralBytes(std::string_view pattern) {
 }  // namespace
 
 void RouteTable::Add(Route route) {
+  if (route.scope == Scope::kUnset) {  // a programming error: caught by any test that starts a server
+    std::fprintf(stderr, "portrait: route %s %s declares no scope (public, read, write or admin)\n",
+                 route.method.c_str(), route.pattern.c_str());
+    std::abort();
+  }
   if (route.label.empty()) route.label = route.pattern;
   routes_.push_back(std::move(route));
   by_match_.resize(routes_.size());

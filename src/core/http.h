@@ -72,7 +72,12 @@ HttpResponse ErrorFor(const Status& s);
 std::optional<HttpResponse> ParseLimit(const HttpRequest& req, size_t* limit);
 
 // Who may call a route when tokens are configured (ARCHITECTURE.md "Access control").
-enum class Scope { kPublic, kRead, kWrite, kAdmin };
+// What a route needs from the caller's token once any token is configured: kPublic
+// nothing; kRead / kWrite / kAdmin that scope (ServerConfig::tokens). kUnset is refused by
+// RouteTable::Add: every route says what it needs.
+enum class Scope { kUnset, kPublic, kRead, kWrite, kAdmin };
+// The token scope bit a route's scope needs (kScopeRead...; 0 for kPublic).
+unsigned ScopeBit(Scope s);
 std::string_view ScopeName(Scope s);
 
 // A request matched to a route: its path parameters in pattern order, and the source the
@@ -88,7 +93,7 @@ using RouteHandler = std::function<HttpResponse(RouteCall&)>;
 struct Route {
   std::string method;   // "GET", "POST", "DELETE"
   std::string pattern;  // "/v1/profiles/{uid}/tags/{tag}": a {param} takes one or more bytes
-  Scope scope = Scope::kRead;
+  Scope scope = Scope::kUnset;
   std::string summary;  // one line, for the route table in the README and the 404 hint
   RouteHandler handler;
   std::string label;    // metrics label; default: the pattern

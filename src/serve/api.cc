@@ -31,9 +31,9 @@ void Api::AddCoreRoutes(Core core) {
                "actions"});
   // Failed payloads and dead letters are open to readers as before; the access-control
   // work gives them the admin scope.
-  routes_.Add({"GET", "/v1/failed", Scope::kRead, "the newest rejected events and Actions with their payloads (`?limit=N`)",
+  routes_.Add({"GET", "/v1/failed", Scope::kAdmin, "the newest rejected events and Actions with their payloads (`?limit=N`)",
                [this](RouteCall& c) { return GetFailed(c.http); }, "failed"});
-  routes_.Add({"GET", "/v1/dlq", Scope::kRead, "the newest dead letters (`?limit=N`)",
+  routes_.Add({"GET", "/v1/dlq", Scope::kAdmin, "the newest dead letters (`?limit=N`)",
                [this](RouteCall& c) { return GetDeadLetters(c.http); }, "dlq"});
   routes_.Add({"POST", "/v1/dlq:replay", Scope::kAdmin, "queues the dead letters not replayed before again (`?sink=NAME`)",
                [this](RouteCall& c) { return ReplayDeadLetters(c.http); }, "dlq_replay"});
@@ -45,7 +45,8 @@ void Api::AddCoreRoutes(Core core) {
 void Api::AddHealthRoutes() {
   routes_.Add({"GET", "/healthz", Scope::kPublic, "liveness: `{\"status\":\"ok\"}`",
                [](RouteCall&) { return HttpResponse{200, "application/json", "{\"status\":\"ok\"}"}; }, "healthz"});
-  routes_.Add({"GET", "/metrics", Scope::kPublic, "Prometheus text format",
+  routes_.Add({"GET", "/metrics", config_.server.open_metrics ? Scope::kPublic : Scope::kRead,
+               "Prometheus text format (no token needed with `[server] open_metrics = true`)",
                [this](RouteCall&) { return HttpResponse{200, "text/plain; version=0.0.4", metrics_->RenderPrometheus()}; },
                "metrics"});
 }
@@ -76,7 +77,7 @@ HttpResponse Api::Handle(HttpRequest& req) {
     label = route->label;
     RouteCall call{req, std::move(params), "http"};
     std::optional<HttpResponse> refused;
-    if (route->scope == Scope::kWrite || route->scope == Scope::kAdmin) refused = Authorize(req, &call.source);
+    if (route->scope != Scope::kPublic) refused = Authorize(req, route->scope, &call.source);
     if (!refused && !req.body.empty()) refused = Decode(req);
     resp = refused ? std::move(*refused) : route->handler(call);
   }
@@ -126,28 +127,38 @@ void Api::AddCors(const HttpRequest& req, HttpResponse* resp) const {
   }
 }
 
-std::optional<HttpResponse> Api::Authorize(const HttpRequest& req, std::string* source) const {
+std::optional<HttpResponse> Api::Authorize(const HttpRequest& req, Scope need, std::string* source) const {
   *source = "http";
   if (config_.server.tokens.empty()) return std::nullopt;
-  auto h = req.headers.find("authorization");
-  if (h == req.headers.end() || !h->second.starts_with("Bearer ")) {
+  auto unauthorized = [&](std::string message) {
     metrics_->GetCounter("portrait_http_unauthorized_total", "Calls refused for a missing or unknown token")->Inc();
-    HttpResponse r = Error(401, "unauthorized", "this route needs \"Authorization: Bearer <token>\"");
+    HttpResponse r = Error(401, "unauthorized", std::move(message));
     r.headers.emplace_back("WWW-Authenticate", "Bearer");
     return r;
+  };
+  auto h = req.headers.find("authorization");
+  if (h == req.headers.end() || !h->second.starts_with("Bearer ")) {
+    return unauthorized("this route needs \"Authorization: Bearer <token>\" with the " + std::string(ScopeName(need)) +
+                        " scope");
   }
   std::string_view token = std::string_view(h->second).substr(7);
-  for (const auto& [name, expected] : config_.server.tokens) {
-    // Constant-time comparison: no early exit on the first differing byte.
-    unsigned diff = expected.size() ^ token.size();
-    for (size_t i = 0; i < expected.size(); ++i) diff |= static_cast<unsigned char>(expected[i] ^ (i < token.size() ? token[i] : 0));
-    if (diff == 0) {
-      *source = "http:" + name;
-      return std::nullopt;
+  const ApiToken* found = nullptr;
+  for (const ApiToken& t : config_.server.tokens) {
+    // Constant-time comparison, every token compared: no early exit that times a guess.
+    unsigned diff = static_cast<unsigned>(t.secret.size() ^ token.size());
+    for (size_t i = 0; i < t.secret.size(); ++i) {
+      diff |= static_cast<unsigned char>(t.secret[i] ^ (i < token.size() ? token[i] : 0));
     }
+    if (diff == 0 && !found) found = &t;
   }
-  metrics_->GetCounter("portrait_http_unauthorized_total", "Calls refused for a missing or unknown token")->Inc();
-  return Error(401, "unauthorized", "unknown bearer token");
+  if (!found) return unauthorized("unknown bearer token");
+  *source = "http:" + found->name;
+  if ((found->scopes & ScopeBit(need)) == 0) {
+    metrics_->GetCounter("portrait_http_forbidden_total", "Calls refused: the token lacks the route's scope")->Inc();
+    return Error(403, "forbidden",
+                 "token \"" + found->name + "\" lacks the " + std::string(ScopeName(need)) + " scope this route needs");
+  }
+  return std::nullopt;
 }
 
 std::optional<HttpResponse> Api::Decode(HttpRequest& req) const {

@@ -54,7 +54,8 @@ class Api {
   HttpResponse PostReload();
   // The source a call comes from ("http" or "http:<name>"), or the error answer when
   // tokens are configured and the request has none that matches.
-  std::optional<HttpResponse> Authorize(const HttpRequest& req, std::string* source) const;
+  // With tokens configured: 401 without a known bearer token, 403 when it lacks `need`.
+  std::optional<HttpResponse> Authorize(const HttpRequest& req, Scope need, std::string* source) const;
   // The body, inflated if it came with Content-Encoding: gzip or deflate.
   std::optional<HttpResponse> Decode(HttpRequest& req) const;
   void AddCors(const HttpRequest& req, HttpResponse* resp) const;

@@ -115,6 +115,17 @@ Status App::StartAll() {
   http_ = std::make_unique<HttpServer>(http, [api](HttpRequest& r) { return api->Handle(r); }, &metrics_);
   RETURN_IF_ERROR(http_->Start());
   Started("http", [this] { http_->Stop(); });
+  if (cfg.server.tokens.empty()) {
+    spdlog::warn("no [server] tokens: every route, profiles and erasure included, is open to anyone who can reach {}{}",
+                 cfg.server.listen,
+                 cfg.server.listen.starts_with("127.") || cfg.server.listen.starts_with("localhost:") ||
+                         cfg.server.listen.starts_with("[::1]:")
+                     ? " (loopback only)"
+                     : "; set tokens before listening beyond loopback");
+  } else {
+    spdlog::info("{} bearer token(s) configured; every route but /healthz{} needs one", cfg.server.tokens.size(),
+                 cfg.server.open_metrics ? " and /metrics" : "");
+  }
   if (!cfg.log.retention.empty() && cfg.log.backend == "embedded") {  // Kafka: the topics' own retention
     retention_ = std::thread([this] { RetentionLoop(); });
     Started("retention", [this] {

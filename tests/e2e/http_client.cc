@@ -43,7 +43,12 @@ HttpResult HttpClient::Request(const std::string& method, const std::string& pat
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &Append);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &r.headers);
   curl_slist* headers = nullptr;
-  for (const auto& h : extra_headers) headers = curl_slist_append(headers, h.c_str());
+  bool has_auth = false;
+  for (const auto& h : extra_headers) {
+    headers = curl_slist_append(headers, h.c_str());
+    has_auth = has_auth || h.starts_with("Authorization:");
+  }
+  if (!bearer_.empty() && !has_auth) headers = curl_slist_append(headers, ("Authorization: Bearer " + bearer_).c_str());
   if (method == "POST") {
     headers = curl_slist_append(headers, "Content-Type: application/json");
     headers = curl_slist_append(headers, "Expect:");

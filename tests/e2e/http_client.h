@@ -25,9 +25,12 @@ class HttpClient {
   HttpResult Post(const std::string& path, const std::string& body);
   HttpResult Request(const std::string& method, const std::string& path, const std::string& body = "",
                      const std::vector<std::string>& headers = {});
+  // Sent with every request that does not give its own Authorization header.
+  void SetBearer(const std::string& token) { bearer_ = token; }
 
  private:
   std::string base_;
+  std::string bearer_;
   void* curl_;
 };
 

@@ -29,7 +29,8 @@ class PushTest : public ServerFixture {
     StartServer({{"max_body_bytes = 16777216", "max_body_bytes = 65536"},
                  {"max_json_depth = 32         # deeper JSON is rejected as too_deep",
                   "max_json_depth = 32\ncors_origins = [\"https://shop.example\"]\n"
-                  "tokens = { app = \"app-token-123\", web = \"web-token-456\" }"}});
+                  "tokens = { app = \"app-token-123\", web = \"web-token-456\", "
+                  "ops = { token = \"ops-token-789\", scopes = [\"read\", \"admin\"] } }"}});
   }
 };
 
@@ -45,10 +46,14 @@ TEST_F(PushTest, WritesNeedAKnownBearerToken) {
   EXPECT_EQ(r.status, 200) << r.body;
   // Rejections remember which source sent them.
   ASSERT_EQ(http_->Request("POST", "/v1/events", "{bad", {"Authorization: Bearer app-token-123"}).status, 400);
-  HttpResult failed = http_->Get("/v1/failed?limit=1");
+  const std::vector<std::string> ops = {"Authorization: Bearer ops-token-789"};
+  HttpResult failed = http_->Request("GET", "/v1/failed?limit=1", "", ops);
   EXPECT_NE(failed.body.find(R"("source":"http:app")"), std::string::npos) << failed.body;
-  EXPECT_EQ(http_->Get("/v1/profiles/nobody").status, 404);  // reads need no token
-  EXPECT_NE(http_->Get("/metrics").body.find("portrait_http_unauthorized_total 3"), std::string::npos);
+  EXPECT_EQ(http_->Get("/v1/profiles/nobody").status, 401);  // reads need the read scope
+  EXPECT_EQ(http_->Request("GET", "/v1/profiles/nobody", "", ops).status, 404);
+  EXPECT_EQ(http_->Request("GET", "/v1/profiles/nobody", "", {"Authorization: Bearer app-token-123"}).status, 403);
+  EXPECT_NE(http_->Request("GET", "/metrics", "", ops).body.find("portrait_http_unauthorized_total 4"),
+            std::string::npos);
 }
 
 TEST_F(PushTest, GzipBodiesAreInflatedWithinTheLimit) {
@@ -73,6 +78,7 @@ TEST_F(PushTest, GzipBodiesAreInflatedWithinTheLimit) {
   EXPECT_EQ(r.status, 413) << r.body;
   r = http_->Request("POST", "/v1/events", kEvent, {"Authorization: Bearer app-token-123", "Content-Encoding: br"});
   EXPECT_EQ(r.status, 415);
+  http_->SetBearer("ops-token-789");  // reads need the read scope
   ProfileView p = WaitForProfile(*http_, "g1", [](const ProfileView& v) { return v.click_items.size() == 200; });
   EXPECT_EQ(p.click_items.size(), 200u);
 }

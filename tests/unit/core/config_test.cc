@@ -7,6 +7,13 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <fstream>
+#include <map>
+
+#include "core/http.h"
+#include "temp_dir.h"
+
 namespace portrait {
 namespace {
 
@@ -219,6 +226,66 @@ TEST(ConfigTest, KafkaRetryAndRoutesAreCheckedWithTheFix) {
   EXPECT_EQ(cfg->retry.BackoffMs(2), 3000);
   EXPECT_EQ(cfg->retry.BackoffMs(3), 9000);
   EXPECT_EQ(cfg->retry.BackoffMs(4), 20000) << "capped";
+}
+
+}  // namespace
+}  // namespace portrait
+
+namespace portrait {
+namespace {
+
+// Tokens: a string is a write token (as before scopes existed); a table names its scopes;
+// secrets may come from the environment or a file; problems name the token and where its
+// secret was to come from, never the secret.
+TEST(TokenConfigTest, ScopesAndSecretsFromEnvironmentAndFile) {
+  testing_util::TempDir dir;
+  {
+    std::ofstream f(dir.path() + "/ops.token");
+    f << "from-a-file-123\n";
+  }
+  ::setenv("PORTRAIT_TEST_TOKEN", "from-the-env-456", 1);
+  auto cfg = ParseConfig(std::string(kBase) + "[server.tokens]\napp = \"plain-token-1\"\n" +
+                             "dash = { token = \"env:PORTRAIT_TEST_TOKEN\", scopes = [\"read\"] }\n" +
+                             "ops = { token = \"file:" + dir.path() + "/ops.token\", scopes = [\"read\", \"admin\"] }\n",
+                         "t.toml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  std::map<std::string, ApiToken> by_name;
+  for (const ApiToken& t : cfg->server.tokens) by_name[t.name] = t;
+  ASSERT_EQ(by_name.size(), 3u);
+  EXPECT_EQ(by_name["app"].secret, "plain-token-1");
+  EXPECT_EQ(by_name["app"].scopes, kScopeWrite);
+  EXPECT_EQ(by_name["dash"].secret, "from-the-env-456");
+  EXPECT_EQ(by_name["dash"].scopes, kScopeRead);
+  EXPECT_EQ(by_name["ops"].secret, "from-a-file-123") << "trailing newline dropped";
+  EXPECT_EQ(by_name["ops"].scopes, kScopeRead | kScopeAdmin);
+  EXPECT_FALSE(cfg->server.open_metrics);
+}
+
+TEST(TokenConfigTest, BadTokensAreNamedWithoutTheirSecret) {
+  ::unsetenv("PORTRAIT_NO_SUCH_TOKEN");
+  auto expect = [](const std::string& tokens, const std::string& problem) {
+    auto cfg = ParseConfig(std::string(kBase) + "[server.tokens]\n" + tokens + "\n", "t.toml");
+    ASSERT_FALSE(cfg.ok()) << tokens;
+    EXPECT_NE(cfg.status().message().find(problem), std::string::npos) << cfg.status().message();
+    EXPECT_EQ(cfg.status().message().find("secret-7"), std::string::npos) << "a secret in an error message";
+  };
+  expect("a = \"short\"", "token \"a\": must be 8 or more characters");
+  expect("a = \"env:PORTRAIT_NO_SUCH_TOKEN\"", "environment variable PORTRAIT_NO_SUCH_TOKEN is not set");
+  expect("a = \"file:/nonexistent/token\"", "cannot read /nonexistent/token");
+  expect("a = { token = \"long-secret-7\", scopes = [\"root\"] }", "scope must be \"read\", \"write\" or \"admin\"");
+  expect("a = { token = \"long-secret-7\" }", "needs scopes");
+  expect("a = 42", "must be a string");
+}
+
+// A route without a declared scope is a programming error caught at once.
+TEST(RouteTableDeathTest, ARouteWithoutAScopeIsRefused) {
+  RouteTable table;
+  Route r;
+  r.method = "GET";
+  r.pattern = "/v1/secret";
+  r.summary = "forgot its scope";
+  r.handler = [](RouteCall&) { return HttpResponse{200, "text/plain", "x"}; };
+  EXPECT_DEATH(table.Add(r), "route GET /v1/secret declares no scope");
 }
 
 }  // namespace
