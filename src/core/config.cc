@@ -176,7 +176,13 @@ void ParseToken(ConfigChecker& c, const std::string& name, const toml::node& v, 
 
 void ParseServer(ConfigChecker& c, const toml::table& t, ServerConfig* s) {
   c.KnownKeys(t, "[server]",
-              {"listen", "max_body_bytes", "threads", "max_json_depth", "cors_origins", "tokens", "open_metrics"});
+              {"listen", "max_body_bytes", "threads", "max_json_depth", "cors_origins", "tokens", "open_metrics",
+               "max_connections", "max_streams", "stream_buffer_bytes", "stream_heartbeat", "stream_idle_timeout"});
+  if (auto v = c.GetInt(t, "max_connections", "[server]", 16, 1'000'000)) s->max_connections = static_cast<int>(*v);
+  if (auto v = c.GetInt(t, "max_streams", "[server]", 0, 1'000'000)) s->max_streams = static_cast<int>(*v);
+  if (auto v = c.GetInt(t, "stream_buffer_bytes", "[server]", 4096, int64_t{1} << 32)) s->stream_buffer_bytes = *v;
+  if (auto v = c.GetDurationMs(t, "stream_heartbeat", "[server]")) s->stream_heartbeat_ms = *v;
+  if (auto v = c.GetDurationMs(t, "stream_idle_timeout", "[server]")) s->stream_idle_timeout_ms = *v;
   if (auto v = c.Get<bool>(t, "open_metrics", "[server]", "true or false")) s->open_metrics = *v;
   if (const toml::node* n = t.get("cors_origins")) {
     const toml::array* arr = n->as_array();
@@ -363,7 +369,8 @@ void ParseStore(ConfigChecker& c, const toml::table& t, StoreConfig* s) {
 }
 
 void ParseCollector(ConfigChecker& c, const toml::table& t, CollectorConfig* col) {
-  c.KnownKeys(t, "[collector]", {"dedup_window"});
+  c.KnownKeys(t, "[collector]", {"dedup_window", "max_lag"});
+  if (auto v = c.GetInt(t, "max_lag", "[collector]", 0, int64_t{1} << 50)) col->max_lag = *v;
   if (auto v = c.GetInt(t, "dedup_window", "[collector]", 1, 1'000'000'000)) col->dedup_window = *v;
 }
 

@@ -138,6 +138,12 @@ struct ServerConfig {
   std::vector<std::string> cors_origins;  // origins allowed to call from a browser; "*" = any
   std::vector<ApiToken> tokens;           // empty: every route is open (loopback by default)
   bool open_metrics = false;              // with tokens: /metrics without one (else scope read)
+  // Limits (each refused or closed call is counted in /metrics).
+  int max_connections = 2048;              // past it new connections are answered 503
+  int max_streams = 1000;                  // open SSE streams; past it 503
+  size_t stream_buffer_bytes = 1u << 20;   // unsent bytes of one stream before it is closed
+  int64_t stream_heartbeat_ms = 15'000;    // a comment line to every stream this often
+  int64_t stream_idle_timeout_ms = 3'600'000;  // a stream with nothing sent this long is closed
 };
 
 struct TopicRetention {
@@ -235,6 +241,9 @@ struct PrivacyConfig {
 
 struct CollectorConfig {
   size_t dedup_window = 1'000'000;  // recent event ids remembered (all partitions) to drop repeats
+  // Backpressure: while the processor is more than this many log records behind, ingestion
+  // answers 503 with Retry-After instead of growing the lag (0: never). Embedded log only.
+  int64_t max_lag = 1'000'000;
 };
 
 struct ProcessorConfig {

@@ -1,6 +1,7 @@
 #include "core/http.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
@@ -10,14 +11,42 @@
 namespace portrait {
 
 bool HttpStream::Write(std::string_view data) {
-  std::lock_guard lk(mu_);
-  if (ended_ || closing_) return false;
-  pending_.append(data);
-  if (suspended_) {
-    suspended_ = false;
-    resume_();
+  std::function<void()> overflow;
+  {
+    std::lock_guard lk(mu_);
+    if (ended_ || closing_) return false;
+    last_data_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now().time_since_epoch())
+                        .count();
+    if (max_pending_ && pending_.size() + data.size() > max_pending_) {
+      // The client does not read: nothing more is queued for it, only why it ends.
+      pending_ += "event: closed\ndata: {\"reason\":\"the client read too slowly: more than " +
+                  std::to_string(max_pending_) + " bytes unsent\"}\n\n";
+      closing_ = true;
+      overflow = on_overflow_;
+    } else {
+      pending_.append(data);
+    }
+    if (suspended_) {
+      suspended_ = false;
+      resume_();
+    }
+    if (!overflow) return true;
   }
-  return true;
+  overflow();
+  return false;
+}
+
+void HttpStream::Abandon() {
+  std::function<void()> on_end;
+  {
+    std::lock_guard lk(mu_);
+    if (ended_) return;
+    ended_ = true;
+    closing_ = true;
+    on_end = std::move(on_end_);
+  }
+  if (on_end) on_end();
 }
 
 void HttpStream::Close() {

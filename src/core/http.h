@@ -37,6 +37,8 @@ class HttpStream {
   void Close();
   // Runs once when the response ends (client gone, Close, server stop), on a server thread.
   void OnEnd(std::function<void()> fn);
+  // Ends it before it was ever sent (the server refused it): OnEnd runs now.
+  void Abandon();
 
   // Internal, for the server.
   struct Access;
@@ -49,6 +51,11 @@ class HttpStream {
   bool closing_ = false;
   bool ended_ = false;
   std::function<void()> on_end_;
+  // Set by the server: unsent bytes past which the stream is closed (0: no cap), and what
+  // to count then; when data (not a heartbeat) was last queued (steady clock, ms).
+  size_t max_pending_ = 0;
+  std::function<void()> on_overflow_;
+  int64_t last_data_ms_ = 0;
 };
 
 struct HttpResponse {

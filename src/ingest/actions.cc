@@ -314,6 +314,7 @@ void Collector::ParseActions(std::string_view body, std::vector<Action>* actions
 
 Result<IngestResult> Collector::IngestActions(std::string_view body, std::string_view source) {
   requests_->Inc();
+  RETURN_IF_ERROR(CheckLag());
   std::vector<Action> actions;
   IngestResult result;
   ParseActions(body, &actions, &result.rejected);

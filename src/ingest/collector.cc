@@ -184,6 +184,8 @@ Collector::Collector(const Config& config, Log* log, Log* failed, MetricsRegistr
   actions_accepted_ = metrics->GetCounter("portrait_actions_accepted_total", "Actions validated and durably logged");
   deletions_ = metrics->GetCounter("portrait_profile_deletions_total", "Profile erasures logged");
   requests_ = metrics->GetCounter("portrait_ingest_bodies_total", "Request bodies given to the collector");
+  backpressure_ = metrics->GetCounter("portrait_ingest_backpressure_total",
+                                      "Request bodies refused (503) while the processor lagged past [collector] max_lag");
 }
 
 void Collector::CountRejection(const Rejection& r, std::string_view what) {
@@ -258,8 +260,19 @@ void Collector::Parse(std::string_view body, std::vector<Event>* events, std::ve
       });
 }
 
+Status Collector::CheckLag() {
+  const int64_t max = config_.collector.max_lag;
+  if (!lag_ || max <= 0) return Status::Ok();
+  int64_t lag = lag_();
+  if (lag <= max) return Status::Ok();
+  backpressure_->Inc();
+  return Status::Unavailable("the processor is " + std::to_string(lag) + " records behind the log (more than " +
+                             "[collector] max_lag = " + std::to_string(max) + "); nothing was taken, retry later");
+}
+
 Result<IngestResult> Collector::Ingest(std::string_view body, std::string_view source) {
   requests_->Inc();
+  RETURN_IF_ERROR(CheckLag());
   std::vector<Event> events;
   std::vector<size_t> indexes;
   IngestResult result;

@@ -81,6 +81,9 @@ class Collector {
     bool exclusive;
   };
   void SetRoutes(std::map<std::string, std::vector<Route>> by_type, RetryQueue* retry);
+  // How far the processor is behind the log (records); with [collector] max_lag, requests
+  // past it are refused (Unavailable: 503 + Retry-After) and counted. Before serving.
+  void SetLagProbe(std::function<int64_t()> lag) { lag_ = std::move(lag); }
 
  private:
   // Appends the routed copies of `events` to their topics, or queues them for retry.
@@ -101,6 +104,10 @@ class Collector {
   Counter* actions_accepted_;
   Counter* deletions_;
   Counter* requests_;
+  Counter* backpressure_;
+  std::function<int64_t()> lag_;
+  // Unavailable when the processor lags past [collector] max_lag.
+  Status CheckLag();
   std::vector<std::unique_ptr<RecentIds>> recent_;  // per partition
   // Ids claimed by appends not yet durable (partition-mixed id hash -> request).
   std::mutex inflight_mu_;

@@ -27,6 +27,11 @@ Status App::StartAll() {
   }
   http.threads = cfg.server.threads;
   http.max_body_bytes = cfg.server.max_body_bytes;
+  http.max_connections = cfg.server.max_connections;
+  http.max_streams = cfg.server.max_streams;
+  http.stream_buffer_bytes = cfg.server.stream_buffer_bytes;
+  http.stream_heartbeat_ms = cfg.server.stream_heartbeat_ms;
+  http.stream_idle_timeout_ms = cfg.server.stream_idle_timeout_ms;
 
   ASSIGN_OR_RETURN(log_, MakeLog(cfg.log, cfg.data_dir, "events", 0, &metrics_));
   Started("events log", [this] { log_->Close(); });
@@ -86,6 +91,9 @@ Status App::StartAll() {
   retry_->AddSink(quarantine_sink_.get());
   RETURN_IF_ERROR(processor_->Start());
   Started("processor", [this] { processor_->Stop(); });
+  // Backpressure from the processor's lag; with consumer groups this process does not see
+  // the other processes' progress, so the topic's own limits apply there.
+  if (!log_->HasGroups()) collector_->SetLagProbe([this] { return processor_->Lag(); });
   if (cfg.archive.enabled) {
     archiver_ = std::make_unique<Archiver>(cfg.archive, ArchiveDir(cfg), log_.get(), &metrics_);
     archiver_->SetErasures(erasures_.get(), cfg.privacy.erase_archive_within_ms);

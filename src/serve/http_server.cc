@@ -55,9 +55,37 @@ struct HttpStream::Access {
     delete h;
   }
 
-  static void Attach(HttpStream& s, MHD_Connection* c) {
+  static void Attach(HttpStream& s, MHD_Connection* c, const HttpServerOptions& o, Counter* closed_slow) {
     std::lock_guard lk(s.mu_);
     s.resume_ = [c] { MHD_resume_connection(c); };
+    s.max_pending_ = o.stream_buffer_bytes;
+    s.on_overflow_ = [closed_slow] { closed_slow->Inc(); };
+    s.last_data_ms_ = NowSteadyMs();
+  }
+
+  // The heartbeat: a comment line, or the stream's end when it has been idle too long.
+  // True when the stream was closed for idling.
+  static bool Beat(HttpStream& s, int64_t idle_ms) {
+    std::lock_guard lk(s.mu_);
+    if (s.ended_ || s.closing_) return false;
+    bool idle = idle_ms > 0 && NowSteadyMs() - s.last_data_ms_ >= idle_ms;
+    if (idle) {
+      s.pending_ += "event: closed\ndata: {\"reason\":\"idle for " + std::to_string(idle_ms / 1000) +
+                    " s; reconnect to go on\"}\n\n";
+      s.closing_ = true;
+    } else if (s.pending_.size() < s.max_pending_ || !s.max_pending_) {
+      s.pending_ += ": heartbeat\n\n";
+    }
+    if (s.suspended_) {
+      s.suspended_ = false;
+      s.resume_();
+    }
+    return idle;
+  }
+
+  static int64_t NowSteadyMs() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
   }
 };
 
@@ -65,6 +93,29 @@ void HttpServer::Track(const std::shared_ptr<HttpStream>& s) {
   std::lock_guard lk(streams_mu_);
   std::erase_if(streams_, [](const auto& w) { return w.expired(); });
   streams_.push_back(s);
+  streams_gauge->Set(static_cast<int64_t>(streams_.size()));
+}
+
+size_t HttpServer::open_streams() {
+  std::lock_guard lk(streams_mu_);
+  return streams_.size();
+}
+
+void HttpServer::Heartbeats() {
+  std::unique_lock lk(beat_mu_);
+  const auto every = std::chrono::milliseconds(std::max<int64_t>(options_.stream_heartbeat_ms, 10));
+  while (!beat_cv_.wait_for(lk, every, [&] { return stopping_; })) {
+    std::vector<std::shared_ptr<HttpStream>> open;
+    {
+      std::lock_guard sl(streams_mu_);
+      for (auto& w : streams_) {
+        if (auto s = w.lock()) open.push_back(std::move(s));
+      }
+    }
+    for (auto& s : open) {
+      if (HttpStream::Access::Beat(*s, options_.stream_idle_timeout_ms)) closed_idle->Inc();
+    }
+  }
 }
 
 void HttpServer::Untrack(const HttpStream* s) {
@@ -73,12 +124,26 @@ void HttpServer::Untrack(const HttpStream* s) {
     auto p = w.lock();
     return !p || p.get() == s;
   });
+  streams_gauge->Set(static_cast<int64_t>(streams_.size()));
 }
 
 namespace {
 
+MHD_Result Send(MHD_Connection* c, const HttpResponse& r);
+
 MHD_Result SendStream(HttpServer* server, MHD_Connection* c, const HttpResponse& r) {
-  HttpStream::Access::Attach(*r.stream, c);
+  const HttpServerOptions& o = server->options();
+  if (o.max_streams > 0 && server->open_streams() >= static_cast<size_t>(o.max_streams)) {
+    server->refused_streams->Inc();
+    r.stream->Abandon();
+    HttpResponse busy = Error(503, "too_many_streams",
+                              "this server has " + std::to_string(o.max_streams) +
+                                  " streams open ([server] max_streams); try again later");
+    busy.headers.emplace_back("Retry-After", "5");
+    busy.headers.emplace_back("Connection", "close");  // an idle client must not keep holding it
+    return Send(c, busy);
+  }
+  HttpStream::Access::Attach(*r.stream, c, o, server->closed_slow);
   server->Track(r.stream);
   auto* holder = new HttpStream::Access::Holder{r.stream, server, c};
   MHD_Response* resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 << 10, &HttpStream::Access::Read,
@@ -129,6 +194,15 @@ MHD_Result OnRequest(void* cls, MHD_Connection* c, const char* url, const char* 
   if (!call) {
     call = new HttpServer::Call();
     *con_cls = call;
+    if (server->connections.load() > server->options().max_connections) {
+      server->refused_connections->Inc();
+      HttpResponse busy = Error(503, "too_many_connections",
+                                "this server has more than " + std::to_string(server->options().max_connections) +
+                                    " connections open ([server] max_connections); try again later");
+      busy.headers.emplace_back("Retry-After", "1");
+      busy.headers.emplace_back("Connection", "close");
+      return Send(c, busy);
+    }
     call->req.method = method;
     call->req.path = url;
     MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, CollectKv, &call->req.query);
@@ -169,8 +243,14 @@ void OnCompleted(void*, MHD_Connection*, void** con_cls, MHD_RequestTerminationC
   *con_cls = nullptr;
 }
 
-void OnConnection(void*, MHD_Connection* c, void**, MHD_ConnectionNotificationCode code) {
+void OnConnection(void* cls, MHD_Connection* c, void**, MHD_ConnectionNotificationCode code) {
+  auto* server = static_cast<HttpServer*>(cls);
+  if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+    server->connections_gauge->Set(--server->connections);
+    return;
+  }
   if (code != MHD_CONNECTION_NOTIFY_STARTED) return;
+  server->connections_gauge->Set(++server->connections);
   const MHD_ConnectionInfo* info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
   if (!info) return;
   int one = 1;
@@ -193,6 +273,16 @@ bool ParseHostPort(const std::string& listen, std::string* host, int* port) {
 HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler, MetricsRegistry* metrics)
     : options_(std::move(options)), handler_(std::move(handler)) {
   too_large_ = metrics->GetCounter("portrait_http_bodies_too_large_total", "Request bodies refused for their size");
+  connections_gauge = metrics->GetGauge("portrait_http_connections", "Open HTTP connections");
+  streams_gauge = metrics->GetGauge("portrait_http_streams", "Open streamed answers (Server-Sent Events)");
+  refused_connections = metrics->GetCounter("portrait_http_refused_total", "Requests answered 503 for a limit",
+                                            "limit=\"max_connections\"");
+  refused_streams = metrics->GetCounter("portrait_http_refused_total", "Requests answered 503 for a limit",
+                                        "limit=\"max_streams\"");
+  closed_slow = metrics->GetCounter("portrait_http_streams_closed_total", "Streams closed by the server",
+                                    "reason=\"buffer\"");
+  closed_idle = metrics->GetCounter("portrait_http_streams_closed_total", "Streams closed by the server",
+                                    "reason=\"idle\"");
 }
 
 HttpServer::~HttpServer() { Stop(); }
@@ -209,18 +299,27 @@ Status HttpServer::Start() {
   daemon_ = MHD_start_daemon(
       flags, static_cast<uint16_t>(options_.port), nullptr, nullptr, &OnRequest, this, MHD_OPTION_SOCK_ADDR,
       reinterpret_cast<sockaddr*>(&addr), MHD_OPTION_THREAD_POOL_SIZE, static_cast<unsigned>(options_.threads),
-      MHD_OPTION_NOTIFY_COMPLETED, &OnCompleted, nullptr, MHD_OPTION_NOTIFY_CONNECTION, &OnConnection, nullptr,
-      MHD_OPTION_CONNECTION_TIMEOUT, options_.timeout_seconds, MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_END);
+      MHD_OPTION_NOTIFY_COMPLETED, &OnCompleted, nullptr, MHD_OPTION_NOTIFY_CONNECTION, &OnConnection, this,
+      MHD_OPTION_CONNECTION_TIMEOUT, options_.timeout_seconds,
+      // Above max_connections, so that the connections past it are answered 503, not dropped.
+      MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned>(options_.max_connections + 512), MHD_OPTION_END);
   if (!daemon_) {
     return Status::Unavailable("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
                                " (in use, or not allowed); pick another with --listen HOST:PORT");
   }
   const MHD_DaemonInfo* info = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
   port_ = info ? info->port : options_.port;
+  heartbeat_ = std::thread([this] { Heartbeats(); });
   return Status::Ok();
 }
 
 void HttpServer::Stop() {
+  {
+    std::lock_guard lk(beat_mu_);
+    stopping_ = true;
+  }
+  beat_cv_.notify_all();
+  if (heartbeat_.joinable()) heartbeat_.join();
   if (daemon_) {
     // A suspended connection must be resumed before the daemon stops: end every stream.
     std::vector<std::shared_ptr<HttpStream>> open;

@@ -26,6 +26,10 @@ Processor::Processor(const ProcessorConfig& config, const TagRegistry* tags, Log
   store_errors_ = m->GetCounter("portrait_processor_store_errors_total", "Failed store writes (retried)");
   batch_seconds_ = m->GetHistogram("portrait_processor_batch_seconds", "Time to process one batch");
   lag_ = m->GetGauge("portrait_processor_lag_events", "Log records not yet processed, all partitions");
+  for (int p = 0; p < log->partitions(); ++p) {
+    partition_lag_.push_back(m->GetGauge("portrait_processor_partition_lag_events", "Log records not yet processed",
+                                         "partition=\"" + std::to_string(p) + "\""));
+  }
 }
 
 Processor::~Processor() { Stop(); }
@@ -87,6 +91,14 @@ void Processor::Stop() {
   }
   threads_.clear();
   members_.clear();  // leaves the group: the partitions move to the other processes at once
+}
+
+int64_t Processor::Lag() const {
+  int64_t lag = 0;
+  for (int p = 0; p < log_->partitions(); ++p) {
+    lag += std::max<int64_t>(0, log_->EndOffset(PartitionId(p)).value - processed_[p]->load());
+  }
+  return lag;
 }
 
 bool Processor::CaughtUp() const {
@@ -503,7 +515,11 @@ void Processor::Run(int worker) {
     FinishBatch(*w, n_events, start);
     if (worker == 0) {
       int64_t lag = 0;
-      for (int p = 0; p < log_->partitions(); ++p) lag += log_->EndOffset(PartitionId(p)).value - processed_[p]->load();
+      for (int p = 0; p < log_->partitions(); ++p) {
+        int64_t behind = log_->EndOffset(PartitionId(p)).value - processed_[p]->load();
+        partition_lag_[p]->Set(behind);
+        lag += behind;
+      }
       lag_->Set(lag);
     }
   }

@@ -71,6 +71,9 @@ class Processor {
   Offset Processed(PartitionId p) const { return Offset(processed_[p.value]->load()); }
   // True when every partition is processed up to the log's current end.
   bool CaughtUp() const;
+  // Log records not yet processed, all partitions (this process's view: with consumer
+  // groups only the partitions it holds are current).
+  int64_t Lag() const;
 
  private:
   struct Work;
@@ -125,6 +128,7 @@ class Processor {
   Counter* erased_skipped_;
   Histogram* batch_seconds_;
   Gauge* lag_;
+  std::vector<Gauge*> partition_lag_;
 };
 
 }  // namespace portrait

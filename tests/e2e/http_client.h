@@ -44,6 +44,7 @@ class ServerProcess {
   void Kill(int signal);  // and reap it
   void Signal(int signal);  // without waiting (SIGHUP)
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   const std::string& output() const { return output_; }
 
