@@ -122,5 +122,36 @@ TEST(StreamLimitsTest, IdleAndNonReadingStreamsNeitherStopTheServerNorGrowItsMem
   EXPECT_EQ(http.Get("/healthz").status, 200);
 }
 
+// A parked stream hears a heartbeat line every stream_heartbeat, and one with nothing but
+// heartbeats for stream_idle_timeout is closed with a last event saying so.
+TEST(StreamLimitsTest, HeartbeatsThenAnIdleStreamIsClosedWithItsReason) {
+  TempDir dir;
+  std::string config = WriteExampleConfig(
+      dir.path(), {{"max_json_depth = 32         # deeper JSON is rejected as too_deep",
+                    "max_json_depth = 32\nstream_heartbeat = \"200ms\"\nstream_idle_timeout = \"1500ms\""}});
+  ASSERT_FALSE(config.empty());
+  ServerProcess server(config, dir.path() + "/data");
+  ASSERT_TRUE(server.Start()) << server.output();
+  int fd = OpenGetStream(server.port(), "/v1/decisions/stream");
+  ASSERT_GE(fd, 0);
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string got;
+  char buf[4096];
+  auto t0 = std::chrono::steady_clock::now();
+  // Until the response's last chunk (the connection itself may stay open for keep-alive).
+  for (ssize_t n; got.find("\r\n0\r\n\r\n") == std::string::npos && (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+    got.append(buf, static_cast<size_t>(n));
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ::close(fd);
+  EXPECT_NE(got.find(": heartbeat"), std::string::npos) << got;
+  EXPECT_NE(got.find("event: closed"), std::string::npos) << got;
+  EXPECT_NE(got.find("idle for 1 s"), std::string::npos) << got;
+  EXPECT_LT(seconds, 8.0) << "the idle stream was not closed";
+  HttpClient http(server.url());
+  EXPECT_NE(http.Get("/metrics").body.find("portrait_http_streams_closed_total{reason=\"idle\"} 1"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace portrait::testing_util
