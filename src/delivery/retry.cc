@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <deque>
 
+#include "fusion/records.h"
 #include "core/coding.h"
 #include "core/record_kind.h"
 #include "core/event.h"
@@ -52,6 +53,18 @@ std::string RetryItemToJson(const RetryItem& r, Offset offset) {
   JsonWriter w(&out);
   w.BeginObject().Key("offset").Int(offset.value).Key("sink").String(r.sink).Key("key").String(r.key);
   w.Key("failures").Int(r.failures).Key("first_failed_at").Int(r.first_failed_ms).Key("error").String(r.error);
+  // A quarantined record (stream/quarantine.h) is shown as what it was: its place in the
+  // log and the event as JSON, instead of its binary encoding.
+  ReleaseRecord rr;
+  Event e;
+  if (PeekRecordKind(r.payload) == RecordKind::kRelease && DecodeReleaseRecord(r.payload, &rr).ok()) {
+    w.Key("partition").Int(rr.partition).Key("log_offset").Int(rr.offset);
+    if (PeekRecordKind(rr.record) == RecordKind::kEvent && DecodeEvent(rr.record, &e).ok()) {
+      w.Key("event").Raw(EventToJson(e));
+    }
+    w.EndObject();
+    return out;
+  }
   w.Key("payload").String(r.payload).EndObject();
   return out;
 }

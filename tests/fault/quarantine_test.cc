@@ -63,6 +63,8 @@ TEST(QuarantineFaultTest, AUserRedisRefusesIsQuarantinedAndReleasedWithoutStoppi
   EXPECT_NE(dlq.body.find("\"key\":\"bad\""), std::string::npos) << dlq.body;
   EXPECT_NE(dlq.body.find("WRONGTYPE"), std::string::npos) << dlq.body;
   EXPECT_NE(dlq.body.find("dlq:replay?sink=quarantine"), std::string::npos) << dlq.body;
+  EXPECT_NE(dlq.body.find(R"("event":{)"), std::string::npos) << "the quarantined event as JSON: " << dlq.body;
+  EXPECT_NE(dlq.body.find(R"("item_id":200)"), std::string::npos) << dlq.body;
 
   // Fixed: the key removed; the dead letters of the quarantine replayed.
   redis.Cli("DEL p:{bad}:o");
