@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <map>
@@ -37,6 +38,13 @@ inline std::string DateOf(int64_t ms) {
 }
 
 // Polls `done` every 20 ms until it holds or `seconds` pass; its last answer.
+// The value of an unlabelled (or fully labelled, e.g. `name{k="v"}`) series in Prometheus
+// text, or -1 when it is not there.
+inline int64_t MetricValue(const std::string& text, const std::string& name) {
+  size_t at = text.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::atoll(text.c_str() + at + name.size() + 2);
+}
+
 template <typename Pred>
 bool WaitUntil(Pred done, int seconds = 30) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);

@@ -12,11 +12,6 @@
 namespace portrait::testing_util {
 namespace {
 
-int64_t Metric(const std::string& text, const std::string& name) {
-  size_t at = text.find("\n" + name + " ");
-  return at == std::string::npos ? -1 : std::atoll(text.c_str() + at + name.size() + 2);
-}
-
 TEST(BackpressureTest, PastMaxLagIngestionAnswers503AndNothingAcknowledgedIsLost) {
   TempDir dir;
   // One worker taking small batches: slower than one client posting 2,000 events a request.
@@ -32,7 +27,7 @@ TEST(BackpressureTest, PastMaxLagIngestionAnswers503AndNothingAcknowledgedIsLost
   std::atomic<int64_t> max_lag_seen{0};
   std::thread watcher([&] {
     while (!done.load()) {
-      int64_t lag = Metric(watch.Get("/metrics").body, "portrait_processor_lag_events");
+      int64_t lag = MetricValue(watch.Get("/metrics").body, "portrait_processor_lag_events");
       if (lag > max_lag_seen.load()) max_lag_seen.store(lag);
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -65,7 +60,7 @@ TEST(BackpressureTest, PastMaxLagIngestionAnswers503AndNothingAcknowledgedIsLost
   EXPECT_TRUE(retry_after);
   EXPECT_LE(max_lag_seen.load(), 3000 + 2000) << "past max_lag by more than one request";
   std::string metrics = http.Get("/metrics").body;
-  EXPECT_EQ(Metric(metrics, "portrait_ingest_backpressure_total"), refused);
+  EXPECT_EQ(MetricValue(metrics, "portrait_ingest_backpressure_total"), refused);
   EXPECT_NE(metrics.find("portrait_processor_partition_lag_events{partition=\"0\"}"), std::string::npos);
   auto counted = [&] {
     int64_t n = 0;

@@ -14,11 +14,6 @@
 namespace portrait::testing_util {
 namespace {
 
-int64_t Metric(const std::string& text, const std::string& name) {
-  size_t at = text.find("\n" + name + " ");
-  return at == std::string::npos ? -1 : std::atoll(text.c_str() + at + name.size() + 2);
-}
-
 TEST(QuarantineFaultTest, AUserRedisRefusesIsQuarantinedAndReleasedWithoutStoppingOthers) {
   RedisServer redis;
   ASSERT_TRUE(redis.Start());
@@ -52,11 +47,11 @@ TEST(QuarantineFaultTest, AUserRedisRefusesIsQuarantinedAndReleasedWithoutStoppi
     return true;
   };
   ASSERT_TRUE(WaitUntil(others_done, 15)) << "a partition stopped behind the user Redis refuses";
-  ASSERT_TRUE(WaitUntil([&] { return Metric(http.Get("/metrics").body, "portrait_quarantine_records_total") == 4; },
+  ASSERT_TRUE(WaitUntil([&] { return MetricValue(http.Get("/metrics").body, "portrait_quarantine_records_total") == 4; },
                         10))
       << http.Get("/metrics").body;
   std::string metrics = http.Get("/metrics").body;
-  EXPECT_EQ(Metric(metrics, "portrait_quarantine_parked_users"), 1);
+  EXPECT_EQ(MetricValue(metrics, "portrait_quarantine_parked_users"), 1);
   HttpResult dlq = http.Get("/v1/dlq");
   ASSERT_EQ(dlq.status, 200);
   EXPECT_NE(dlq.body.find("\"sink\":\"quarantine\""), std::string::npos) << dlq.body;
@@ -74,12 +69,12 @@ TEST(QuarantineFaultTest, AUserRedisRefusesIsQuarantinedAndReleasedWithoutStoppi
       << http.Get("/v1/profiles/bad").body;
   ProfileView bad = ReadProfile(http, "bad");
   EXPECT_EQ(bad.click_items, (std::vector<int64_t>{200, 102, 101, 100})) << "newest first, each once";
-  ASSERT_TRUE(WaitUntil([&] { return Metric(http.Get("/metrics").body, "portrait_quarantine_parked_users") == 0; },
+  ASSERT_TRUE(WaitUntil([&] { return MetricValue(http.Get("/metrics").body, "portrait_quarantine_parked_users") == 0; },
                         5));
   // It flows again: a new event applies at once.
   ASSERT_EQ(http.Post("/v1/events", click("bad", ts + 2000, 300)).status, 200);
   ASSERT_TRUE(WaitUntil([&] { return ReadProfile(http, "bad").click_items.size() == 5; }, 10));
-  EXPECT_EQ(Metric(http.Get("/metrics").body, "portrait_quarantine_released_total"), 4);
+  EXPECT_EQ(MetricValue(http.Get("/metrics").body, "portrait_quarantine_released_total"), 4);
 }
 
 }  // namespace

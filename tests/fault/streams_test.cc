@@ -26,11 +26,6 @@ int64_t RssKb(pid_t pid) {
   return -1;
 }
 
-int64_t Metric(const std::string& text, const std::string& name) {
-  size_t at = text.find("\n" + name + " ");
-  return at == std::string::npos ? -1 : std::atoll(text.c_str() + at + name.size() + 2);
-}
-
 TEST(StreamLimitsTest, IdleAndNonReadingStreamsNeitherStopTheServerNorGrowItsMemory) {
   rlimit nofile{};
   getrlimit(RLIMIT_NOFILE, &nofile);
@@ -68,7 +63,7 @@ TEST(StreamLimitsTest, IdleAndNonReadingStreamsNeitherStopTheServerNorGrowItsMem
   }
   ASSERT_TRUE(WaitUntil([&] {
     std::string m = http.Get("/metrics").body;
-    return Metric(m, "portrait_http_streams") >= 999 &&
+    return MetricValue(m, "portrait_http_streams") >= 999 &&
            m.find("portrait_http_refused_total{limit=\"max_streams\"} 4") != std::string::npos;
   }, 30)) << http.Get("/metrics").body;
 
@@ -99,10 +94,10 @@ TEST(StreamLimitsTest, IdleAndNonReadingStreamsNeitherStopTheServerNorGrowItsMem
   ASSERT_TRUE(WaitUntil([&] {
     std::string m = http.Get("/metrics").body;
     return m.find("portrait_http_streams_closed_total{reason=\"buffer\"} 1") != std::string::npos ||
-           Metric(m, "portrait_decisions_total") >= 12000;
+           MetricValue(m, "portrait_decisions_total") >= 12000;
   }, 60));
   ASSERT_TRUE(WaitUntil([&] {
-    return Metric(http.Get("/metrics").body, "portrait_http_streams_closed_total{reason=\"buffer\"}") >= 900;
+    return MetricValue(http.Get("/metrics").body, "portrait_http_streams_closed_total{reason=\"buffer\"}") >= 900;
   }, 60)) << http.Get("/metrics").body;
   const int64_t rss_end = RssKb(server.pid());
   std::printf("server RSS: %lld KB at start, %lld KB after ~12000 decisions to 1000 non-reading streams\n",
