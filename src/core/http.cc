@@ -15,13 +15,11 @@ bool HttpStream::Write(std::string_view data) {
   {
     std::lock_guard lk(mu_);
     if (ended_ || closing_) return false;
-    last_data_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::steady_clock::now().time_since_epoch())
-                        .count();
+    last_data_ms_ = SteadyMs();
     if (max_pending_ && pending_.size() + data.size() > max_pending_) {
       // The client does not read: nothing more is queued for it, only why it ends.
-      pending_ += "event: closed\ndata: {\"reason\":\"the client read too slowly: more than " +
-                  std::to_string(max_pending_) + " bytes unsent\"}\n\n";
+      pending_ += ClosedEvent("the client read too slowly: more than " + std::to_string(max_pending_) +
+                              " bytes unsent");
       closing_ = true;
       overflow = on_overflow_;
     } else {
@@ -35,6 +33,17 @@ bool HttpStream::Write(std::string_view data) {
   }
   overflow();
   return false;
+}
+
+std::string HttpStream::ClosedEvent(std::string_view reason) {
+  std::string out = "event: closed\ndata: {\"reason\":";
+  JsonWriter(&out).String(reason);
+  return out + "}\n\n";
+}
+
+int64_t HttpStream::SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 void HttpStream::Abandon() {

@@ -56,6 +56,9 @@ class HttpStream {
   size_t max_pending_ = 0;
   std::function<void()> on_overflow_;
   int64_t last_data_ms_ = 0;
+  // The last event of a stream the server ends, and the clock of last_data_ms_.
+  static std::string ClosedEvent(std::string_view reason);
+  static int64_t SteadyMs();
 };
 
 struct HttpResponse {

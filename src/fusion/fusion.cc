@@ -121,9 +121,9 @@ void Apply(TagState& s, const Action& a, const TagConfig& cfg) {
     ResetTo(s, cfg.type);
     return;
   }
-  if (cfg.ttl_ms > 0 && a.written_ms > 0) {
-    if (a.ts + cfg.ttl_ms <= a.written_ms) return;  // expired before it was written
-    if (s.present && s.updated_at + cfg.ttl_ms <= a.written_ms) ResetTo(s, cfg.type);
+  if (ExpiredWhenWritten(a, cfg)) return;
+  if (cfg.ttl_ms > 0 && a.written_ms > 0 && s.present && s.updated_at + cfg.ttl_ms <= a.written_ms) {
+    ResetTo(s, cfg.type);  // expired when this action came: it starts afresh
   }
   if (s.type != cfg.type) ResetTo(s, cfg.type);
   const bool fresh = !s.present;

@@ -64,6 +64,11 @@ struct TagState {
 // write's time, not the reader's, so two actions give the same state in either arrival
 // order and on every backend (the Redis functions do the same with the server's clock).
 void Apply(TagState& state, const Action& action, const TagConfig& cfg);
+// True for an action of a ttl'd tag that had expired when it was written: Apply drops it,
+// and a store must not let it count elsewhere (freshness, ids).
+inline bool ExpiredWhenWritten(const Action& a, const TagConfig& cfg) {
+  return cfg.ttl_ms > 0 && a.written_ms > 0 && a.ts + cfg.ttl_ms <= a.written_ms;
+}
 
 // Operators whose repetition changes the value; they are applied at most once per
 // action id (see AppliedIds).

@@ -35,10 +35,10 @@ Processor::Processor(const ProcessorConfig& config, const TagRegistry* tags, Log
 Processor::~Processor() { Stop(); }
 
 Status Processor::Start() {
+  if (quarantine_) {  // which releases the store holds (its checkpoints are past them)
+    RETURN_IF_ERROR(quarantine_->Load([this](PartitionId p) { return store_->GetCheckpoint(kConsumer, p); }));
+  }
   if (log_->HasGroups()) {
-    if (quarantine_) {
-      RETURN_IF_ERROR(quarantine_->Load([this](PartitionId p) { return store_->GetCheckpoint(kConsumer, p); }));
-    }
     // Each worker is a member of the processor group; the group spreads the partitions over
     // every running process. A partition starts where the store says it has applied up to.
     auto start_at = [this](PartitionId p) -> std::optional<Offset> {
@@ -75,9 +75,6 @@ Status Processor::Start() {
                                         std::to_string(start) + "; run `portrait replay` to rebuild from what is kept");
     }
     processed_[p]->store(from);
-  }
-  if (quarantine_) {
-    RETURN_IF_ERROR(quarantine_->Load([this](PartitionId p) { return store_->GetCheckpoint(kConsumer, p); }));
   }
   num_workers_ = std::min(config_.workers, log_->partitions());
   for (int w = 0; w < num_workers_; ++w) threads_.emplace_back([this, w] { Run(w); });
@@ -261,10 +258,15 @@ bool Processor::Erase(Work& w, std::string_view uid, TimestampMs ts, PartitionId
   for (auto& stage : w.stages) {
     if (!WriteUntilDone(std::string(stage->name()) + " erasure", [&] { return stage->Erase(e); })) return false;
   }
-  Checkpoint after{kConsumer, p, Offset(at.value + 1)};
-  if (!WriteUntilDone("erasure checkpoint", [&] { return store_->Apply({}, {&after, 1}); })) return false;
-  processed_[p.value]->store(after.next.value);
+  if (!CheckpointPast(p, at)) return false;
   deletions_->Inc();
+  return true;
+}
+
+bool Processor::CheckpointPast(PartitionId p, Offset at) {
+  Checkpoint after{kConsumer, p, Offset(at.value + 1)};
+  if (!WriteUntilDone("checkpoint", [&] { return store_->Apply({}, {&after, 1}); })) return false;
+  processed_[p.value]->store(after.next.value);
   return true;
 }
 
@@ -274,10 +276,7 @@ bool Processor::Quarantined(Work& w, PartitionId p, const LogRecord& rec, std::s
   if (!WriteUntilDone("quarantine", [&] { return quarantine_->Park(owner, p, rec.offset, rec.payload, why); })) {
     return false;
   }
-  Checkpoint after{kConsumer, p, Offset(rec.offset.value + 1)};
-  if (!WriteUntilDone("quarantine checkpoint", [&] { return store_->Apply({}, {&after, 1}); })) return false;
-  processed_[p.value]->store(after.next.value);
-  return true;
+  return CheckpointPast(p, rec.offset);
 }
 
 Processor::Isolated Processor::Isolate(Work& w, PartitionId p, std::span<const LogRecord> records) {
@@ -300,12 +299,7 @@ Processor::Isolated Processor::Isolate(Work& w, PartitionId p, std::span<const L
 }
 
 bool Processor::Release(Work& w, std::string_view payload, PartitionId p, Offset at) {
-  Checkpoint after{kConsumer, p, Offset(at.value + 1)};
-  auto checkpoint = [&] {
-    if (!WriteUntilDone("release checkpoint", [&] { return store_->Apply({}, {&after, 1}); })) return false;
-    processed_[p.value]->store(after.next.value);
-    return true;
-  };
+  auto checkpoint = [&] { return CheckpointPast(p, at); };
   ReleaseRecord rr;
   if (Status st = DecodeReleaseRecord(payload, &rr); !st.ok()) {
     bad_records_->Inc();
@@ -330,7 +324,7 @@ bool Processor::Release(Work& w, std::string_view payload, PartitionId p, Offset
   // The original record, applied here: its Actions carry this place in the log.
   LogRecord inner{at, rr.record};
   w.releasing = rr.owner;
-  bool ok = Handle(w, p, {&inner, 1}, after.next) && Flush(w);
+  bool ok = Handle(w, p, {&inner, 1}, Offset(at.value + 1)) && Flush(w);
   w.releasing.clear();
   if (ok) {
     quarantine_->Released(rr.owner, from, was);

@@ -93,6 +93,8 @@ class Processor {
   // skipped; the records from the checkpoint on are to be tried again.
   enum class Isolated { kDone, kAgain, kStopped };
   Isolated Isolate(Work& w, PartitionId p, std::span<const LogRecord> records);
+  // Writes the checkpoint just past the record at `at` (nothing else); false if stopped.
+  bool CheckpointPast(PartitionId p, Offset at);
   // Puts one record in the quarantine and checkpoints past it.
   bool Quarantined(Work& w, PartitionId p, const LogRecord& rec, std::string_view owner, std::string_view why);
   std::unique_ptr<Work> MakeWork(int worker);

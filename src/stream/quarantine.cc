@@ -119,12 +119,7 @@ void Quarantine::Count() {
   parked_now_->Set(static_cast<int64_t>(records));
   owners_now_->Set(static_cast<int64_t>(parked_.size()));
   owners_.store(parked_.size(), std::memory_order_relaxed);
-}
-
-size_t Quarantine::parked_records() const {
-  size_t records = 0;
-  for (const auto& [_, places] : parked_) records += places.size();
-  return records;
+  records_.store(records, std::memory_order_relaxed);
 }
 
 bool Quarantine::Parked(std::string_view owner) const {

@@ -72,7 +72,7 @@ class Quarantine {
   // Erasure: the parked records of `ids` are forgotten (their owners flow again).
   Status Forget(std::span<const std::string> ids);
 
-  size_t parked_records() const;
+  size_t parked_records() const { return records_.load(std::memory_order_relaxed); }
 
  private:
   Quarantine(std::string journal, Log* dead, MetricsRegistry* metrics);
@@ -85,7 +85,8 @@ class Quarantine {
   Log* dead_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::set<Place>> parked_;  // owner -> its records
-  std::atomic<size_t> owners_{0};
+  std::atomic<size_t> owners_{0};   // kept by Count(), read without the lock
+  std::atomic<size_t> records_{0};
   Counter* parked_total_;
   Counter* released_total_;
   Gauge* parked_now_;

@@ -220,8 +220,7 @@ class FusionMergeOperator : public rocksdb::MergeOperator {
           meta->Observe(a);
           continue;
         }
-        // Expired before it was written (fusion::Apply drops it): it changes nothing.
-        if (cfg->ttl_ms > 0 && a.written_ms > 0 && a.ts + cfg->ttl_ms <= a.written_ms) continue;
+        if (fusion::ExpiredWhenWritten(a, *cfg)) continue;  // changes nothing, freshness neither
         if (!a.id.empty() && fusion::NeedsExactlyOnce(a.op)) {
           if (!ids) {
             ids.emplace();
