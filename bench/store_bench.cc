@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <random>
 
+#include <rocksdb/db.h>
+
 #include "core/event.h"
 #include "fusion/fusion.h"
 #include "redis_util.h"
@@ -133,6 +135,178 @@ double Naive(const std::string& addr, const Workload& w, size_t n) {
   return static_cast<double>(n) / Seconds(Clock::now() - t0);
 }
 
+// Target 6: the naive client against the Redis store once click lists are full (1000
+// items): every naive action reads, decodes, changes, encodes and writes the whole list.
+void FullLists(const std::string& addr, MetricsRegistry& metrics) {
+  Workload w;
+  TagConfig clicks = testing_util::ClickList(1000);
+  w.tags.Add(clicks);
+  const int users = 100;
+  auto store = OpenRedisStore({{addr}, false, 15000}, &w.tags, &metrics).value();
+  // Fill: 1000 distinct clicks per user, in portrait's store and as the naive keys.
+  std::vector<Action> batch;
+  RedisOptions o;
+  o.nodes = {addr};
+  auto client = RedisClient::Connect(o).value();
+  std::vector<RedisReply> replies;
+  for (int u = 0; u < users; ++u) {
+    fusion::TagState full;
+    full.type = TagType::kList;
+    for (int i = 0; i < 1000; ++i) {
+      Action a = testing_util::Click(clicks, u * 100000 + i, 1700000000000 + i);
+      a.uid = "f" + std::to_string(u);
+      fusion::Apply(full, a, clicks);
+      batch.push_back(std::move(a));
+      if (batch.size() == 1000) {
+        (void)store->Apply(batch, {});
+        batch.clear();
+      }
+    }
+    std::string v;
+    fusion::EncodeState(full, &v);
+    std::string key = "naive:{f" + std::to_string(u) + "}:clicks";
+    (void)client->Execute({{{"SET", key, v}, key}}, &replies);
+  }
+  // Measure: fresh clicks on the full lists.
+  std::mt19937_64 rng(3);
+  std::vector<Action> more;
+  for (int i = 0; i < 20000; ++i) {
+    Action a = testing_util::Click(clicks, 50'000'000 + i, 1700000100000 + i);
+    a.uid = "f" + std::to_string(rng() % users);
+    more.push_back(std::move(a));
+  }
+  auto t0 = Clock::now();
+  for (size_t i = 0; i < more.size(); i += 1000) (void)store->Apply(std::span<const Action>(more).subspan(i, 1000), {});
+  double ours = static_cast<double>(more.size()) / Seconds(Clock::now() - t0);
+  w.actions = more;
+  double naive = Naive(addr, w, 2000);
+  std::printf("\n| full 1000-item click lists (%d users) | actions/s |\n|---|---|\n", users);
+  std::printf("| redis (portrait functions, pipelined) | %.0f |\n| naive WATCH/GET/MULTI/SET/EXEC | %.0f |\n", ours, naive);
+  std::printf("\ntarget 6: redis store / naive with full 1000-item lists = %.0f / %.0f = %.1fx (aim >= 10x)\n", ours, naive,
+              ours / naive);
+}
+
+// Target 7: memory per profile of 5,000 users with a 50-item click list and 8 scalar
+// tags (4 counters, 4 strings): portrait's Redis layout against the same data kept by
+// hand as one hash of the scalars and one list of JSON items per user; and RocksDB's
+// bytes per profile on disk after compaction.
+void MemoryPerProfile(MetricsRegistry& metrics) {
+  Workload w;
+  TagConfig clicks = testing_util::ClickList(1000);
+  w.tags.Add(clicks);
+  for (int i = 0; i < 4; ++i) {
+    TagConfig n;
+    n.name = "count" + std::to_string(i);
+    n.type = TagType::kNumber;
+    w.tags.Add(n);
+    TagConfig t;
+    t.name = "text" + std::to_string(i);
+    t.type = TagType::kString;
+    w.tags.Add(t);
+  }
+  const int users = 5000;
+  std::vector<Action> actions;
+  for (int u = 0; u < users; ++u) {
+    std::string uid = "m" + std::to_string(u);
+    for (int i = 0; i < 50; ++i) {
+      Action a = testing_util::Click(clicks, u * 1000 + i, 1700000000000 + u * 100 + i);
+      a.uid = uid;
+      actions.push_back(std::move(a));
+    }
+    for (int i = 0; i < 4; ++i) {
+      Action n;
+      n.uid = uid;
+      n.tag = "count" + std::to_string(i);
+      n.op = OpCode::kNumberIncr;
+      n.number = 1 + i;
+      n.ts = 1700000000000 + u;
+      actions.push_back(n);
+      Action t;
+      t.uid = uid;
+      t.tag = "text" + std::to_string(i);
+      t.op = OpCode::kStringSet;
+      t.text = "value-" + std::to_string(u) + "-" + std::to_string(i);
+      t.ts = 1700000000000 + u;
+      actions.push_back(t);
+    }
+  }
+  testing_util::RedisServer redis;
+  if (!redis.Start()) return;
+  redis.Cli("CONFIG SET appendonly no");
+  auto used = [&] {
+    std::string info = redis.Cli("INFO memory");
+    size_t at = info.find("used_memory:");
+    return at == std::string::npos ? 0.0 : std::stod(info.substr(at + 12));
+  };
+  double before = used();
+  {
+    auto store = OpenRedisStore({{redis.addr()}, false, 15000}, &w.tags, &metrics).value();
+    for (size_t i = 0; i < actions.size(); i += 1000) {
+      (void)store->Apply(std::span<const Action>(actions).subspan(i, std::min<size_t>(1000, actions.size() - i)), {});
+    }
+  }
+  double ours = (used() - before) / users;
+  redis.Cli("FLUSHALL");
+  before = used();
+  {
+    RedisOptions o;
+    o.nodes = {redis.addr()};
+    auto client = RedisClient::Connect(o).value();
+    std::vector<RedisReply> replies;
+    std::vector<RedisCommand> cmds;
+    for (int u = 0; u < users; ++u) {
+      std::string h = "h:{m" + std::to_string(u) + "}", l = "l:{m" + std::to_string(u) + "}";
+      std::vector<std::string> hset = {"HSET", h};
+      for (int i = 0; i < 4; ++i) {
+        hset.push_back("count" + std::to_string(i));
+        hset.push_back(std::to_string(1 + i));
+        hset.push_back("text" + std::to_string(i));
+        hset.push_back("value-" + std::to_string(u) + "-" + std::to_string(i));
+      }
+      cmds.push_back({hset, h});
+      std::vector<std::string> rpush = {"RPUSH", l};
+      for (int i = 0; i < 50; ++i) {
+        rpush.push_back(actions[static_cast<size_t>(u) * 58 + static_cast<size_t>(i)].items[0].json);
+      }
+      cmds.push_back({rpush, l});
+      if (cmds.size() >= 200) {
+        (void)client->Execute(cmds, &replies);
+        cmds.clear();
+      }
+    }
+    if (!cmds.empty()) (void)client->Execute(cmds, &replies);
+  }
+  double by_hand = (used() - before) / users;
+  // RocksDB: the same actions, compacted, bytes of its files per profile.
+  std::string dir = (std::filesystem::temp_directory_path() / "portrait-store-bench-mem").string();
+  std::filesystem::remove_all(dir);
+  double rocks = 0;
+  {
+    auto store = OpenRocksDbStore({dir, 64}, &w.tags, &metrics).value();
+    for (size_t i = 0; i < actions.size(); i += 1000) {
+      (void)store->Apply(std::span<const Action>(actions).subspan(i, std::min<size_t>(1000, actions.size() - i)), {});
+    }
+    (void)store->Flush();
+    if (rocksdb::DB* db = store->handles().rocksdb) {
+      rocksdb::CompactRangeOptions co;
+      co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+      (void)db->CompactRange(co, nullptr, nullptr);
+    }
+  }
+  uint64_t bytes = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() == ".sst") bytes += e.file_size();
+  }
+  rocks = static_cast<double>(bytes) / users;
+  std::filesystem::remove_all(dir);
+  std::printf("\n| memory per profile (5,000 users: 50-item click list + 8 scalar tags) | bytes |\n|---|---|\n");
+  std::printf("| redis, portrait's layout (used_memory delta) | %.0f |\n| redis, by hand: a hash of the scalars + a list of JSON items | %.0f |\n",
+              ours, by_hand);
+  std::printf("| rocksdb, on disk after compaction (.sst bytes) | %.0f |\n", rocks);
+  std::printf("\ntarget 7: redis memory per profile, portrait / by hand = %.0f / %.0f = %.2f (aim <= 0.5)\n", ours, by_hand,
+              ours / by_hand);
+}
+
 int Run(size_t n, int users) {
   Workload w = MakeWorkload(n, users);
   MetricsRegistry metrics;
@@ -175,7 +349,9 @@ int Run(size_t n, int users) {
     std::printf("| redis cluster (3 masters, same machine) | %.0f | %.0f | %.1f / %.1f ms |\n", f.actions_per_s,
                 f.reads_per_s, f.get_1000_ms, f.get_many_1000_ms);
   }
-  std::printf("\nratio redis functions / naive: %.1fx\n", ours.actions_per_s / naive);
+  std::printf("\nratio redis functions / naive (lists still small): %.1fx\n", ours.actions_per_s / naive);
+  FullLists(redis.addr(), metrics);
+  MemoryPerProfile(metrics);
   return 0;
 }
 

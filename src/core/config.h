@@ -210,6 +210,7 @@ struct ArchiveConfig {
   std::string dir;                  // default DATA/archive
   int flush_seconds = 5;            // longest an event waits in memory before its part file is written
   int64_t retention_ms = 90LL * 86'400'000;  // part files written longer ago than this are deleted; 0 = keep
+  int gzip_level = 1;               // 1 (fastest) .. 9 (smallest); docs/benchmarks.md has the trade
 };
 
 // [retry]: when a downstream step (a sink) fails, the item waits in the retry topic for

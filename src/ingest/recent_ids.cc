@@ -17,6 +17,11 @@ RecentIds::RecentIds(size_t capacity) : capacity_(capacity ? capacity : 1) {
   ring_.reserve(capacity_);
 }
 
+bool RecentIds::Holds(uint64_t h) const {
+  std::lock_guard lk(mu_);
+  return Contains(h);
+}
+
 bool RecentIds::Contains(uint64_t h) const {
   for (size_t i = h & mask_; table_[i] != 0; i = (i + 1) & mask_) {
     if (table_[i] == h) return true;

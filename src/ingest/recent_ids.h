@@ -22,9 +22,11 @@ class RecentIds {
   // Forgets `h` (an append that failed must not make its retry look like a duplicate).
   void Erase(uint64_t h);
   size_t size() const;
+  // True if `h` is in the window.
+  bool Holds(uint64_t h) const;
 
  private:
-  bool Contains(uint64_t h) const;
+  bool Contains(uint64_t h) const;  // mu_ held
   void Put(uint64_t h);
   void Remove(uint64_t h);
 

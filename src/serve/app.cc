@@ -187,7 +187,7 @@ void App::TrimOnce() {
     // Only what the store holds durably may go (DurableCheckpoints: read, then flush).
     std::vector<Offset> durable(log.partitions(), Offset(0));
     if (consumed_by_processor) {
-      auto cps = DurableCheckpoints(*store_, Processor::kConsumer, log.partitions());
+      auto cps = DurableCheckpoints(*store_, Processor::kConsumer, log.partitions(), processor_->Consumers());
       if (!cps.ok()) {
         spdlog::error("retention: {}", cps.status().ToString());
         return;

@@ -23,11 +23,18 @@ Result<std::unique_ptr<ProfileStore>> MakeProfileStore(const StoreConfig& config
   return Status::InvalidArgument("[store] backend \"" + config.backend + "\" is unknown; use \"rocksdb\" or \"redis\"");
 }
 
-Result<std::vector<Offset>> DurableCheckpoints(ProfileStore& store, std::string_view consumer, int partitions) {
+Result<std::vector<Offset>> DurableCheckpoints(ProfileStore& store, std::string_view consumer, int partitions,
+                                               std::span<const std::string> also) {
   std::vector<Offset> out(static_cast<size_t>(partitions), Offset(0));
   for (int p = 0; p < partitions; ++p) {
     ASSIGN_OR_RETURN(std::optional<Offset> cp, store.GetCheckpoint(consumer, PartitionId(p)));
-    out[static_cast<size_t>(p)] = cp.value_or(Offset(0));
+    Offset keep = cp.value_or(Offset(0));
+    for (const std::string& other : also) {
+      if (other == consumer) continue;
+      ASSIGN_OR_RETURN(std::optional<Offset> o, store.GetCheckpoint(other, PartitionId(p)));
+      if (o && o->value < keep.value) keep = *o;
+    }
+    out[static_cast<size_t>(p)] = keep;
   }
   RETURN_IF_ERROR(store.Flush().WithContext("store flush"));
   return out;

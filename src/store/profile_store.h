@@ -133,8 +133,10 @@ class ProfileStore {
 // The checkpoints of `consumer` (per partition, 0 when none) that the store holds durably:
 // read first, then the store flushed. A checkpoint read after the flush could count a
 // batch that committed meanwhile and is only in memory; trimming the log up to it would
-// lose that batch's events at a crash. What log retention may trim up to.
-Result<std::vector<Offset>> DurableCheckpoints(ProfileStore& store, std::string_view consumer, int partitions);
+// lose that batch's events at a crash. What log retention may trim up to. With
+// `also` (consumers that may have no checkpoint yet), the lowest of all present.
+Result<std::vector<Offset>> DurableCheckpoints(ProfileStore& store, std::string_view consumer, int partitions,
+                                               std::span<const std::string> also = {});
 
 // Opens the store backend named in `config` under `data_dir`. `tags` must outlive it.
 Result<std::unique_ptr<ProfileStore>> MakeProfileStore(const StoreConfig& config, const std::string& data_dir,

@@ -21,6 +21,8 @@ Processor::Processor(const ProcessorConfig& config, const TagRegistry* tags, Log
   skipped_ = m->GetCounter("portrait_processor_rules_skipped_total", "Rule firings skipped for missing or unusable inputs");
   bad_records_ = m->GetCounter("portrait_processor_bad_records_total", "Log records that could not be decoded");
   deletions_ = m->GetCounter("portrait_processor_profile_deletions_total", "Profiles erased");
+  recovered_ = m->GetCounter("portrait_processor_recovered_records_total",
+                             "Records read again at a start to rebuild the memory of stages that keep it between saves");
   erased_skipped_ = m->GetCounter("portrait_processor_erased_records_skipped_total",
                                   "Records of erased identities from before their erasure, not applied");
   store_errors_ = m->GetCounter("portrait_processor_store_errors_total", "Failed store writes (retried)");
@@ -35,6 +37,13 @@ Processor::Processor(const ProcessorConfig& config, const TagRegistry* tags, Log
 Processor::~Processor() { Stop(); }
 
 Status Processor::Start() {
+  consumers_ = {kConsumer};
+  if (!log_->HasGroups()) {
+    for (const StageFactory& make : stage_factories_) {
+      auto stage = make(StageContext{0, true});
+      if (stage && stage->KeepsMemory()) consumers_.push_back(RecoveryConsumer(stage->name()));
+    }
+  }
   if (quarantine_) {  // which releases the store holds (its checkpoints are past them)
     RETURN_IF_ERROR(quarantine_->Load([this](PartitionId p) { return store_->GetCheckpoint(kConsumer, p); }));
   }
@@ -139,7 +148,7 @@ struct Processor::Work {
   std::vector<std::unique_ptr<Stage>> stages;
   Batch batch;
   std::vector<Action> combined;
-  std::unordered_map<std::string, size_t> slot;  // uid \x1f tag -> index in combined
+  std::vector<uint32_t> order;  // the batch's Actions by (uid, tag), log order within each
   Event event;
   Action action;
   bool begun = false;  // BeginBatch called for the batch in the making
@@ -147,6 +156,8 @@ struct Processor::Work {
   int worker = 0;
   Status failed;          // a write of the batch failed for good (Isolate takes over)
   std::string releasing;  // the owner whose quarantined record is being applied
+  std::vector<PartitionId> partitions;  // the worker's, on a log without groups
+  bool recover = false;   // stages made anew: their memory is rebuilt before the next batch
 };
 
 namespace {
@@ -198,9 +209,10 @@ void Processor::Renew(Work& w) {
   }
   w.batch = Batch();
   w.combined.clear();
-  w.slot.clear();
+  w.order.clear();
   w.begun = false;
   w.failed = Status::Ok();
+  w.recover = !w.partitions.empty();
 }
 
 bool Processor::Flush(Work& w) {
@@ -208,17 +220,28 @@ bool Processor::Flush(Work& w) {
   for (auto& stage : w.stages) {
     if (!WriteUntilDone(stage->name(), [&] { return stage->BeforeWrite(b); }, &w.failed)) return false;
   }
+  // Pre-combining: the Actions of one (uid, tag) in log order, each folded into the one
+  // before where the operator allows. Sorting indexes (not a map of keys) allocates
+  // nothing per Action and hands the store its writes in key order.
   w.combined.clear();
-  w.slot.clear();
-  for (Action& a : b.actions) {
-    const TagConfig* cfg = tags_->Find(a.tag);
-    std::string k = a.uid;
-    k.push_back('\x1f');
-    k += a.tag;
-    auto [it, fresh] = w.slot.emplace(std::move(k), w.combined.size());
-    bool may_combine = store_->AppliesBatchesAtomically() || !fusion::NeedsExactlyOnce(a.op);
-    if (!fresh && cfg && may_combine && fusion::TryCombine(w.combined[it->second], a, *cfg)) continue;
-    it->second = w.combined.size();
+  w.order.resize(b.actions.size());
+  for (uint32_t i = 0; i < w.order.size(); ++i) w.order[i] = i;
+  std::stable_sort(w.order.begin(), w.order.end(), [&](uint32_t x, uint32_t y) {
+    const Action& l = b.actions[x];
+    const Action& r = b.actions[y];
+    if (int c = l.uid.compare(r.uid); c != 0) return c < 0;
+    return l.tag < r.tag;
+  });
+  const bool atomic = store_->AppliesBatchesAtomically();
+  const TagConfig* cfg = nullptr;  // of the (uid, tag) in hand: the last combined Action's
+  for (uint32_t i : w.order) {
+    Action& a = b.actions[i];
+    const bool same = !w.combined.empty() && w.combined.back().uid == a.uid && w.combined.back().tag == a.tag;
+    if (!same) {
+      cfg = tags_->Find(a.tag);
+    } else if (cfg && (atomic || !fusion::NeedsExactlyOnce(a.op)) && fusion::TryCombine(w.combined.back(), a, *cfg)) {
+      continue;
+    }
     w.combined.push_back(std::move(a));
   }
   actions_->Inc(b.actions.size());
@@ -230,7 +253,9 @@ bool Processor::Flush(Work& w) {
                      &w.failed)) {
     return false;  // nothing was committed; the next start replays this batch
   }
-  for (const Checkpoint& c : b.checkpoints) processed_[c.partition.value]->store(c.next.value);
+  for (const Checkpoint& c : b.checkpoints) {
+    if (c.consumer == kConsumer) processed_[c.partition.value]->store(c.next.value);
+  }
   for (auto& stage : w.stages) stage->AfterWrite(b);
   b.checkpoints.clear();
   b.history.clear();
@@ -339,8 +364,98 @@ bool Processor::Release(Work& w, std::string_view payload, PartitionId p, Offset
   return checkpoint();
 }
 
+bool Processor::Recover(Work& w) {
+  w.recover = false;
+  bool any = false;
+  for (auto& stage : w.stages) any = any || stage->KeepsMemory();
+  if (!any) return true;
+  if (erasures_) {
+    if (Status st = erasures_->Refresh(); !st.ok()) spdlog::warn("processor: {}", st.ToString());
+  }
+  const bool check_erasures = erasures_ && !erasures_->empty();
+  std::vector<LogRecord> records;
+  size_t recovered = 0;
+  for (PartitionId p : w.partitions) {
+    const int64_t checkpoint = processed_[p.value]->load();
+    int64_t from = checkpoint;
+    for (auto& stage : w.stages) {
+      if (!stage->KeepsMemory()) continue;
+      std::optional<Offset> cp;
+      if (!WriteUntilDone("recovery checkpoint", [&] {
+            ASSIGN_OR_RETURN(cp, store_->GetCheckpoint(RecoveryConsumer(stage->name()), p));
+            return Status::Ok();
+          })) {
+        return false;
+      }
+      if (cp) from = std::min(from, cp->value);
+    }
+    if (from >= checkpoint) continue;
+    auto reader = log_->OpenReader(p, Offset(from));
+    if (!reader.ok()) {
+      spdlog::error("processor: recovering partition {} from offset {}: {}", p.value, from,
+                    reader.status().ToString());
+      continue;
+    }
+    while ((*reader)->position().value < checkpoint) {
+      if (Status st = (*reader)->Read(1 << 20, &records); !st.ok() || records.empty()) {
+        if (!st.ok()) spdlog::error("processor: recovering partition {}: {}", p.value, st.ToString());
+        break;
+      }
+      for (const LogRecord& rec : records) {
+        if (rec.offset.value >= checkpoint) break;
+        std::string_view payload = rec.payload;
+        ReleaseRecord rr;
+        if (PeekRecordKind(payload) == RecordKind::kRelease) {
+          if (!DecodeReleaseRecord(payload, &rr).ok()) continue;
+          payload = rr.record;  // applied at the release's place
+        }
+        Record r;
+        r.kind = PeekRecordKind(payload);
+        r.partition = p;
+        r.offset = rec.offset;
+        r.payload = payload;
+        if (r.kind == RecordKind::kEvent && DecodeEvent(payload, &w.event).ok()) {
+          r.event = &w.event;
+        } else if (r.kind == RecordKind::kAction && DecodeActionRecord(payload, &w.action).ok()) {
+          r.action = &w.action;
+        } else {
+          continue;  // erasures were applied to the store when they were processed
+        }
+        if (check_erasures && ErasedBefore(r)) continue;
+        if (quarantine_ && !quarantine_->empty() && rr.owner.empty() && quarantine_->Parked(OwnerOf(r))) continue;
+        for (auto& stage : w.stages) {
+          if (stage->KeepsMemory()) stage->Recover(r);
+        }
+        ++recovered;
+      }
+    }
+  }
+  for (auto& stage : w.stages) {
+    if (stage->KeepsMemory() && !WriteUntilDone(std::string(stage->name()) + " recovery", [&] { return stage->EndRecovery(); })) {
+      return false;
+    }
+  }
+  recovered_->Inc(recovered);
+  if (recovered > 0) spdlog::info("processor: worker {} rebuilt its stages' memory from {} records", w.worker, recovered);
+  return true;
+}
+
+bool Processor::SaveWhileIdle(Work& w) {
+  Batch& b = w.batch;
+  if (!b.actions.empty() || !b.checkpoints.empty() || !w.failed.ok()) return true;
+  for (auto& stage : w.stages) {
+    if (!stage->KeepsMemory()) continue;
+    if (!WriteUntilDone(stage->name(), [&] { return stage->BeforeWrite(b); })) return false;
+  }
+  if (b.checkpoints.empty()) return true;
+  if (!WriteUntilDone("checkpoint", [&] { return store_->Apply({}, b.checkpoints); })) return false;
+  b.checkpoints.clear();
+  return true;
+}
+
 bool Processor::Handle(Work& w, PartitionId p, std::span<const LogRecord> records, Offset next) {
   Batch& b = w.batch;
+  if (w.recover && !Recover(w)) return false;
   if (!w.begun) {
     for (auto& stage : w.stages) stage->BeginBatch();
     w.begun = true;
@@ -456,6 +571,8 @@ void Processor::Run(int worker) {
   const size_t max_events = config_.batch_max_events;
   std::vector<LogRecord> records;
   std::unique_ptr<Work> w = MakeWork(worker);
+  w->partitions = mine;
+  w->recover = true;
   while (!stop_.load()) {
     uint64_t epoch = log_->DataEpoch();
     auto start = std::chrono::steady_clock::now();
@@ -478,6 +595,7 @@ void Processor::Run(int worker) {
       }
     }
     if (n_events == 0) {
+      if (!SaveWhileIdle(*w)) return;
       log_->WaitForData(epoch, std::chrono::milliseconds(50));
       continue;
     }

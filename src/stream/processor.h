@@ -71,6 +71,9 @@ class Processor {
   Offset Processed(PartitionId p) const { return Offset(processed_[p.value]->load()); }
   // True when every partition is processed up to the log's current end.
   bool CaughtUp() const;
+  // The consumers whose checkpoints hold back log retention: the processor's, and that of
+  // every stage that keeps memory between batches (Stage::KeepsMemory). After Start.
+  const std::vector<std::string>& Consumers() const { return consumers_; }
   // Log records not yet processed, all partitions (this process's view: with consumer
   // groups only the partitions it holds are current).
   int64_t Lag() const;
@@ -98,6 +101,12 @@ class Processor {
   // Puts one record in the quarantine and checkpoints past it.
   bool Quarantined(Work& w, PartitionId p, const LogRecord& rec, std::string_view owner, std::string_view why);
   std::unique_ptr<Work> MakeWork(int worker);
+  // Rebuilds the memory of stages made anew (Stage::KeepsMemory) from the log; false if
+  // the processor stopped first.
+  bool Recover(Work& w);
+  // An idle worker lets its stages that keep memory save it on time (their checkpoints
+  // hold back log retention); false if the processor stopped first.
+  bool SaveWhileIdle(Work& w);
   // New stages for the worker, the batch in the making dropped (as after a crash).
   void Renew(Work& w);
   // True when the record belongs to an identity erased after the record's time.
@@ -116,6 +125,7 @@ class Processor {
   ErasureList* erasures_ = nullptr;
   Quarantine* quarantine_ = nullptr;
   std::vector<std::unique_ptr<std::atomic<int64_t>>> processed_;
+  std::vector<std::string> consumers_;
   int num_workers_ = 1;
   std::vector<std::unique_ptr<GroupMember>> members_;
   std::vector<std::thread> threads_;
@@ -128,6 +138,7 @@ class Processor {
   Counter* store_errors_;
   Counter* deletions_;
   Counter* erased_skipped_;
+  Counter* recovered_;
   Histogram* batch_seconds_;
   Gauge* lag_;
   std::vector<Gauge*> partition_lag_;

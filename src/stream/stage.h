@@ -91,6 +91,21 @@ class Stage {
   // After the batch's write is durable: publish (feeds, outbox, metrics).
   virtual void AfterWrite(const Batch& batch) {}
 
+  // Memory kept between batches. A stage that is its users' only writer
+  // (StageContext::sole_owner) may write its state less often than every batch: it says so
+  // here, writes all of it in a BeforeWrite of its choosing and then adds to
+  // batch.checkpoints, for every partition it has seen, a Checkpoint of consumer
+  // RecoveryConsumer(name()) at the batch's next offset: where its written memory ends.
+  // The processor commits those with the batch, trims the log no further, and when the
+  // stage is made again (a start, a crash, a quarantine) hands it the records from there
+  // to the batches' checkpoint through Recover, in log order (erased and parked records
+  // left out, erasures already applied), then EndRecovery (retried until it succeeds),
+  // before any new batch. The store holds those records' effects already: recovering
+  // rebuilds memory and must not write or publish anything twice.
+  virtual bool KeepsMemory() const { return false; }
+  virtual void Recover(const Record& r) {}
+  virtual Status EndRecovery() { return Status::Ok(); }
+
   // Adds to `ids` the identities this stage knows belong to `uid` (devices, aliases).
   virtual Status LinkedIds(std::string_view uid, std::vector<std::string>* ids) { return Status::Ok(); }
   // Forgets every id of `e` in every namespace of this stage. Idempotent; retried.
@@ -98,6 +113,9 @@ class Stage {
   // The names of this stage's namespaces that hold anything of `id`.
   virtual Result<std::vector<std::string>> Holding(std::string_view id) = 0;
 };
+
+// The consumer under which a stage that keeps memory checkpoints it (KeepsMemory).
+inline std::string RecoveryConsumer(std::string_view stage) { return "processor/" + std::string(stage); }
 
 // How a worker's stage is made: `worker` is the worker's index; `sole_owner` says the
 // worker is the only writer of its users' state (the embedded log's fixed partitions), so

@@ -228,6 +228,10 @@ Status DecisionOutbox::LoadRecentIds() {
   return Status::Ok();
 }
 
+bool DecisionOutbox::Published(std::string_view uid, std::string_view id) const {
+  return recent_[PartitionFor(uid, topic_->partitions()).value]->Holds(RecentIds::Hash(id));
+}
+
 Status DecisionOutbox::Publish(std::span<const Decision> decisions, size_t* fresh) {
   *fresh = 0;
   std::vector<std::string> payloads;
@@ -275,8 +279,8 @@ Result<DecisionWiring> OpenDecisions(const Config& config, ProfileStore* store, 
 // ---- engine ----
 
 DecisionEngine::DecisionEngine(const Config& config, ProfileStore* profiles, DecisionStore* store, MetricsRegistry* m,
-                               size_t cache_users)
-    : config_(config), profiles_(profiles), store_(store), cache_users_(cache_users) {
+                               size_t cache_users, bool lazy)
+    : config_(config), profiles_(profiles), store_(store), cache_users_(cache_users), lazy_(lazy && cache_users > 0) {
   evaluated_ = m->GetCounter("portrait_decision_rule_evaluations_total", "Events evaluated by a decision rule");
   skipped_ = m->GetCounter("portrait_decision_rule_skipped_total", "Rule evaluations skipped: the event lacks the rule's key");
   late_ = m->GetCounter("portrait_decision_events_late_total",
@@ -294,6 +298,8 @@ void DecisionEngine::Add(const DecisionRules& rules, const Event& e) {
 
 void DecisionEngine::Clear() {
   events_.clear();
+  next_ = 0;
+  loaded_ = false;
   profile_cache_.clear();
   pending_by_uid_.clear();
   FlushCounts();
@@ -329,9 +335,12 @@ RuleState::Group& GroupOf(RuleState* s, std::string_view rule, std::string_view 
 
 }  // namespace
 
-void DecisionEngine::Apply(const DecisionRules& rules, const Event& e, RuleState* state,
-                           const std::function<bool(const DecisionRuleSpec&, const Event&)>& profile_ok,
+void DecisionEngine::Apply(const DecisionRules& rules, const Event& e, RuleState* state, const ProfileCheck& profile_ok,
                            std::vector<Decision>* out) {
+  undo_.groups = state->groups.size();
+  undo_.newest = state->newest;
+  undo_.seen.clear();
+  undo_.fired.clear();
   const std::vector<size_t>* which = rules.ForType(e.type);
   if (!which) return;
   const auto h = static_cast<uint32_t>(RecentIds::Hash(e.id));
@@ -353,6 +362,7 @@ void DecisionEngine::Apply(const DecisionRules& rules, const Event& e, RuleState
       continue;
     }
     RuleState::Group& g = GroupOf(state, r.name, key);
+    const size_t gi = static_cast<size_t>(&g - state->groups.data());
     RuleState::Seen seen{e.ts, h, !r.after.empty() && e.type == r.after, {}, {}};
     auto pos = std::lower_bound(g.seen.begin(), g.seen.end(), seen);
     if (pos != g.seen.end() && pos->ts == seen.ts && pos->id == seen.id) {
@@ -367,6 +377,7 @@ void DecisionEngine::Apply(const DecisionRules& rules, const Event& e, RuleState
     }
     const size_t at_index = static_cast<size_t>(pos - g.seen.begin());
     g.seen.insert(pos, std::move(seen));
+    undo_.seen.emplace_back(gi, at_index);
     // The events that close a match holding this event (indexes into g.seen), earliest
     // first; each one that is not cooled down is decided.
     closing.clear();
@@ -398,19 +409,13 @@ void DecisionEngine::Apply(const DecisionRules& rules, const Event& e, RuleState
         ++tally_.suppressed;
         continue;
       }
-      if (profile_ok && !profile_ok(r, e)) {
-        ++tally_.profile_failed;
-        break;
-      }
-      g.fired.insert(std::upper_bound(g.fired.begin(), g.fired.end(), at), at);
-      Decision& d = out->emplace_back();
+      Decision d;
       d.uid = std::string(e.PartitionKey());
       d.id = DecisionId(r.name, d.uid, key, at);
       d.rule = r.name;
       d.action = r.action;
       d.key = key;
       d.at = at;
-      d.decided_ms = NowMs();
       if (by.event_id.empty()) {  // a state kept by an older version: the arriving event's
         d.event_id = e.id;
         EvalTemplate(r.payload, e, &d.payload);
@@ -418,10 +423,32 @@ void DecisionEngine::Apply(const DecisionRules& rules, const Event& e, RuleState
         d.event_id = by.event_id;
         d.payload = by.payload;
       }
+      if (profile_ok && !profile_ok(r, e, d)) {
+        ++tally_.profile_failed;
+        break;
+      }
+      g.fired.insert(std::upper_bound(g.fired.begin(), g.fired.end(), at), at);
+      undo_.fired.emplace_back(gi, at);
+      d.decided_ms = NowMs();
       d.json = d.ToJson();
+      out->push_back(std::move(d));
     }
   }
   state->newest = std::max(state->newest, e.ts);
+}
+
+void DecisionEngine::TakeBack(const Undo& u, RuleState* s) const {
+  for (auto it = u.fired.rbegin(); it != u.fired.rend(); ++it) {
+    auto& fired = s->groups[it->first].fired;
+    auto f = std::lower_bound(fired.begin(), fired.end(), it->second);
+    if (f != fired.end() && *f == it->second) fired.erase(f);
+  }
+  for (auto it = u.seen.rbegin(); it != u.seen.rend(); ++it) {
+    auto& seen = s->groups[it->first].seen;
+    seen.erase(seen.begin() + static_cast<ptrdiff_t>(it->second));
+  }
+  s->groups.resize(u.groups);
+  s->newest = u.newest;
 }
 
 void DecisionEngine::Prune(const DecisionRules& rules, RuleState* s) const {
@@ -511,14 +538,7 @@ bool DecisionEngine::ProfileOk(const DecisionRuleSpec& rule, const Event& e, std
   return true;
 }
 
-Status DecisionEngine::Evaluate(const DecisionRules& rules, std::span<const Action> pending, std::vector<Decision>* out) {
-  profile_cache_.clear();
-  pending_by_uid_.clear();
-  profile_error_ = Status::Ok();
-  if (dirty_) {  // the last attempt did not commit: what it changed is not in the store
-    for (const std::string& uid : touched_) states_.erase(uid);
-  }
-  dirty_ = true;
+Status DecisionEngine::LoadStates() {
   touched_.clear();
   std::vector<std::string> missing;
   {
@@ -529,29 +549,41 @@ Status DecisionEngine::Evaluate(const DecisionRules& rules, std::span<const Acti
       if (!states_.count(touched_.back())) missing.push_back(touched_.back());
     }
   }
-  if (!missing.empty()) {
-    std::vector<std::string> states;
-    RETURN_IF_ERROR(store_->ReadRuleStates(missing, &states));
-    for (size_t i = 0; i < missing.size(); ++i) {
-      RuleState& st = states_[missing[i]];
-      if (states[i].empty()) continue;
-      if (Status ds = DecodeRuleState(states[i], &st); !ds.ok()) {
-        spdlog::error("decisions: rule state of {}: {}; starting it afresh", missing[i], ds.ToString());
-        st = RuleState();
-      }
+  if (missing.empty()) return Status::Ok();
+  std::vector<std::string> states;
+  RETURN_IF_ERROR(store_->ReadRuleStates(missing, &states));
+  for (size_t i = 0; i < missing.size(); ++i) {
+    RuleState& st = states_[missing[i]];
+    if (states[i].empty()) continue;
+    if (Status ds = DecodeRuleState(states[i], &st); !ds.ok()) {
+      spdlog::error("decisions: rule state of {}: {}; starting it afresh", missing[i], ds.ToString());
+      st = RuleState();
     }
   }
-  size_t first = out->size();
+  return Status::Ok();
+}
+
+Status DecisionEngine::Evaluate(const DecisionRules& rules, std::span<const Action> pending, std::vector<Decision>* out) {
+  profile_cache_.clear();
+  pending_by_uid_.clear();
+  profile_error_ = Status::Ok();
+  if (!loaded_) {
+    RETURN_IF_ERROR(LoadStates());
+    loaded_ = true;
+  }
   RuleState* state = nullptr;
   std::string_view state_of;
-  auto profile_ok = [&](const DecisionRuleSpec& r, const Event& ev) { return ProfileOk(r, ev, pending); };
-  for (const Event& e : events_) {
+  auto profile_ok = [&](const DecisionRuleSpec& r, const Event& ev, const Decision&) { return ProfileOk(r, ev, pending); };
+  for (; next_ < events_.size(); ++next_) {
+    const Event& e = events_[next_];
     if (!state || state_of != e.PartitionKey()) {
       state = &states_.find(std::string(e.PartitionKey()))->second;
       state_of = e.PartitionKey();
     }
+    const size_t first = out->size();
     Apply(rules, e, state, profile_ok, out);
-    if (!profile_error_.ok()) {
+    if (!profile_error_.ok()) {  // this event is taken back; a retry starts with it
+      TakeBack(undo_, state);
       out->resize(first);
       return profile_error_.WithContext("decisions: reading the profile of " + std::string(e.PartitionKey()));
     }
@@ -559,25 +591,53 @@ Status DecisionEngine::Evaluate(const DecisionRules& rules, std::span<const Acti
   return Status::Ok();
 }
 
-Status DecisionEngine::Commit(const DecisionRules& rules, std::span<const Decision> decided) {
-  std::vector<RuleStateWrite> writes;
-  writes.reserve(touched_.size());
-  int64_t entries = 0;
+Status DecisionEngine::Recover(const DecisionRules& rules, const std::function<bool(const Decision&)>& published) {
+  RETURN_IF_ERROR(LoadStates());
+  std::vector<Decision> out;
+  auto decided = [&](const DecisionRuleSpec&, const Event&, const Decision& d) { return published(d); };
+  for (const Event& e : events_) {
+    Apply(rules, e, &states_.find(std::string(e.PartitionKey()))->second, decided, &out);
+    out.clear();
+  }
   for (const std::string& uid : touched_) {
+    Prune(rules, &states_[uid]);
+    unsaved_.insert(uid);
+  }
+  touched_.clear();
+  tally_ = Tally();  // counted when they were first processed
+  Clear();
+  return Status::Ok();
+}
+
+Status DecisionEngine::Commit(const DecisionRules& rules, std::span<const Decision> decided, bool save) {
+  std::vector<RuleStateWrite> writes;
+  int64_t entries = 0;
+  auto write = [&](const std::string& uid) {
     RuleState& st = states_[uid];
-    Prune(rules, &st);
     RuleStateWrite& w = writes.emplace_back();
     w.uid = uid;
     if (!st.groups.empty()) EncodeRuleState(st, &w.state);
+  };
+  for (const std::string& uid : touched_) {
+    RuleState& st = states_[uid];
+    Prune(rules, &st);
     entries += static_cast<int64_t>(st.entries());
+    if (lazy_) unsaved_.insert(uid);
+    else write(uid);
+  }
+  if (lazy_ && save) {
+    writes.reserve(unsaved_.size());
+    for (const std::string& uid : unsaved_) write(uid);
   }
   std::vector<StoredDecision> stored;
   stored.reserve(decided.size());
   for (const Decision& d : decided) stored.push_back({d.uid, d.id, d.at, d.json});
-  RETURN_IF_ERROR(store_->WriteRuleStates(writes, rules.StateTtlMs(), stored, config_.section<DecisionsConfig>()));
-  dirty_ = false;
+  if (!writes.empty() || !stored.empty()) {
+    RETURN_IF_ERROR(store_->WriteRuleStates(writes, rules.StateTtlMs(), stored, config_.section<DecisionsConfig>()));
+  }
   state_entries_->Set(entries);
-  if (states_.size() > cache_users_) {
+  if (lazy_ && save) unsaved_.clear();
+  if (states_.size() > cache_users_ && (!lazy_ || unsaved_.empty())) {
     states_.clear();  // over the cache's bound (or no cache): read them again when they come back
   } else {
     for (const RuleStateWrite& w : writes) {

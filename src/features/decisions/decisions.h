@@ -40,6 +40,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/config.h"
@@ -160,6 +161,8 @@ class DecisionOutbox {
   // Appends the decisions whose ids are not in the topic yet (durably), then publishes
   // them to the feed; `fresh` gets how many were new.
   Status Publish(std::span<const Decision> decisions, size_t* fresh);
+  // True when a decision of `uid` with this id is among the topic's newest records.
+  bool Published(std::string_view uid, std::string_view id) const;
   Log* topic() const { return topic_; }
 
  private:
@@ -189,43 +192,76 @@ class DecisionEngine {
  public:
   // `cache_users`: states kept decoded between batches (0: read every batch). Only for a
   // worker that is the sole writer of its users' states (the embedded log's fixed
-  // partitions), never across a consumer group's rebalances.
+  // partitions), never across a consumer group's rebalances. `lazy` (with a cache): a
+  // state changed by a batch is written only when Commit is told to save, not with every
+  // batch (the caller checkpoints where the saved states end and recovers the rest).
   DecisionEngine(const Config& config, ProfileStore* profiles, DecisionStore* store, MetricsRegistry* metrics,
-                 size_t cache_users = 0);
+                 size_t cache_users = 0, bool lazy = false);
 
   // Keeps `e` if a rule of `rules` reads its type.
   void Add(const DecisionRules& rules, const Event& e);
   bool empty() const { return events_.empty(); }
   // Reads the states of the batch's users, applies the kept events in order and appends
   // the decisions they make to `out`. Profile tests see the stored profile plus
-  // `pending` (the batch's Actions, not yet written). Writes nothing.
+  // `pending` (the batch's Actions, not yet written). Writes nothing. After an error (a
+  // state or profile read), calling it again with the same `out` goes on where it
+  // stopped: an event is applied to its state once, with every decision it makes.
   Status Evaluate(const DecisionRules& rules, std::span<const Action> pending, std::vector<Decision>* out);
-  // Writes the states and the decisions of the last Evaluate; then forgets the batch.
-  Status Commit(const DecisionRules& rules, std::span<const Decision> decided);
+  // Records the decisions of the last Evaluate and writes the states it changed (lazy:
+  // only with `save`, then every state changed since the last save); then forgets the
+  // batch.
+  Status Commit(const DecisionRules& rules, std::span<const Decision> decided, bool save = true);
+  // Recovery (lazy): the kept events, whose batches were written and published before a
+  // restart, applied to the states again. A match counts as decided only if the outbox
+  // holds its decision (`published`); nothing is written but the states, at the next save.
+  Status Recover(const DecisionRules& rules, const std::function<bool(const Decision&)>& published);
+  // Lazy: states changed since the last save; true when the cache is over its bound (a
+  // save must come before it is emptied).
+  size_t unsaved() const { return unsaved_.size(); }
+  bool MustSave() const { return states_.size() > cache_users_; }
   void Clear();
 
   // Decides for one user's state without the store (for tests and the benchmark):
-  // applies `e` to `state`; profile tests are taken as passed when `profile_ok` is null.
-  void Apply(const DecisionRules& rules, const Event& e, RuleState* state,
-             const std::function<bool(const DecisionRuleSpec&, const Event&)>& profile_ok, std::vector<Decision>* out);
+  // applies `e` to `state`; profile tests are taken as passed when `profile_ok` is null
+  // (it is given the rule, the event and the decision in the making).
+  using ProfileCheck = std::function<bool(const DecisionRuleSpec&, const Event&, const Decision&)>;
+  void Apply(const DecisionRules& rules, const Event& e, RuleState* state, const ProfileCheck& profile_ok,
+             std::vector<Decision>* out);
   // Drops what can no longer match and caps the state (Commit does this per user).
   void Prune(const DecisionRules& rules, RuleState* s) const;
   // Adds the counts of Apply calls to the metrics.
   void FlushCounts();
   // Drops what the engine keeps of `uid` between batches (an erasure).
-  void Forget(std::string_view uid) { states_.erase(std::string(uid)); }
+  void Forget(std::string_view uid) {
+    states_.erase(std::string(uid));
+    unsaved_.erase(std::string(uid));
+  }
 
  private:
   bool ProfileOk(const DecisionRuleSpec& rule, const Event& e, std::span<const Action> pending);
+  // Reads the states of the kept events' users that are not in memory; lists them in touched_.
+  Status LoadStates();
+  // What Apply changed in a state, to take one event back when its evaluation failed.
+  struct Undo {
+    size_t groups = 0;
+    TimestampMs newest = INT64_MIN;
+    std::vector<std::pair<size_t, size_t>> seen;         // (group, index) inserted
+    std::vector<std::pair<size_t, TimestampMs>> fired;   // (group, at) inserted
+  };
+  void TakeBack(const Undo& u, RuleState* s) const;
 
   const Config& config_;
   ProfileStore* profiles_;
   DecisionStore* store_;
   std::vector<Event> events_;
   const size_t cache_users_;
+  const bool lazy_;
   std::unordered_map<std::string, RuleState> states_;  // the batch's users (and cached ones)
   std::vector<std::string> touched_;                   // the batch's users, once each
-  bool dirty_ = false;  // an Evaluate whose Commit has not succeeded: its users' states are unsure
+  std::unordered_set<std::string> unsaved_;            // lazy: changed since the last save
+  size_t next_ = 0;       // the next kept event Evaluate applies
+  bool loaded_ = false;   // the batch's states are in memory
+  Undo undo_;             // of the event being applied
   struct Tally {
     uint64_t evaluated = 0, skipped = 0, late = 0, repeats = 0, suppressed = 0, profile_failed = 0;
   } tally_;

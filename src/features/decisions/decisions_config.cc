@@ -29,6 +29,8 @@ const Property<DecisionsConfig> kProperties[] = {
                                  "rule state per user: events remembered, at most"),
     IntProperty<DecisionsConfig>("cache_users", &DecisionsConfig::cache_users, 0, 100'000'000,
                                  "per processor worker (embedded log): rule states kept decoded between batches"),
+    DurationProperty<DecisionsConfig>("state_save_interval", &DecisionsConfig::state_save_interval_ms,
+                                      "embedded log: how often cached rule states are written; \"0s\" = every batch"),
 };
 
 // `unless` / `when`: [{ tag = "name", key = "$props.NAME" }, ...]

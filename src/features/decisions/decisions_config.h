@@ -46,6 +46,9 @@ struct DecisionsConfig {
   int64_t keep_ms = 30LL * 86'400'000;   // and for how long (wall clock)
   size_t max_entries_per_user = 1000;    // rule state per user: events remembered, at most
   size_t cache_users = 100'000;          // per processor worker (embedded log): states kept decoded between batches
+  // Embedded log: how often the cached states are written (and checkpointed); after a
+  // crash the records since are read again from the log. 0: every batch.
+  int64_t state_save_interval_ms = 5000;
   std::vector<DecisionRuleSpec> rules;
 };
 

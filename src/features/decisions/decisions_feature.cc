@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <map>
+
 #include "core/json.h"
 #include "delivery/webhook.h"
 #include "features/decisions/decisions.h"
@@ -18,12 +21,19 @@ constexpr Namespace kNamespaces[] = {
 
 class DecisionsStage : public Stage {
  public:
+  // `lazy`: the worker is its users' only writer; states are saved every `save_every_ms`
+  // (Stage::KeepsMemory) instead of with every batch.
   DecisionsStage(const Config& config, ProfileStore* profiles, DecisionStore* store, const DecisionRuleBook* book,
-                 DecisionOutbox* outbox, MetricsRegistry* metrics, size_t cache_users)
-      : engine_(config, profiles, store, metrics, cache_users), store_(store), book_(book), outbox_(outbox) {}
+                 DecisionOutbox* outbox, MetricsRegistry* metrics, size_t cache_users, int64_t save_every_ms)
+      : engine_(config, profiles, store, metrics, cache_users, save_every_ms > 0),
+        store_(store),
+        book_(book),
+        outbox_(outbox),
+        save_every_ms_(cache_users > 0 ? save_every_ms : 0) {}
 
   std::string_view name() const override { return "decisions"; }
   std::span<const Namespace> namespaces() const override { return kNamespaces; }
+  bool KeepsMemory() const override { return save_every_ms_ > 0; }
 
   // The rules in force when a batch starts hold for all of it (a reload takes the next).
   void BeginBatch() override {
@@ -35,14 +45,41 @@ class DecisionsStage : public Stage {
   }
 
   // Decisions before the profile write: a crash in between replays events the rule state
-  // has already seen, which decides nothing again.
+  // has already seen, which decides nothing again. A retry (the same batch) goes on where
+  // the last attempt stopped and sends again what it decided (the outbox drops repeats).
   Status BeforeWrite(Batch& batch) override {
-    if (engine_.empty()) return Status::Ok();
-    decided_.clear();
+    for (const Checkpoint& c : batch.checkpoints) {
+      if (c.consumer == kProcessorConsumer) covered_[c.partition.value] = c.next;
+    }
+    const bool save = KeepsMemory() && (engine_.unsaved() > 0 || !engine_.empty()) &&
+                      (SteadyMs() - saved_at_ms_ >= save_every_ms_ || engine_.MustSave());
+    if (engine_.empty() && !save) return Status::Ok();
+    if (!rules_) rules_ = book_->Get();
     RETURN_IF_ERROR(engine_.Evaluate(*rules_, batch.actions, &decided_));
     size_t fresh = 0;
     RETURN_IF_ERROR(outbox_->Publish(decided_, &fresh));
-    return engine_.Commit(*rules_, decided_);
+    RETURN_IF_ERROR(engine_.Commit(*rules_, decided_, save));
+    decided_.clear();
+    if (save) {
+      // The states written hold every record before these offsets.
+      saved_at_ms_ = SteadyMs();
+      for (const auto& [p, next] : covered_) batch.checkpoints.push_back({RecoveryConsumer(name()), PartitionId(p), next});
+    }
+    return Status::Ok();
+  }
+
+  void Recover(const Record& r) override {
+    if (!rules_) rules_ = book_->Get();
+    if (r.event) engine_.Add(*rules_, *r.event);
+    covered_[r.partition.value] = Offset(r.offset.value + 1);
+  }
+
+  // Decisions the outbox holds count as made; the states are saved with the next batch.
+  Status EndRecovery() override {
+    if (!rules_) rules_ = book_->Get();
+    RETURN_IF_ERROR(engine_.Recover(*rules_, [&](const Decision& d) { return outbox_->Published(d.uid, d.id); }));
+    saved_at_ms_ = 0;
+    return Status::Ok();
   }
 
   Status Erase(const Erasure& e) override {
@@ -65,10 +102,19 @@ class DecisionsStage : public Stage {
   }
 
  private:
+  static int64_t SteadyMs() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  static constexpr std::string_view kProcessorConsumer = "processor";
+
   DecisionEngine engine_;
   DecisionStore* store_;
   const DecisionRuleBook* book_;
   DecisionOutbox* outbox_;
+  const int64_t save_every_ms_;
+  int64_t saved_at_ms_ = 0;
+  std::map<int, Offset> covered_;  // per partition: the records before it are in memory
   std::shared_ptr<const DecisionRules> rules_;
   std::vector<Decision> decided_;
 };
@@ -94,9 +140,11 @@ class DecisionsFeature : public Feature {
     if (!wiring_.outbox) return nullptr;
     return [this](const StageContext& ctx) {
       // A worker of the embedded log is the only writer of its users' states: it may keep them.
-      size_t cache = ctx.sole_owner ? host_.config->section<DecisionsConfig>().cache_users : 0;
-      return std::make_unique<DecisionsStage>(*host_.config, host_.store, wiring_.store.get(),
-                                              wiring_.rules.get(), wiring_.outbox.get(), host_.metrics, cache);
+      const DecisionsConfig& cfg = host_.config->section<DecisionsConfig>();
+      size_t cache = ctx.sole_owner ? cfg.cache_users : 0;
+      return std::make_unique<DecisionsStage>(*host_.config, host_.store, wiring_.store.get(), wiring_.rules.get(),
+                                              wiring_.outbox.get(), host_.metrics, cache,
+                                              ctx.sole_owner ? cfg.state_save_interval_ms : 0);
     };
   }
 

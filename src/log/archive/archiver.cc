@@ -7,6 +7,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -25,9 +26,10 @@ namespace {
 constexpr const char* kAppliedFile = "_erasures.applied";
 
 // Writes `data` gzipped to `path` through a temporary file, fsynced, then renamed.
-Status WriteGzipAtomically(const std::string& path, std::string_view data) {
+Status WriteGzipAtomically(const std::string& path, std::string_view data, int level) {
   std::string tmp = path + ".tmp";
-  gzFile gz = gzopen(tmp.c_str(), "wb6");
+  const std::string mode = "wb" + std::to_string(std::clamp(level, 1, 9));
+  gzFile gz = gzopen(tmp.c_str(), mode.c_str());
   if (!gz) return Status::IOError("archive: cannot create " + tmp);
   bool ok = data.empty() || gzwrite(gz, data.data(), static_cast<unsigned>(data.size())) == static_cast<int>(data.size());
   ok = gzclose(gz) == Z_OK && ok;
@@ -101,7 +103,7 @@ Status Archiver::FlushPartition(PartitionId p, Offset first, Offset next) {
     if (ec) return Status::IOError("archive " + dir.string() + ": " + ec.message());
     std::string name = "part-" + std::to_string(p.value) + "-" + std::to_string(first.value) + ".ndjson.gz";
     // The same name after a crash: rewritten, not duplicated.
-    RETURN_IF_ERROR(WriteGzipAtomically((dir / name).string(), lines));
+    RETURN_IF_ERROR(WriteGzipAtomically((dir / name).string(), lines, config_.gzip_level));
     files_->Inc();
   }
   pending_.clear();
@@ -269,7 +271,7 @@ Result<size_t> Archiver::RewriteErased() {
         kept.push_back('\n');
       }
       if (dropped == 0) continue;
-      RETURN_IF_ERROR(WriteGzipAtomically(path, kept));
+      RETURN_IF_ERROR(WriteGzipAtomically(path, kept, config_.gzip_level));
       rewritten_->Inc();
       ++rewritten;
     }
