@@ -70,12 +70,14 @@ awk -v users="$READ_USERS" 'BEGIN {
   ts = 1720000000000
   for (u = 0; u < users; u++) {
     for (i = 0; i < 40; i++) {
-      printf "{\"id\":\"r%d-%d\",\"uid\":\"u%d\",\"type\":\"click\",\"ts\":%d,\"channel\":\"c%d\",\"props\":{\"item_id\":%d,\"category_id\":%d}}\n",
+      printf "{\"id\":\"r%d-%d\",\"uid\":\"u%d\",\"type\":\"click\",\"ts\":%.0f,\"channel\":\"c%d\",\"props\":{\"item_id\":%d,\"category_id\":%d}}\n",
         u, i, u, ts + u * 100 + i, u % 8, 1000000 + u * 40 + i, (u + i) % 60
     }
   }
 }' | split -l 1000 - "$WORK/body."
-for f in "$WORK"/body.*; do curl -sf -XPOST "$URL/v1/events" --data-binary @"$f" >/dev/null; done
+for f in "$WORK"/body.*; do
+  curl -s -XPOST "$URL/v1/events" --data-binary @"$f" | grep -q '"rejected":\[\]' || { echo "read set-up: a body was refused"; exit 1; }
+done
 accepted=$(metric portrait_events_accepted_total)
 while [ "$(metric portrait_processor_events_total)" -lt "$accepted" ]; do sleep 0.05; done
 size=$(curl -s "$URL/v1/profiles/u1" | wc -c)

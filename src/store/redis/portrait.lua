@@ -98,15 +98,19 @@ local function merge_item(P, tag, limit, sort, key, json, its, isrc)
     end
     return
   end
-  if limit > 0 and redis.call('ZCARD', z) >= limit then
-    local low = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
-    local ls = tonumber(low[2])
-    if sort < ls or (sort == ls and bytes_less(key, low[1])) then return end
+  local card = 0
+  if limit > 0 then
+    card = redis.call('ZCARD', z)
+    if card >= limit then
+      local low = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
+      local ls = tonumber(low[2])
+      if sort < ls or (sort == ls and bytes_less(key, low[1])) then return end
+    end
   end
   redis.call('ZADD', z, fmt(sort), key)
   redis.call('HSET', h, key, its .. '|' .. isrc .. '|' .. json)
   if limit > 0 then
-    local over = redis.call('ZCARD', z) - limit
+    local over = card + 1 - limit
     if over > 0 then
       local popped = redis.call('ZPOPMIN', z, over)
       for i = 1, #popped, 2 do redis.call('HDEL', h, popped[i]) end
@@ -132,21 +136,27 @@ local function apply_one(P, a, i, op, ts, src, now)
     drop_tag(P, tag)
     return true
   end
+  local meta = redis.call('HMGET', m, 'y:' .. tag, 'u:' .. tag)
+  local cy, cu = meta[1], meta[2]
   if ttl > 0 then
     if ts + ttl <= now then return false end
-    local was = redis.call('HGET', m, 'u:' .. tag)
-    if was and tonumber(was) + ttl <= now then drop_tag(P, tag) end
+    if cu and tonumber(cu) + ttl <= now then
+      drop_tag(P, tag)
+      cy, cu = false, false
+    end
   end
-  if redis.call('HGET', m, 'y:' .. tag) ~= ttype then
+  if cy ~= ttype then
     drop_tag(P, tag)
     redis.call('HSET', m, 'y:' .. tag, ttype)
+    cu = false
   end
-  local cu = redis.call('HGET', m, 'u:' .. tag)
+  -- A tag without its updated_at is new (or was dropped): its key names join the user's
+  -- registry once, not with every write.
   local fresh = not cu
   local u = ts
   if cu and tonumber(cu) > ts then u = tonumber(cu) end
   redis.call('HSET', m, 'u:' .. tag, fmt(u))
-  redis.call('SADD', P .. 'k', val)
+  if fresh then redis.call('SADD', P .. 'k', val) end
   if op == OP_STRING_SET then
     local text = a[x]
     local w = redis.call('HGET', m, 'w:' .. tag)
@@ -180,7 +190,7 @@ local function apply_one(P, a, i, op, ts, src, now)
     end
   elseif op >= OP_MAP_PUT and op <= OP_MAP_DEL then
     local mw = P .. 'mw:' .. tag
-    redis.call('SADD', P .. 'k', mw)
+    if fresh then redis.call('SADD', P .. 'k', mw) end
     for j = 0, n - 1 do
       local k = a[x + 2 * j]
       local v = a[x + 2 * j + 1]
@@ -210,7 +220,7 @@ local function apply_one(P, a, i, op, ts, src, now)
   elseif op == OP_SET_ADD or op == OP_SET_ADDL then
     for j = 0, n - 1 do redis.call('SADD', val, a[x + j]) end
   elseif op == OP_LIST_RPUSH or op == OP_LIST_RPUSHL then
-    redis.call('SADD', P .. 'k', P .. 'li:' .. tag)
+    if fresh then redis.call('SADD', P .. 'k', P .. 'li:' .. tag) end
     for j = 0, n - 1 do
       local b = x + 5 * j
       merge_item(P, tag, limit, tonumber(a[b]), a[b + 1], a[b + 2], tonumber(a[b + 3]), tonumber(a[b + 4]))
@@ -237,6 +247,7 @@ local function apply(keys, a)
   local newest = applied
   local i = 4
   local done = 0
+  local rt_new = nil
   for _ = 1, count do
     local offset, id, op, ts, src, nf = tonumber(a[i]), a[i + 1], tonumber(a[i + 2]), tonumber(a[i + 3]), tonumber(a[i + 4]), tonumber(a[i + 5])
     local first = i + 6
@@ -249,13 +260,14 @@ local function apply(keys, a)
       set_mark(P, a[first])
       done = done + 1
     elseif not skip and apply_one(P, a, first, op, ts, src, now) then
-      if src == SRC_REALTIME then
-        local rt = tonumber(redis.call('HGET', P .. 'm', 'rt') or '0')
-        if ts > rt then redis.call('HSET', P .. 'm', 'rt', fmt(ts)) end
-      end
+      if src == SRC_REALTIME and (not rt_new or ts > rt_new) then rt_new = ts end
       done = done + 1
     end
     if offset > newest then newest = offset end
+  end
+  if rt_new then  -- the newest real-time action's time, once per call
+    local rt = tonumber(redis.call('HGET', P .. 'm', 'rt') or '0')
+    if rt_new > rt then redis.call('HSET', P .. 'm', 'rt', fmt(rt_new)) end
   end
   if partition ~= '-1' and newest > applied then redis.call('HSET', o, partition, fmt(newest)) end
   return done
