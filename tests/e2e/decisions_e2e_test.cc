@@ -283,7 +283,7 @@ TEST_F(DecisionsE2eTest, WebhookDownThenUpDeliversEachDecisionOnceAndAReplayDeci
 // with its checkpoints, and the log is processed again from the last flushed one.
 void KillBetweenStateSaves(DecisionsE2eTest* t, bool redis) {
   std::vector<std::pair<std::string, std::string>> config = {
-      {"state_save_interval = \"5s\"", "state_save_interval = \"30s\""}};
+      {"state_save_interval = \"0s\"", "state_save_interval = \"30s\""}};
   if (redis) config.push_back({"backend = \"rocksdb\"", "backend = \"redis\"\nurl = \"redis://" + SharedRedisServer().addr() + "\""});
   t->Start(config);
   const std::string prefix = "k" + std::to_string(NowMs()) + "-";

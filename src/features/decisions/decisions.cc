@@ -609,7 +609,12 @@ Status DecisionEngine::Recover(const DecisionRules& rules, const std::function<b
   return Status::Ok();
 }
 
-Status DecisionEngine::Commit(const DecisionRules& rules, std::span<const Decision> decided, bool save) {
+void DecisionEngine::BeginSave() {
+  for (auto& uid : unsaved_) saving_.insert(uid);
+  unsaved_.clear();
+}
+
+Status DecisionEngine::Commit(const DecisionRules& rules, std::span<const Decision> decided, SaveMode save) {
   std::vector<RuleStateWrite> writes;
   int64_t entries = 0;
   auto write = [&](const std::string& uid) {
@@ -625,9 +630,18 @@ Status DecisionEngine::Commit(const DecisionRules& rules, std::span<const Decisi
     if (lazy_) unsaved_.insert(uid);
     else write(uid);
   }
-  if (lazy_ && save) {
-    writes.reserve(unsaved_.size());
-    for (const std::string& uid : unsaved_) write(uid);
+  if (lazy_ && (save == SaveMode::kBegin || save == SaveMode::kAll)) BeginSave();
+  if (lazy_ && save == SaveMode::kAll) {
+    writes.reserve(saving_.size());
+    for (const std::string& uid : saving_) write(uid);
+  } else if (lazy_ && save != SaveMode::kNone) {
+    // A slice of the round: each state written is the newest, so it also covers changes
+    // made since the round began.
+    // As many as the batch changed (at least 256; an idle call kSaveSlice): a round costs
+    // a batch no more than writing its own states would.
+    const size_t slice = touched_.empty() ? kSaveSlice : std::max<size_t>(256, touched_.size());
+    size_t n = 0;
+    for (auto it = saving_.begin(); it != saving_.end() && n < slice; ++it, ++n) write(*it);
   }
   std::vector<StoredDecision> stored;
   stored.reserve(decided.size());
@@ -636,8 +650,13 @@ Status DecisionEngine::Commit(const DecisionRules& rules, std::span<const Decisi
     RETURN_IF_ERROR(store_->WriteRuleStates(writes, rules.StateTtlMs(), stored, config_.section<DecisionsConfig>()));
   }
   state_entries_->Set(entries);
-  if (lazy_ && save) unsaved_.clear();
-  if (states_.size() > cache_users_ && (!lazy_ || unsaved_.empty())) {
+  if (lazy_ && save != SaveMode::kNone) {
+    for (const RuleStateWrite& w : writes) {
+      saving_.erase(w.uid);
+      unsaved_.erase(w.uid);
+    }
+  }
+  if (states_.size() > cache_users_ && (!lazy_ || (unsaved_.empty() && saving_.empty()))) {
     states_.clear();  // over the cache's bound (or no cache): read them again when they come back
   } else {
     for (const RuleStateWrite& w : writes) {

@@ -207,10 +207,14 @@ class DecisionEngine {
   // state or profile read), calling it again with the same `out` goes on where it
   // stopped: an event is applied to its state once, with every decision it makes.
   Status Evaluate(const DecisionRules& rules, std::span<const Action> pending, std::vector<Decision>* out);
-  // Records the decisions of the last Evaluate and writes the states it changed (lazy:
-  // only with `save`, then every state changed since the last save); then forgets the
-  // batch.
-  Status Commit(const DecisionRules& rules, std::span<const Decision> decided, bool save = true);
+  // Records the decisions of the last Evaluate and writes the states it changed; then
+  // forgets the batch. Lazy, states are saved in rounds instead: kBegin takes every state
+  // changed so far (this batch's included) into a round and writes a slice of it, kSome
+  // writes the next slice (as many states as the batch changed, at least 256, or
+  // kSaveSlice when it changed none: no batch stalls on a whole round), kAll the round and everything changed since; a round ends when saving() is 0.
+  enum class SaveMode { kNone, kBegin, kSome, kAll };
+  static constexpr size_t kSaveSlice = 2048;
+  Status Commit(const DecisionRules& rules, std::span<const Decision> decided, SaveMode save = SaveMode::kNone);
   // Recovery (lazy): the kept events, whose batches were written and published before a
   // restart, applied to the states again. A match counts as decided only if the outbox
   // holds its decision (`published`); nothing is written but the states, at the next save.
@@ -218,6 +222,7 @@ class DecisionEngine {
   // Lazy: states changed since the last save; true when the cache is over its bound (a
   // save must come before it is emptied).
   size_t unsaved() const { return unsaved_.size(); }
+  size_t saving() const { return saving_.size(); }
   bool MustSave() const { return states_.size() > cache_users_; }
   void Clear();
 
@@ -235,6 +240,7 @@ class DecisionEngine {
   void Forget(std::string_view uid) {
     states_.erase(std::string(uid));
     unsaved_.erase(std::string(uid));
+    saving_.erase(std::string(uid));
   }
 
  private:
@@ -249,6 +255,7 @@ class DecisionEngine {
     std::vector<std::pair<size_t, TimestampMs>> fired;   // (group, at) inserted
   };
   void TakeBack(const Undo& u, RuleState* s) const;
+  void BeginSave();  // the changed states join the save round
 
   const Config& config_;
   ProfileStore* profiles_;
@@ -258,7 +265,8 @@ class DecisionEngine {
   const bool lazy_;
   std::unordered_map<std::string, RuleState> states_;  // the batch's users (and cached ones)
   std::vector<std::string> touched_;                   // the batch's users, once each
-  std::unordered_set<std::string> unsaved_;            // lazy: changed since the last save
+  std::unordered_set<std::string> unsaved_;            // lazy: changed, not in the round
+  std::unordered_set<std::string> saving_;             // lazy: the save round's, not written yet
   size_t next_ = 0;       // the next kept event Evaluate applies
   bool loaded_ = false;   // the batch's states are in memory
   Undo undo_;             // of the event being applied

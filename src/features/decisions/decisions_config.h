@@ -47,8 +47,8 @@ struct DecisionsConfig {
   size_t max_entries_per_user = 1000;    // rule state per user: events remembered, at most
   size_t cache_users = 100'000;          // per processor worker (embedded log): states kept decoded between batches
   // Embedded log: how often the cached states are written (and checkpointed); after a
-  // crash the records since are read again from the log. 0: every batch.
-  int64_t state_save_interval_ms = 5000;
+  // crash the records since are read again from the log. 0 (the default): every batch.
+  int64_t state_save_interval_ms = 0;
   std::vector<DecisionRuleSpec> rules;
 };
 

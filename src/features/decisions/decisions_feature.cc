@@ -51,19 +51,27 @@ class DecisionsStage : public Stage {
     for (const Checkpoint& c : batch.checkpoints) {
       if (c.consumer == kProcessorConsumer) covered_[c.partition.value] = c.next;
     }
-    const bool save = KeepsMemory() && (engine_.unsaved() > 0 || !engine_.empty()) &&
-                      (SteadyMs() - saved_at_ms_ >= save_every_ms_ || engine_.MustSave());
-    if (engine_.empty() && !save) return Status::Ok();
+    // Lazy: a save round starts every save_every_ms_ (or at once when the cache is full)
+    // and writes a slice per batch; its checkpoint (where the states it wrote end) goes
+    // with the batch that writes its last slice.
+    using Mode = DecisionEngine::SaveMode;
+    Mode mode = Mode::kNone;
+    if (KeepsMemory()) {
+      if (engine_.MustSave()) mode = Mode::kAll;
+      else if (engine_.saving() > 0) mode = Mode::kSome;
+      else if ((engine_.unsaved() > 0 || !engine_.empty()) && SteadyMs() - saved_at_ms_ >= save_every_ms_) mode = Mode::kBegin;
+    }
+    if (engine_.empty() && mode == Mode::kNone) return Status::Ok();
     if (!rules_) rules_ = book_->Get();
     RETURN_IF_ERROR(engine_.Evaluate(*rules_, batch.actions, &decided_));
     size_t fresh = 0;
     RETURN_IF_ERROR(outbox_->Publish(decided_, &fresh));
-    RETURN_IF_ERROR(engine_.Commit(*rules_, decided_, save));
+    RETURN_IF_ERROR(engine_.Commit(*rules_, decided_, mode));
     decided_.clear();
-    if (save) {
-      // The states written hold every record before these offsets.
+    if (mode == Mode::kBegin || mode == Mode::kAll) round_ = covered_;
+    if (mode != Mode::kNone && engine_.saving() == 0) {
       saved_at_ms_ = SteadyMs();
-      for (const auto& [p, next] : covered_) batch.checkpoints.push_back({RecoveryConsumer(name()), PartitionId(p), next});
+      for (const auto& [p, next] : round_) batch.checkpoints.push_back({RecoveryConsumer(name()), PartitionId(p), next});
     }
     return Status::Ok();
   }
@@ -115,6 +123,7 @@ class DecisionsStage : public Stage {
   const int64_t save_every_ms_;
   int64_t saved_at_ms_ = 0;
   std::map<int, Offset> covered_;  // per partition: the records before it are in memory
+  std::map<int, Offset> round_;    // covered_ when the save round in progress began
   std::shared_ptr<const DecisionRules> rules_;
   std::vector<Decision> decided_;
 };
