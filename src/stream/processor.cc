@@ -387,7 +387,15 @@ bool Processor::Recover(Work& w) {
           })) {
         return false;
       }
-      if (cp) from = std::min(from, cp->value);
+      if (cp) {
+        from = std::min(from, cp->value);
+        continue;
+      }
+      // None yet: the stage's state in the store is whole up to here (it never kept memory
+      // with this store, or nothing was processed). Written now, so that a crash before
+      // the stage's first save recovers from here, not from nothing.
+      Checkpoint first{RecoveryConsumer(stage->name()), p, Offset(checkpoint)};
+      if (!WriteUntilDone("recovery checkpoint", [&] { return store_->Apply({}, {&first, 1}); })) return false;
     }
     if (from >= checkpoint) continue;
     auto reader = log_->OpenReader(p, Offset(from));

@@ -96,7 +96,9 @@ class Stage {
   // here, writes all of it in a BeforeWrite of its choosing and then adds to
   // batch.checkpoints, for every partition it has seen, a Checkpoint of consumer
   // RecoveryConsumer(name()) at the batch's next offset: where its written memory ends.
-  // The processor commits those with the batch, trims the log no further, and when the
+  // The processor commits those with the batch (and, for a partition that has none yet,
+  // one at the batches' checkpoint before the stage's first batch), trims the log no
+  // further, and when the
   // stage is made again (a start, a crash, a quarantine) hands it the records from there
   // to the batches' checkpoint through Recover, in log order (erased and parked records
   // left out, erasures already applied), then EndRecovery (retried until it succeeds),

@@ -38,12 +38,11 @@ class RedisDecisions : public DecisionStore {
 
   Status WriteRuleStates(std::span<const RuleStateWrite> states, int64_t ttl_ms,
                          std::span<const StoredDecision> decisions, const DecisionsConfig& cfg) override {
+    // The decisions before the states (one pipeline, applied in order, not atomically): a
+    // crash between the two leaves states that have not seen the batch, so the batch is
+    // decided again (the same ids, recorded once), never states that remember a decision
+    // whose record is missing.
     std::vector<RedisCommand> cmds;
-    for (const RuleStateWrite& s : states) {
-      std::string k = RuleKey(s.uid);
-      if (s.state.empty()) cmds.push_back({{"DEL", k}, k});
-      else cmds.push_back({{"SET", k, s.state, "PX", std::to_string(std::max<int64_t>(1, ttl_ms))}, k});
-    }
     std::map<std::string_view, RedisCommand> calls;  // one call per user
     for (const StoredDecision& d : decisions) {
       auto [it, fresh] = calls.try_emplace(d.uid);
@@ -56,6 +55,11 @@ class RedisDecisions : public DecisionStore {
       it->second.args.insert(it->second.args.end(), {std::to_string(d.at), d.id, d.json});
     }
     for (auto& [_, c] : calls) cmds.push_back(std::move(c));
+    for (const RuleStateWrite& s : states) {
+      std::string k = RuleKey(s.uid);
+      if (s.state.empty()) cmds.push_back({{"DEL", k}, k});
+      else cmds.push_back({{"SET", k, s.state, "PX", std::to_string(std::max<int64_t>(1, ttl_ms))}, k});
+    }
     return redis_->Run(cmds);
   }
 
