@@ -16,7 +16,8 @@ packages=(
   libcurl4-openssl-dev    # HTTP client in tests and benchmarks
   libhiredis-dev          # Redis profile store (client; cluster support is ours)
   librdkafka-dev          # Kafka log backend and Kafka pull source; rdkafka_mock.h for tests
-  redis-server            # real Redis servers started by the tests (standalone and cluster)
+  redis-server            # real Redis servers started by the tests (standalone and cluster); redis-benchmark
+  wrk                     # `make bench`: HTTP load from another process (bench/wrk/*.lua)
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
 )
 
