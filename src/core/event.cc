@@ -17,6 +17,11 @@ TimestampMs NowMs() {
       .count();
 }
 
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 std::string_view Event::Prop(std::string_view name) const {
   for (const auto& [k, v] : props) {
     if (k == name) return v;

@@ -41,11 +41,6 @@ std::string HttpStream::ClosedEvent(std::string_view reason) {
   return out + "}\n\n";
 }
 
-int64_t HttpStream::SteadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 void HttpStream::Abandon() {
   std::function<void()> on_end;
   {

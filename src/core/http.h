@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/types.h"
 #include "core/status.h"
 
 namespace portrait {
@@ -56,9 +57,8 @@ class HttpStream {
   size_t max_pending_ = 0;
   std::function<void()> on_overflow_;
   int64_t last_data_ms_ = 0;
-  // The last event of a stream the server ends, and the clock of last_data_ms_.
+  // The last event of a stream the server ends.
   static std::string ClosedEvent(std::string_view reason);
-  static int64_t SteadyMs();
 };
 
 struct HttpResponse {

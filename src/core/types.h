@@ -20,6 +20,8 @@ using PartitionId = NamedType<int32_t, struct PartitionTag>;  // 0 .. partitions
 using TimestampMs = int64_t;  // milliseconds since the Unix epoch (event or wall time)
 
 TimestampMs NowMs();
+// A monotonic clock in milliseconds, for intervals (not a time of day).
+int64_t SteadyMs();
 
 }  // namespace portrait
 

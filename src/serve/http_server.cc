@@ -60,7 +60,7 @@ struct HttpStream::Access {
     s.resume_ = [c] { MHD_resume_connection(c); };
     s.max_pending_ = o.stream_buffer_bytes;
     s.on_overflow_ = [closed_slow] { closed_slow->Inc(); };
-    s.last_data_ms_ = HttpStream::SteadyMs();
+    s.last_data_ms_ = SteadyMs();
   }
 
   // The heartbeat: a comment line, or the stream's end when it has been idle too long.
@@ -68,7 +68,7 @@ struct HttpStream::Access {
   static bool Beat(HttpStream& s, int64_t idle_ms) {
     std::lock_guard lk(s.mu_);
     if (s.ended_ || s.closing_) return false;
-    bool idle = idle_ms > 0 && HttpStream::SteadyMs() - s.last_data_ms_ >= idle_ms;
+    bool idle = idle_ms > 0 && SteadyMs() - s.last_data_ms_ >= idle_ms;
     if (idle) {
       s.pending_ += HttpStream::ClosedEvent("idle for " + std::to_string(idle_ms / 1000) + " s; reconnect to go on");
       s.closing_ = true;

@@ -48,7 +48,7 @@ namespace portrait {
 
 class Processor {
  public:
-  static constexpr const char* kConsumer = "processor";
+  static constexpr const char* kConsumer = kBatchConsumer;
 
   // `tags` (for pre-combining Actions) must outlive the processor.
   Processor(const ProcessorConfig& config, const TagRegistry* tags, Log* log, ProfileStore* store,

@@ -116,6 +116,8 @@ class Stage {
   virtual Result<std::vector<std::string>> Holding(std::string_view id) = 0;
 };
 
+// The consumer of the batches' checkpoints (Processor::kConsumer).
+inline constexpr const char* kBatchConsumer = "processor";
 // The consumer under which a stage that keeps memory checkpoints it (KeepsMemory).
 inline std::string RecoveryConsumer(std::string_view stage) { return "processor/" + std::string(stage); }
 

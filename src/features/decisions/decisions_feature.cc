@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <chrono>
 #include <map>
 
 #include "core/json.h"
@@ -49,7 +48,7 @@ class DecisionsStage : public Stage {
   // the last attempt stopped and sends again what it decided (the outbox drops repeats).
   Status BeforeWrite(Batch& batch) override {
     for (const Checkpoint& c : batch.checkpoints) {
-      if (c.consumer == kProcessorConsumer) covered_[c.partition.value] = c.next;
+      if (c.consumer == kBatchConsumer) covered_[c.partition.value] = c.next;
     }
     // Lazy: a save round starts every save_every_ms_ (or at once when the cache is full)
     // and writes a slice per batch; its checkpoint (where the states it wrote end) goes
@@ -110,11 +109,6 @@ class DecisionsStage : public Stage {
   }
 
  private:
-  static int64_t SteadyMs() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-  }
-  static constexpr std::string_view kProcessorConsumer = "processor";
 
   DecisionEngine engine_;
   DecisionStore* store_;
