@@ -505,6 +505,25 @@ bool ParseHttpUrl(std::string_view url, std::string* host, int* port, std::strin
   return !host->empty();
 }
 
+namespace {
+
+// Combinations that cannot work when several processes share the Kafka log: each process
+// would keep its own copy of what must be one.
+void CheckScaleOut(ConfigChecker& c, const Config& cfg) {
+  if (cfg.log.backend != "kafka") return;
+  if (cfg.store.backend == "rocksdb") {
+    c.ErrorNoPos("[store] backend = \"rocksdb\" cannot serve [log] backend = \"kafka\": each process would keep "
+                 "the profiles of the partitions it happens to hold on its own disk; use backend = \"redis\" "
+                 "(url = \"redis://host:port\" or cluster_nodes = [...]) so that every process reads and writes one store");
+  }
+  if (cfg.archive.enabled && cfg.archive.dir.empty()) {
+    c.ErrorNoPos("[archive] with [log] backend = \"kafka\" needs dir = \"...\": a directory every process mounts "
+                 "(a shared file system); each process archives the partitions it holds there. Or enabled = false");
+  }
+}
+
+}  // namespace
+
 Result<Config> ParseConfigWith(std::string_view text, const std::string& name, const std::vector<ConfigSection>& sections) {
   toml::table root;
   try {
@@ -571,10 +590,7 @@ Result<Config> ParseConfigWith(std::string_view text, const std::string& name, c
     sec.parse(c, n, &cfg);
   }
   if (cfg.events.empty()) c.ErrorNoPos("no event types declared; add at least one [events.NAME] table");
-  if (cfg.log.backend == "kafka" && cfg.archive.enabled) {
-    c.ErrorNoPos("[archive] is not available with [log] backend = \"kafka\" yet (each process would archive "
-                 "every partition); set [archive] enabled = false");
-  }
+  CheckScaleOut(c, cfg);
   if (!c.ok()) return c.ToStatus();
   return cfg;
 }

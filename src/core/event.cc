@@ -85,6 +85,13 @@ Status DecodeEvent(std::string_view in, Event* e) {
   return Status::Ok();
 }
 
+std::string_view PeekEventId(std::string_view in) {
+  Reader r(in);
+  if (r.U8() != kEventFormat) return {};
+  std::string_view id = r.Bytes();
+  return r.ok() ? id : std::string_view();
+}
+
 std::string EventToJson(const Event& e) {
   std::string out;
   JsonWriter w(&out);

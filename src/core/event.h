@@ -37,6 +37,8 @@ std::string DeriveEventId(const Event& e);
 // Binary form stored in the log.
 void EncodeEvent(const Event& e, std::string* out);
 Status DecodeEvent(std::string_view in, Event* out);
+// The id of an encoded event without decoding the rest (empty when `in` is no event record).
+std::string_view PeekEventId(std::string_view in);
 
 // Compact JSON form, as the API accepts it.
 std::string EventToJson(const Event& e);

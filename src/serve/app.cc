@@ -85,6 +85,9 @@ Status App::StartAll() {
   processor_ = std::make_unique<Processor>(cfg.processor, &cfg.tags, log_.get(), store_.get(), &metrics_,
                                            std::move(stages));
   processor_->SetErasureList(erasures_.get());
+  if (log_->HasGroups()) {
+    processor_->DropRepeats(std::max<size_t>(1, cfg.collector.dedup_window / static_cast<size_t>(log_->partitions())));
+  }
   ASSIGN_OR_RETURN(quarantine_, Quarantine::Open(retry_logs_.quarantine_journal, retry_logs_.dead.get(), &metrics_));
   processor_->SetQuarantine(quarantine_.get());
   quarantine_sink_ = std::make_unique<LogSink>(Quarantine::kSink, log_.get());

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <unordered_map>
 
 #include "fusion/records.h"
@@ -23,6 +24,8 @@ Processor::Processor(const ProcessorConfig& config, const TagRegistry* tags, Log
   deletions_ = m->GetCounter("portrait_processor_profile_deletions_total", "Profiles erased");
   recovered_ = m->GetCounter("portrait_processor_recovered_records_total",
                              "Records read again at a start to rebuild the memory of stages that keep it between saves");
+  repeats_ = m->GetCounter("portrait_processor_repeats_skipped_total",
+                           "Events not processed: their id repeats one shortly before in their partition (consumer groups)");
   erased_skipped_ = m->GetCounter("portrait_processor_erased_records_skipped_total",
                                   "Records of erased identities from before their erasure, not applied");
   store_errors_ = m->GetCounter("portrait_processor_store_errors_total", "Failed store writes (retried)");
@@ -650,20 +653,30 @@ void Processor::RunMember(GroupMember* member) {
   std::vector<PartitionBatch> batches;
   std::vector<PartitionOffset> done;
   std::unique_ptr<Work> w = MakeWork(0);
+  std::optional<RepeatFilter> repeats;
+  if (repeat_window_ > 0) repeats.emplace(log_, repeat_window_, repeats_);
   while (!stop_.load()) {
     Status st = member->Poll(max_events, std::chrono::milliseconds(100), &batches);
     if (!st.ok()) {
       spdlog::error("processor: {}", st.ToString());
       continue;
     }
+    if (repeats) repeats->Retain(member->Assignment());
     if (batches.empty()) continue;
     auto start = std::chrono::steady_clock::now();
     size_t n_events = 0;
     done.clear();
-    for (const PartitionBatch& b : batches) {
+    for (PartitionBatch& b : batches) {
       Offset next(b.records.back().offset.value + 1);
       n_events += b.records.size();
       done.push_back({b.partition, next});
+      for (int attempt = 0; repeats; ++attempt) {
+        Status fs = repeats->Filter(b.partition, &b.records);
+        if (fs.ok()) break;
+        spdlog::error("processor: {} (attempt {})", fs.ToString(), attempt + 1);
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 100 << std::min(attempt, 6))));
+        if (stop_.load()) return;
+      }
       if (!Handle(*w, b.partition, b.records, next)) {
         if (w->failed.ok()) return;  // stopped
         break;

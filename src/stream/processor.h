@@ -40,6 +40,7 @@
 #include "core/erasure_list.h"
 #include "core/metrics.h"
 #include "log/log.h"
+#include "log/repeats.h"
 #include "store/profile_store.h"
 #include "stream/quarantine.h"
 #include "stream/stage.h"
@@ -60,6 +61,10 @@ class Processor {
   void SetErasureList(ErasureList* list) { erasures_ = list; }
   // Records whose write fails for good go there (before Start; outlives the processor).
   void SetQuarantine(Quarantine* q) { quarantine_ = q; }
+  // With consumer groups: events repeating an id among the `window` records before them in
+  // their partition are not processed (log/repeats.h): several processes' collectors log
+  // into one log, and a client's retry may reach another process. Before Start.
+  void DropRepeats(size_t window) { repeat_window_ = window; }
 
   // True for a store error that retrying will not fix (the store refused the write).
   static bool FailsForGood(const Status& st);
@@ -124,6 +129,8 @@ class Processor {
   std::vector<StageFactory> stage_factories_;
   ErasureList* erasures_ = nullptr;
   Quarantine* quarantine_ = nullptr;
+  size_t repeat_window_ = 0;
+  Counter* repeats_;
   std::vector<std::unique_ptr<std::atomic<int64_t>>> processed_;
   std::vector<std::string> consumers_;
   int num_workers_ = 1;

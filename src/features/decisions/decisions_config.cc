@@ -80,6 +80,12 @@ void ParseProfileTests(ConfigChecker& c, const toml::node& n, const std::string&
 void ParseDecisions(ConfigChecker& c, const toml::table& t, Config* cfg) {
   DecisionsConfig& d = cfg->mutable_section<DecisionsConfig>();
   ReadProperties<DecisionsConfig>(c, t, "[decisions]", kProperties, &d, {"rules"});
+  if (d.state_save_interval_ms > 0 && cfg->log.backend == "kafka") {
+    // Rebuilding the memory from the log needs the one owner of every partition.
+    c.Error(*t.get("state_save_interval"),
+            "[decisions]: state_save_interval needs [log] backend = \"embedded\"; with the kafka log a partition "
+            "moves between processes, so rule states are saved every batch: set \"0s\"");
+  }
   const toml::node* rn = t.get("rules");
   if (!rn) return;
   const toml::array* arr = rn->as_array();

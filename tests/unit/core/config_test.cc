@@ -212,7 +212,12 @@ TEST(ConfigTest, KafkaRetryAndRoutesAreCheckedWithTheFix) {
   EXPECT_NE(msg.find("backend \"kafka\" needs [log.kafka] brokers"), std::string::npos) << msg;
   msg = Parse("[log]\nbackend = \"kafka\"\nkafka = { brokers = \"h:1\", bogus = 1 }\n[archive]\nenabled = true\n").message();
   EXPECT_NE(msg.find("[log.kafka]: unknown key \"bogus\""), std::string::npos) << msg;
-  EXPECT_NE(msg.find("[archive] is not available with [log] backend = \"kafka\""), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[archive] with [log] backend = \"kafka\" needs dir"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[store] backend = \"rocksdb\" cannot serve [log] backend = \"kafka\""), std::string::npos) << msg;
+  EXPECT_NE(msg.find("use backend = \"redis\""), std::string::npos) << msg;
+  // What several processes can share is accepted.
+  EXPECT_TRUE(Parse("[log]\nbackend = \"kafka\"\nkafka = { brokers = \"h:1\" }\n[store]\nbackend = \"redis\"\n"
+                    "url = \"redis://h:2\"\n[archive]\nenabled = true\ndir = \"/mnt/shared/archive\"\n").ok());
   msg = Parse("[retry]\nmultiplier = 0.5\ninitial_backoff = \"10s\"\nmax_backoff = \"1s\"\n").message();
   EXPECT_NE(msg.find("multiplier must be a number from 1 to 100"), std::string::npos) << msg;
   EXPECT_NE(msg.find("max_backoff is shorter than initial_backoff"), std::string::npos) << msg;

@@ -368,6 +368,14 @@ type = "number"
   auto webhook = ParseConfig(head + "[decisions]\nwebhook = \"https://x\"\n", "r.toml");
   ASSERT_FALSE(webhook.ok());
   EXPECT_NE(webhook.status().message().find("plain HTTP"), std::string::npos);
+  const std::string kafka =
+      "[log]\nbackend = \"kafka\"\nkafka = { brokers = \"h:1\" }\n[store]\nbackend = \"redis\"\nurl = \"redis://h:2\"\n"
+      "[archive]\nenabled = false\n";
+  auto lazy = ParseConfig(head + kafka + "[decisions]\nstate_save_interval = \"5s\"\n", "r.toml");
+  ASSERT_FALSE(lazy.ok()) << "rule states kept in memory cannot move with a partition";
+  EXPECT_NE(lazy.status().message().find("state_save_interval needs [log] backend = \"embedded\""), std::string::npos)
+      << lazy.status().message();
+  EXPECT_TRUE(ParseConfig(head + kafka + "[decisions]\nstate_save_interval = \"0s\"\n", "r.toml").ok());
 }
 
 // A plain recomputation of the count rule: for in-order arrival, the decisions a user gets
