@@ -520,6 +520,10 @@ void CheckScaleOut(ConfigChecker& c, const Config& cfg) {
     c.ErrorNoPos("[archive] with [log] backend = \"kafka\" needs dir = \"...\": a directory every process mounts "
                  "(a shared file system); each process archives the partitions it holds there. Or enabled = false");
   }
+  if (cfg.privacy.erasure_list.empty()) {
+    c.ErrorNoPos("[privacy] erasure_list = \"...\" must be set with [log] backend = \"kafka\": a file every process "
+                 "mounts (a shared file system), so that an erasure applied by one process is honoured by all of them");
+  }
 }
 
 }  // namespace

@@ -100,6 +100,10 @@ Status App::StartAll() {
   if (cfg.archive.enabled) {
     archiver_ = std::make_unique<Archiver>(cfg.archive, ArchiveDir(cfg), log_.get(), &metrics_);
     archiver_->SetErasures(erasures_.get(), cfg.privacy.erase_archive_within_ms);
+    if (log_->HasGroups()) {
+      archiver_->ShareWithGroup([p = processor_.get()] { return p->Held(); },
+                                std::max<size_t>(1, cfg.collector.dedup_window / static_cast<size_t>(log_->partitions())));
+    }
     RETURN_IF_ERROR(archiver_->Start());
     Started("archiver", [this] { archiver_->Stop(); });
   }

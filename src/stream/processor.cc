@@ -1,4 +1,5 @@
 #include "stream/processor.h"
+#include "stream/processor_work.h"
 
 #include <spdlog/spdlog.h>
 
@@ -147,22 +148,6 @@ bool Processor::WriteUntilDone(std::string_view what, const std::function<Status
 }
 
 // One worker's batch in the making, and its stages.
-struct Processor::Work {
-  std::vector<std::unique_ptr<Stage>> stages;
-  Batch batch;
-  std::vector<Action> combined;
-  std::vector<uint32_t> order;  // the batch's Actions by (uid, tag), log order within each
-  Event event;
-  Action action;
-  bool begun = false;  // BeginBatch called for the batch in the making
-  bool check_erasures = false;  // the erasure list is not empty
-  int worker = 0;
-  Status failed;          // a write of the batch failed for good (Isolate takes over)
-  std::string releasing;  // the owner whose quarantined record is being applied
-  std::vector<PartitionId> partitions;  // the worker's, on a log without groups
-  bool recover = false;   // stages made anew: their memory is rebuilt before the next batch
-};
-
 namespace {
 
 // Whose a record is: the user, or the device of a device-only event (its partition key).
@@ -645,56 +630,6 @@ void Processor::Run(int worker) {
       }
       lag_->Set(lag);
     }
-  }
-}
-
-void Processor::RunMember(GroupMember* member) {
-  const size_t max_events = config_.batch_max_events;
-  std::vector<PartitionBatch> batches;
-  std::vector<PartitionOffset> done;
-  std::unique_ptr<Work> w = MakeWork(0);
-  std::optional<RepeatFilter> repeats;
-  if (repeat_window_ > 0) repeats.emplace(log_, repeat_window_, repeats_);
-  while (!stop_.load()) {
-    Status st = member->Poll(max_events, std::chrono::milliseconds(100), &batches);
-    if (!st.ok()) {
-      spdlog::error("processor: {}", st.ToString());
-      continue;
-    }
-    if (repeats) repeats->Retain(member->Assignment());
-    if (batches.empty()) continue;
-    auto start = std::chrono::steady_clock::now();
-    size_t n_events = 0;
-    done.clear();
-    for (PartitionBatch& b : batches) {
-      Offset next(b.records.back().offset.value + 1);
-      n_events += b.records.size();
-      done.push_back({b.partition, next});
-      for (int attempt = 0; repeats; ++attempt) {
-        Status fs = repeats->Filter(b.partition, &b.records);
-        if (fs.ok()) break;
-        spdlog::error("processor: {} (attempt {})", fs.ToString(), attempt + 1);
-        std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 100 << std::min(attempt, 6))));
-        if (stop_.load()) return;
-      }
-      if (!Handle(*w, b.partition, b.records, next)) {
-        if (w->failed.ok()) return;  // stopped
-        break;
-      }
-    }
-    if (w->failed.ok() && !Flush(*w) && w->failed.ok()) return;  // stopped
-    if (!w->failed.ok()) {  // a write failed for good: the batch again, one record at a time
-      Renew(*w);
-      for (const PartitionBatch& b : batches) {
-        for (Isolated done = Isolated::kAgain; done != Isolated::kDone;) {
-          done = Isolate(*w, b.partition, b.records);
-          if (done == Isolated::kStopped) return;
-        }
-      }
-    }
-    // Only now that the store holds the work does the group learn it is done.
-    if (Status cs = member->Commit(done); !cs.ok()) spdlog::warn("processor: {}", cs.ToString());
-    FinishBatch(*w, n_events, start);
   }
 }
 

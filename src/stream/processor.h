@@ -79,6 +79,9 @@ class Processor {
   // The consumers whose checkpoints hold back log retention: the processor's, and that of
   // every stage that keeps memory between batches (Stage::KeepsMemory). After Start.
   const std::vector<std::string>& Consumers() const { return consumers_; }
+  // The partitions this process holds now: all of them on the embedded log, the group's
+  // share for its workers with consumer groups. After Start; thread-safe.
+  std::vector<PartitionId> Held() const;
   // Log records not yet processed, all partitions (this process's view: with consumer
   // groups only the partitions it holds are current).
   int64_t Lag() const;

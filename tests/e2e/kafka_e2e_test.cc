@@ -8,6 +8,9 @@
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
 
+#include <filesystem>
+#include <map>
+
 #include "e2e/e2e_util.h"
 #include "kafka_util.h"
 #include "redis_util.h"
@@ -18,13 +21,32 @@ namespace {
 
 constexpr int kUsers = 120;
 
+// The example config on the Kafka log and Redis; the archive and the erasure list in
+// `shared`, a directory every process of the group sees.
 std::string KafkaConfig(const std::string& dir, const std::string& brokers, const std::string& prefix,
-                        const std::string& redis) {
+                        const std::string& redis, const std::string& shared) {
   return WriteExampleConfig(
       dir, {{"backend = \"embedded\"", "backend = \"kafka\"\nkafka = { brokers = \"" + brokers + "\", topic_prefix = \"" +
                                            prefix + "\", session_timeout_ms = 4000 }"},
+            {"[store]\n", "[privacy]\nerasure_list = \"" + shared + "/erasures.list\"\n\n[store]\n"},
             {"backend = \"rocksdb\"", "backend = \"redis\"\nurl = \"redis://" + redis + "\""},
-            {"enabled = true\nflush_seconds", "enabled = false\nflush_seconds"}});
+            {"enabled = true\nflush_seconds = 5", "enabled = true\ndir = \"" + shared + "/archive\"\nflush_seconds = 1"}});
+}
+
+// Every event id in the archive under `dir`, with how often it is there.
+std::map<std::string, int> ArchivedIds(const std::string& dir) {
+  std::map<std::string, int> ids;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec); !ec && it != std::filesystem::recursive_directory_iterator(); ++it) {
+    std::string name = it->path().filename().string();
+    if (!name.starts_with("part-") || !name.ends_with(".ndjson.gz")) continue;
+    std::string text = Gunzip(it->path().string());
+    for (size_t at = text.find("\"id\":\""); at != std::string::npos; at = text.find("\"id\":\"", at + 1)) {
+      size_t from = at + 6;
+      ++ids[text.substr(from, text.find('"', from) - from)];
+    }
+  }
+  return ids;
 }
 
 // Body `b` of the stream: 100 events of kUsers users, a buy every 5th.
@@ -73,10 +95,10 @@ TEST(KafkaE2eTest, TwoProcessesShareTheStreamAndOneIsKilledMidStream) {
   RedisServer redis_two, redis_one;
   ASSERT_TRUE(redis_two.Start());
   ASSERT_TRUE(redis_one.Start());
-  TempDir dir_a, dir_b, dir_one;
+  TempDir dir_a, dir_b, dir_one, shared_two, shared_one;
 
-  std::string config_a = KafkaConfig(dir_a.path(), kafka.bootstrap(), "two.", redis_two.addr());
-  std::string config_b = KafkaConfig(dir_b.path(), kafka.bootstrap(), "two.", redis_two.addr());
+  std::string config_a = KafkaConfig(dir_a.path(), kafka.bootstrap(), "two.", redis_two.addr(), shared_two.path());
+  std::string config_b = KafkaConfig(dir_b.path(), kafka.bootstrap(), "two.", redis_two.addr(), shared_two.path());
   ASSERT_FALSE(config_a.empty());
   ServerProcess a(config_a, dir_a.path() + "/data");
   ServerProcess b(config_b, dir_b.path() + "/data");
@@ -120,13 +142,23 @@ TEST(KafkaE2eTest, TwoProcessesShareTheStreamAndOneIsKilledMidStream) {
   std::string two = AllProfiles(http_a);
 
   // The same events through one process (its own topics and Redis).
-  std::string config_one = KafkaConfig(dir_one.path(), kafka.bootstrap(), "one.", redis_one.addr());
+  std::string config_one = KafkaConfig(dir_one.path(), kafka.bootstrap(), "one.", redis_one.addr(), shared_one.path());
   ServerProcess one(config_one, dir_one.path() + "/data");
   ASSERT_TRUE(one.Start()) << one.output();
   HttpClient http_one(one.url());
   for (int body = 0; body < kBodies; ++body) ASSERT_EQ(http_one.Post("/v1/events", Body(body)).status, 200);
   ASSERT_TRUE(WaitForAll(http_one, kBodies, std::chrono::seconds(120)));
   EXPECT_EQ(two, AllProfiles(http_one)) << "two processes with a kill must give what one process gives";
+
+  // The archive the two processes shared holds every event once, like the one process's:
+  // each archived the partitions it held, B's share taken over after the kill.
+  std::map<std::string, int> archived;
+  WaitUntil([&] { return (archived = ArchivedIds(shared_two.path() + "/archive")).size() >= kBodies * 100; }, 60);
+  EXPECT_EQ(archived.size(), size_t{kBodies * 100});
+  for (const auto& [id, n] : archived) EXPECT_EQ(n, 1) << id << " archived " << n << " times";
+  std::map<std::string, int> archived_one;
+  WaitUntil([&] { return (archived_one = ArchivedIds(shared_one.path() + "/archive")).size() >= kBodies * 100; }, 60);
+  EXPECT_EQ(archived, archived_one);
 
   // Spot check against the definition: purchases count each buy once.
   for (int u = 0; u < 5; ++u) {

@@ -23,7 +23,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kAppliedFile = "_erasures.applied";
+constexpr const char* kAppliedDir = "_erasures";
+constexpr const char* kLegacyAppliedFile = "_erasures.applied";  // one count for all partitions
 
 // Writes `data` gzipped to `path` through a temporary file, fsynced, then renamed.
 Status WriteGzipAtomically(const std::string& path, std::string_view data, int level) {
@@ -45,11 +46,33 @@ Status WriteGzipAtomically(const std::string& path, std::string_view data, int l
   return Status::Ok();
 }
 
-size_t ReadApplied(const std::string& dir) {
-  std::ifstream in(dir + "/" + kAppliedFile);
+size_t ReadCount(const std::string& path) {
+  std::ifstream in(path);
   size_t n = 0;
   in >> n;
   return in ? n : 0;
+}
+
+// How many erasure-list entries partition p's part files have been rewritten for.
+size_t ReadApplied(const std::string& dir, PartitionId p) {
+  std::string path = dir + "/" + kAppliedDir + "/applied-" + std::to_string(p.value);
+  std::error_code ec;
+  return fs::exists(path, ec) ? ReadCount(path) : ReadCount(dir + "/" + kLegacyAppliedFile);
+}
+
+void WriteApplied(const std::string& dir, PartitionId p, size_t n) {
+  std::error_code ec;
+  fs::create_directories(dir + "/" + kAppliedDir, ec);
+  std::string path = dir + "/" + kAppliedDir + "/applied-" + std::to_string(p.value);
+  {
+    std::ofstream out(path + ".tmp", std::ios::trunc);
+    out << n << "\n";
+  }
+  fs::rename(path + ".tmp", path, ec);
+}
+
+bool HeldIn(const std::vector<PartitionId>& held, int p) {
+  return std::find(held.begin(), held.end(), PartitionId(p)) != held.end();
 }
 
 }  // namespace
@@ -64,6 +87,20 @@ Archiver::Archiver(const ArchiveConfig& config, std::string dir, Log* log, Metri
   erased_dropped_ = m->GetCounter("portrait_archive_dropped_events_total",
                                   "Events not archived, by reason", "reason=\"erased\"");
   rewritten_ = m->GetCounter("portrait_archive_erasure_rewrites_total", "Part files rewritten without erased users' events");
+  repeats_skipped_ = m->GetCounter("portrait_archive_repeats_skipped_total",
+                                   "Events not archived: their id repeats one shortly before in their partition (consumer groups)");
+}
+
+void Archiver::ShareWithGroup(std::function<std::vector<PartitionId>()> held, size_t repeat_window) {
+  held_ = std::move(held);
+  repeats_ = std::make_unique<RepeatFilter>(log_, repeat_window, repeats_skipped_);
+}
+
+std::vector<PartitionId> Archiver::Held() const {
+  if (held_) return held_();
+  std::vector<PartitionId> all;
+  for (int p = 0; p < log_->partitions(); ++p) all.push_back(PartitionId(p));
+  return all;
 }
 
 Archiver::~Archiver() { Stop(); }
@@ -115,12 +152,14 @@ Status Archiver::FlushPartition(PartitionId p, Offset first, Offset next) {
 void Archiver::DeleteExpiredHours() {
   if (config_.retention_ms <= 0) return;
   const auto oldest = fs::file_time_type::clock::now() - std::chrono::milliseconds(config_.retention_ms);
+  const std::vector<PartitionId> held = Held();
   std::error_code ec;
   for (const auto& date : fs::directory_iterator(dir_, ec)) {
     if (!date.path().filename().string().starts_with("date=")) continue;
     for (const auto& hour : fs::directory_iterator(date.path(), ec)) {
       for (const auto& part : fs::directory_iterator(hour.path(), ec)) {
-        if (!part.path().filename().string().starts_with("part-")) continue;
+        std::string name = part.path().filename().string();
+        if (!name.starts_with("part-") || !HeldIn(held, std::atoi(name.c_str() + 5))) continue;
         auto written = fs::last_write_time(part.path(), ec);
         if (!ec && written < oldest && fs::remove(part.path(), ec)) expired_files_->Inc();
       }
@@ -142,8 +181,9 @@ void Archiver::Run() {
       stopping = stop_;
     }
     // One pass over the partitions: gather what is new (up to the flush interval) and write it.
-    for (int pi = 0; pi < log_->partitions(); ++pi) {
-      PartitionId p(pi);
+    if (repeats_) repeats_->Retain(Held());
+    for (PartitionId p : Held()) {
+      const int pi = p.value;
       auto committed = log_->CommittedOffset(kConsumer, p);
       if (!committed.ok()) continue;
       Offset from = std::max(*committed, log_->StartOffset(p));
@@ -159,11 +199,19 @@ void Archiver::Run() {
       // Records past `end` may come in the last read (the log grows meanwhile): they are
       // left for the next pass, so the commit is the offset after the last one taken.
       Offset next = from;
+      bool read_ok = true;
       while (next < end) {
         if (!(*reader)->Read(8 << 20, &recs).ok() || recs.empty() || recs.front().offset >= end) break;
+        std::erase_if(recs, [&](const LogRecord& rec) { return rec.offset >= end; });
+        next = Offset(recs.back().offset.value + 1);
+        if (repeats_) {
+          if (Status fs = repeats_->Filter(p, &recs); !fs.ok()) {
+            spdlog::error("archive: {} (will retry)", fs.ToString());
+            read_ok = false;
+            break;
+          }
+        }
         for (const auto& rec : recs) {
-          if (rec.offset >= end) break;
-          next = Offset(rec.offset.value + 1);
           if (PeekRecordKind(rec.payload) != RecordKind::kEvent || !DecodeEvent(rec.payload, &e).ok()) continue;
           if (erasures_ && erasures_->ErasedAfter(e.uid, e.device_id, e.ts)) {
             erased_dropped_->Inc();  // an erased id's event from before its erasure: not kept
@@ -179,6 +227,17 @@ void Archiver::Run() {
           lines.push_back('\n');
           ++events;
         }
+      }
+      if (!read_ok) {
+        pending_.clear();
+        errors_->Inc();
+        continue;
+      }
+      // A partition given away meanwhile is left to its new holder, which writes the same
+      // part names from the same committed offset.
+      if (held_ && !HeldIn(Held(), pi)) {
+        pending_.clear();
+        continue;
       }
       Status st = FlushPartition(p, from, next);
       if (!st.ok()) {
@@ -208,7 +267,9 @@ void Archiver::RewriteIfDue() {
     return;
   }
   auto entries = erasures_->Entries();
-  size_t applied = ReadApplied(dir_);
+  const std::vector<PartitionId> held = Held();
+  size_t applied = entries.size();
+  for (PartitionId p : held) applied = std::min(applied, ReadApplied(dir_, p));
   if (applied >= entries.size()) return;
   // Rewrites are batched: wait while the oldest pending erasure is younger than half the
   // allowed delay (at most a day), so one pass over the archive serves many erasures.
@@ -222,12 +283,7 @@ void Archiver::RewriteIfDue() {
     spdlog::error("archive: erasure rewrite: {} (will retry)", n.status().ToString());
     return;
   }
-  std::string path = dir_ + "/" + kAppliedFile;
-  std::ofstream out(path + ".tmp", std::ios::trunc);
-  out << entries.size() << "\n";
-  out.close();
-  std::error_code ec;
-  fs::rename(path + ".tmp", path, ec);
+  for (PartitionId p : held) WriteApplied(dir_, p, entries.size());
   spdlog::info("archive: {} erasures applied, {} part files rewritten", entries.size() - applied, *n);
 }
 
@@ -237,10 +293,12 @@ Result<size_t> Archiver::RewriteErased() {
   for (const auto& e : erasures_->Entries()) newest = std::max(newest, e.erased_at);
   if (newest == INT64_MIN) return size_t{0};
   ASSIGN_OR_RETURN(auto parts, ListArchive(dir_, "", DateOf(newest)));
+  const std::vector<PartitionId> held = Held();
   simdjson::dom::parser parser;
   std::string data, kept;
   size_t rewritten = 0;
   for (const auto& [partition, files] : parts) {
+    if (!HeldIn(held, partition)) continue;  // its holder rewrites it
     for (const std::string& path : files) {
       RETURN_IF_ERROR(ReadGzip(path, &data));
       kept.clear();

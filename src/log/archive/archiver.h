@@ -9,14 +9,19 @@
 // any other. Retention deletes part files written longer ago than [archive] retention (the
 // time the archive received the data, not the events' time).
 //
+// Several processes (the Kafka log) share one archive directory (a shared file system):
+// each archives the partitions it holds, its offsets kept in the group (Log::CommitOffset).
+//
 // Erasure: with an ErasureList, events of an erased identity older than its erasure are
 // not archived, and the part files already holding such events are rewritten without
 // them (in the archiver's thread, under a temporary name, fsynced, renamed), batched so
 // that an erasure waits at most `erase_within_ms` (0: at the next pass). How far the
-// rewrites got is kept in DIR/_erasures.applied.
+// rewrites got is kept per partition in DIR/_erasures/applied-<partition>.
 #pragma once
 
 #include <condition_variable>
+#include <functional>
+#include <memory>
 #include <map>
 #include <set>
 #include <mutex>
@@ -28,6 +33,7 @@
 #include "core/event.h"
 #include "core/metrics.h"
 #include "log/log.h"
+#include "log/repeats.h"
 
 namespace portrait {
 
@@ -42,6 +48,11 @@ class Archiver {
     erasures_ = erasures;
     erase_within_ms_ = erase_within_ms;
   }
+  // Several processes sharing the archive (the Kafka log): each archives, and rewrites for
+  // erasures, only the partitions `held` says this process holds now (the processor's
+  // share), and drops repeats like the processor (log/repeats.h, `repeat_window` records
+  // per partition) so the archive holds what the profiles applied. Before Start.
+  void ShareWithGroup(std::function<std::vector<PartitionId>()> held, size_t repeat_window);
   Status Start();
   // Rewrites the part files holding events of erased identities; returns how many files
   // were rewritten. Run by the archiver's thread when erasures are due.
@@ -71,7 +82,12 @@ class Archiver {
   Counter* rewritten_;
   Counter* expired_files_;
   Counter* erased_dropped_;
+  std::vector<PartitionId> Held() const;
+
   ErasureList* erasures_ = nullptr;
+  std::function<std::vector<PartitionId>()> held_;  // empty: every partition
+  std::unique_ptr<RepeatFilter> repeats_;
+  Counter* repeats_skipped_;
   std::set<std::string> dropped_hours_logged_;  // hours whose drops were logged once
   int64_t erase_within_ms_ = 0;
 };

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -292,6 +293,7 @@ class KafkaLog : public Log {
 
   ~KafkaLog() override {
     Close();
+    for (auto& [name, rk] : offset_clients_) rd_kafka_consumer_close(rk.get());
     if (rkt_) rd_kafka_topic_destroy(rkt_);
   }
 
@@ -366,11 +368,27 @@ class KafkaLog : public Log {
 
   Result<uint64_t> Trim(PartitionId, Offset, int64_t, uint64_t) override { return uint64_t{0}; }
 
-  Status CommitOffset(std::string_view consumer, PartitionId, Offset) override {
-    return Status::FailedPrecondition("the kafka log keeps no offsets for \"" + std::string(consumer) + "\"");
+  // A named consumer's offsets are those of the Kafka group GROUP.CONSUMER, committed
+  // synchronously by a client that never joins it (so they are seen by every process,
+  // e.g. by the next holder of a partition the archiver wrote).
+  Status CommitOffset(std::string_view consumer, PartitionId p, Offset next) override {
+    ASSIGN_OR_RETURN(rd_kafka_t * rk, OffsetClient(consumer));
+    PartitionList list(1);
+    rd_kafka_topic_partition_list_add(list.list, topic_.c_str(), p.value)->offset = next.value;
+    rd_kafka_resp_err_t err = rd_kafka_commit(rk, list.list, /*async=*/0);
+    if (!err) err = list.list->elems[0].err;
+    if (err) return Status::Unavailable("kafka: committing " + std::string(consumer) + " offsets of " + topic_ + ": " + ErrText(err));
+    return Status::Ok();
   }
-  Result<Offset> CommittedOffset(std::string_view consumer, PartitionId) override {
-    return Status::FailedPrecondition("the kafka log keeps no offsets for \"" + std::string(consumer) + "\"");
+  Result<Offset> CommittedOffset(std::string_view consumer, PartitionId p) override {
+    ASSIGN_OR_RETURN(rd_kafka_t * rk, OffsetClient(consumer));
+    PartitionList list(1);
+    rd_kafka_topic_partition_list_add(list.list, topic_.c_str(), p.value);
+    rd_kafka_resp_err_t err = rd_kafka_committed(rk, list.list, 10'000);
+    if (!err) err = list.list->elems[0].err;
+    if (err) return Status::Unavailable("kafka: reading " + std::string(consumer) + " offsets of " + topic_ + ": " + ErrText(err));
+    int64_t at = list.list->elems[0].offset;
+    return Offset(at < 0 ? 0 : at);  // RD_KAFKA_OFFSET_INVALID: never committed
   }
 
   uint64_t DataEpoch() const override { return 0; }
@@ -486,6 +504,19 @@ class KafkaLog : public Log {
     return ok;
   }
 
+  Result<rd_kafka_t*> OffsetClient(std::string_view consumer) {
+    std::lock_guard lk(offsets_mu_);
+    auto it = offset_clients_.find(std::string(consumer));
+    if (it != offset_clients_.end()) return it->second.get();
+    ASSIGN_OR_RETURN(auto rk, NewHandle(RD_KAFKA_CONSUMER, config_.kafka,
+                                        {{"group.id", config_.kafka.group + "." + std::string(consumer)},
+                                         {"enable.auto.commit", "false"},
+                                         {"enable.auto.offset.store", "false"}}));
+    rd_kafka_t* raw = rk.get();
+    offset_clients_.emplace(std::string(consumer), std::move(rk));
+    return raw;
+  }
+
   const LogConfig config_;
   std::string name_;
   std::string topic_;
@@ -497,6 +528,8 @@ class KafkaLog : public Log {
   std::vector<std::unique_ptr<std::atomic<int64_t>>> ends_;
   Counter* produced_;
   Counter* produce_errors_;
+  std::mutex offsets_mu_;
+  std::map<std::string, KafkaHandle> offset_clients_;
 };
 
 }  // namespace

@@ -215,9 +215,11 @@ TEST(ConfigTest, KafkaRetryAndRoutesAreCheckedWithTheFix) {
   EXPECT_NE(msg.find("[archive] with [log] backend = \"kafka\" needs dir"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[store] backend = \"rocksdb\" cannot serve [log] backend = \"kafka\""), std::string::npos) << msg;
   EXPECT_NE(msg.find("use backend = \"redis\""), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[privacy] erasure_list = \"...\" must be set with [log] backend = \"kafka\""), std::string::npos) << msg;
   // What several processes can share is accepted.
   EXPECT_TRUE(Parse("[log]\nbackend = \"kafka\"\nkafka = { brokers = \"h:1\" }\n[store]\nbackend = \"redis\"\n"
-                    "url = \"redis://h:2\"\n[archive]\nenabled = true\ndir = \"/mnt/shared/archive\"\n").ok());
+                    "url = \"redis://h:2\"\n[archive]\nenabled = true\ndir = \"/mnt/shared/archive\"\n"
+                    "[privacy]\nerasure_list = \"/mnt/shared/erasures.list\"\n").ok());
   msg = Parse("[retry]\nmultiplier = 0.5\ninitial_backoff = \"10s\"\nmax_backoff = \"1s\"\n").message();
   EXPECT_NE(msg.find("multiplier must be a number from 1 to 100"), std::string::npos) << msg;
   EXPECT_NE(msg.find("max_backoff is shorter than initial_backoff"), std::string::npos) << msg;

@@ -83,6 +83,26 @@ TEST_F(KafkaLogTest, AppendsAreReadBackInOrderWithTheirOffsets) {
   EXPECT_EQ(offsets[0].value, 100);
 }
 
+TEST_F(KafkaLogTest, NamedConsumersOffsetsAreKeptInTheGroupForEveryProcess) {
+  auto a = Open("events", 4);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  auto never = (*a)->CommittedOffset("archive", PartitionId(1));
+  ASSERT_TRUE(never.ok()) << never.status().ToString();
+  EXPECT_EQ(never->value, 0) << "never committed";
+  ASSERT_TRUE((*a)->CommitOffset("archive", PartitionId(1), Offset(42)).ok());
+  ASSERT_TRUE((*a)->CommitOffset("archive", PartitionId(3), Offset(7)).ok());
+  ASSERT_TRUE((*a)->CommitOffset("other", PartitionId(1), Offset(5)).ok());
+  // Another client (another process) of the same topic reads them back.
+  auto b = Open("events", 4);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ((*b)->CommittedOffset("archive", PartitionId(1))->value, 42);
+  EXPECT_EQ((*b)->CommittedOffset("archive", PartitionId(3))->value, 7);
+  EXPECT_EQ((*b)->CommittedOffset("archive", PartitionId(0))->value, 0);
+  EXPECT_EQ((*b)->CommittedOffset("other", PartitionId(1))->value, 5) << "each consumer its own";
+  ASSERT_TRUE((*b)->CommitOffset("archive", PartitionId(1), Offset(50)).ok());
+  EXPECT_EQ((*a)->CommittedOffset("archive", PartitionId(1))->value, 50);
+}
+
 TEST_F(KafkaLogTest, AnotherPartitionCountIsRefused) {
   auto other = Open("events", 8);
   ASSERT_FALSE(other.ok());
