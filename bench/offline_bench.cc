@@ -43,7 +43,7 @@ void WriteArchive(const std::string& dir, int64_t events, int users) {
                   "\n",
                   static_cast<long long>(i), u, types[rng() % 9], static_cast<long long>(ts),
                   static_cast<unsigned long long>(rng() % 4'000'000), static_cast<unsigned long long>(rng() % 9000));
-    std::string path = dir + "/" + Archiver::HourPath(ts) + "/part-" + std::to_string(u % 8) + "-0.ndjson.gz";
+    std::string path = dir + "/" + Archiver::HourPath(ts) + "/part-" + std::to_string(PartitionFor("u" + std::to_string(u), 8).value) + "-0.ndjson.gz";
     files[path] += line;
   }
   for (const auto& [path, text] : files) {

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <sstream>
 
 #include "features/offline/batch.h"
 #include "features/channels/calibrate.h"
@@ -173,16 +174,59 @@ int ReplayCmd(const std::string& config_path, const std::string& data_dir, std::
 
 std::string Yesterday() { return portrait::DateOf(portrait::NowMs() - 86'400'000); }
 
-int BatchCmd(const std::string& config_path, const std::string& data_dir, std::string date) {
+// "0-3,6" -> {0, 1, 2, 3, 6}; nullopt when malformed.
+std::optional<std::vector<int>> ParsePartitionList(const std::string& text) {
+  std::vector<int> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    int from = 0, to = 0;
+    char dash = 0, extra = 0;
+    std::stringstream is(item);
+    if (!(is >> from)) return std::nullopt;
+    if (is >> dash) {
+      if (dash != '-' || !(is >> to) || (is >> extra) || to < from) return std::nullopt;
+    } else {
+      to = from;
+    }
+    for (int p = from; p <= to; ++p) out.push_back(p);
+  }
+  if (out.empty()) return std::nullopt;
+  return out;
+}
+
+std::string IntList(const std::vector<int>& v) {
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
+  return out + "]";
+}
+
+int BatchCmd(const std::string& config_path, const std::string& data_dir, std::string date,
+             const std::string& partitions_text) {
   std::optional<Config> cfg = LoadForCommand(config_path, data_dir);
   if (!cfg) return 2;
   if (date.empty()) date = Yesterday();
-  auto stats = portrait::RunBatch(*cfg, date);
+  std::vector<int> partitions;
+  if (!partitions_text.empty()) {
+    auto parsed = ParsePartitionList(partitions_text);
+    if (!parsed) {
+      std::cerr << "portrait: --partitions \"" << partitions_text << "\" must be a list such as 0-3,6\n";
+      return 2;
+    }
+    partitions = std::move(*parsed);
+  }
+  auto stats = portrait::RunBatch(*cfg, date, partitions);
   if (!stats.ok()) {
     std::cerr << "portrait: batch failed: " << stats.status().message() << "\n";
     return 1;
   }
-  std::printf("%s\n", stats->snapshot.ToJson().c_str());
+  if (stats->snapshot.version == 0) {
+    // Other runs compute the rest; the one finishing the last part commits the snapshot.
+    std::printf("{\"date\":\"%s\",\"computed\":%s,\"waiting_for\":%s}\n", date.c_str(),
+                IntList(stats->partitions).c_str(), IntList(stats->waiting_for).c_str());
+  } else {
+    std::printf("%s\n", stats->snapshot.ToJson().c_str());
+  }
   std::fprintf(stderr, "batch %s: %llu events from %llu archive files (%llu used, %llu unreadable lines) in %.2f s\n",
                date.c_str(), static_cast<unsigned long long>(stats->events),
                static_cast<unsigned long long>(stats->files), static_cast<unsigned long long>(stats->used),
@@ -355,6 +399,10 @@ int main(int argc, char** argv) {
   batch->add_option("--config", batch_config, "Config file (TOML)")->required()->check(CLI::ExistingFile);
   batch->add_option("--data-dir", batch_dir, "Data directory; overrides the config's data_dir");
   batch->add_option("--date", batch_date, "The day YYYY-MM-DD (UTC); default yesterday");
+  std::string batch_partitions;
+  batch->add_option("--partitions", batch_partitions,
+                    "Only these log partitions, e.g. 0-3,6 (several runs share one snapshot; the last to finish "
+                    "commits it); default all");
 
   auto* calibrate = cli.add_subcommand(
       "calibrate", "Recompute a day's new users per channel from the archive, report the real-time error, and serve "
@@ -387,7 +435,7 @@ int main(int argc, char** argv) {
                           "Import anyway when at most this many rows are bad (default 0)");
 
   CLI11_PARSE(cli, argc, argv);
-  if (*batch) return BatchCmd(batch_config, batch_dir, batch_date);
+  if (*batch) return BatchCmd(batch_config, batch_dir, batch_date, batch_partitions);
   if (*calibrate) return CalibrateCmd(cal_config, cal_dir, cal_date, cal_json);
   if (*snap_import) return SnapshotImportCmd(snap_config, snap_dir, snap_date, snap_file, import_options, snap_maps);
   if (*snap_list) return SnapshotListCmd(snap_config, snap_dir);

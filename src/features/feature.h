@@ -15,6 +15,7 @@
 // Not thread-safe itself; what it hands out (routes, stages) says what it allows.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,6 +45,9 @@ struct FeatureHost {
   RetryQueue* retry = nullptr;     // null outside `portrait serve`
   ErasureList* erasures = nullptr; // the durable erasure list (core/erasure_list.h)
   bool serving = false;            // `portrait serve` (routes, services) rather than a command
+  // With consumer groups: the log partitions this process holds now (callable once the
+  // features have started); empty on the embedded log, where it holds them all.
+  std::function<std::vector<PartitionId>()> held;
 };
 
 class Feature {

@@ -74,6 +74,7 @@ Status App::StartAll() {
   host.retry = retry_.get();
   host.erasures = erasures_.get();
   host.serving = true;
+  if (log_->HasGroups()) host.held = [this] { return processor_->Held(); };
   features_ = MakeFeatures();
   std::vector<StageFactory> stages;
   for (auto& f : features_) {

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
+#include <filesystem>
 #include <map>
 #include <sstream>
 #include <string>
@@ -64,6 +65,23 @@ inline std::string Gunzip(const std::string& path) {
   while (gz && (n = gzread(gz, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
   if (gz) gzclose(gz);
   return out;
+}
+
+// Every event id in the archive under `dir`, with how often it is there.
+inline std::map<std::string, int> ArchivedIds(const std::string& dir) {
+  std::map<std::string, int> ids;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); ++it) {
+    std::string name = it->path().filename().string();
+    if (!name.starts_with("part-") || !name.ends_with(".ndjson.gz")) continue;
+    std::string text = Gunzip(it->path().string());
+    for (size_t at = text.find("\"id\":\""); at != std::string::npos; at = text.find("\"id\":\"", at + 1)) {
+      size_t from = at + 6;
+      ++ids[text.substr(from, text.find('"', from) - from)];
+    }
+  }
+  return ids;
 }
 
 // A command line running the portrait binary under test.

@@ -30,23 +30,8 @@ std::string KafkaConfig(const std::string& dir, const std::string& brokers, cons
                                            prefix + "\", session_timeout_ms = 4000 }"},
             {"[store]\n", "[privacy]\nerasure_list = \"" + shared + "/erasures.list\"\n\n[store]\n"},
             {"backend = \"rocksdb\"", "backend = \"redis\"\nurl = \"redis://" + redis + "\""},
-            {"enabled = true\nflush_seconds = 5", "enabled = true\ndir = \"" + shared + "/archive\"\nflush_seconds = 1"}});
-}
-
-// Every event id in the archive under `dir`, with how often it is there.
-std::map<std::string, int> ArchivedIds(const std::string& dir) {
-  std::map<std::string, int> ids;
-  std::error_code ec;
-  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec); !ec && it != std::filesystem::recursive_directory_iterator(); ++it) {
-    std::string name = it->path().filename().string();
-    if (!name.starts_with("part-") || !name.ends_with(".ndjson.gz")) continue;
-    std::string text = Gunzip(it->path().string());
-    for (size_t at = text.find("\"id\":\""); at != std::string::npos; at = text.find("\"id\":\"", at + 1)) {
-      size_t from = at + 6;
-      ++ids[text.substr(from, text.find('"', from) - from)];
-    }
-  }
-  return ids;
+            {"enabled = true\nflush_seconds = 5", "enabled = true\ndir = \"" + shared + "/archive\"\nflush_seconds = 1"},
+            {"# snapshot_dir = \"./data/snapshots\"", "snapshot_dir = \"" + shared + "/snapshots\""}});
 }
 
 // Body `b` of the stream: 100 events of kUsers users, a buy every 5th.

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "core/daily_schedule.h"
 #include "features/channels/calibrate.h"
 #include "features/channels/channels_api.h"
@@ -67,6 +69,12 @@ class ChannelsFeature : public Feature {
     schedule_ = std::make_unique<DailySchedule>(
         "calibrate", host_.config->section<ChannelsConfig>().calibrate_at,
         [this](const std::string& date) -> Status {
+          // Across processes one of them recalibrates (it reads the whole shared archive):
+          // the holder of partition 0.
+          if (host_.held) {
+            auto held = host_.held();
+            if (std::find(held.begin(), held.end(), PartitionId(0)) == held.end()) return Status::Ok();
+          }
           auto report = Calibrate(*host_.config, store_, date);
           if (!report.ok()) return report.status();
           RecordCalibration(*report, host_.metrics);

@@ -129,7 +129,11 @@ class DecisionsFeature : public Feature {
 
   Status Open(const FeatureHost& host) override {
     host_ = host;
-    ASSIGN_OR_RETURN(wiring_, OpenDecisions(*host.config, host.store, host.serving ? &feed_ : nullptr, host.metrics));
+    // Across processes the stream is fed from the topic, which every process's decisions reach.
+    const bool tail = host.serving && host.events->HasGroups();
+    ASSIGN_OR_RETURN(wiring_, OpenDecisions(*host.config, host.store, host.serving && !tail ? &feed_ : nullptr,
+                                            host.metrics));
+    if (tail && wiring_.topic) tail_ = std::make_unique<DecisionTail>(wiring_.topic.get(), &feed_);
     const DecisionsConfig& cfg = host.config->section<DecisionsConfig>();
     if (host.serving && wiring_.outbox && !cfg.webhook.empty() && host.retry) {
       webhook_ = std::make_unique<WebhookSink>(cfg.webhook, cfg.webhook_timeout_ms, host.metrics);
@@ -160,12 +164,14 @@ class DecisionsFeature : public Feature {
   }
 
   Status Start() override {
+    if (tail_) RETURN_IF_ERROR(tail_->Start());
     if (dispatcher_) return dispatcher_->Start();
     return Status::Ok();
   }
 
   void Stop() override {
     if (dispatcher_) dispatcher_->Stop();
+    if (tail_) tail_->Stop();
   }
 
   void Close() override {
@@ -244,6 +250,7 @@ class DecisionsFeature : public Feature {
 
   FeatureHost host_;
   DecisionFeed feed_;
+  std::unique_ptr<DecisionTail> tail_;
   DecisionWiring wiring_;
   std::unique_ptr<WebhookSink> webhook_;
   std::unique_ptr<DecisionDispatcher> dispatcher_;

@@ -112,4 +112,42 @@ void DecisionDispatcher::RunMember(GroupMember* member) {
   }
 }
 
+DecisionTail::~DecisionTail() { Stop(); }
+
+Status DecisionTail::Start() {
+  for (int p = 0; p < topic_->partitions(); ++p) {
+    ASSIGN_OR_RETURN(auto reader, topic_->OpenReader(PartitionId(p), topic_->EndOffset(PartitionId(p))));
+    readers_.push_back(std::move(reader));
+  }
+  thread_ = std::thread([this] { Run(); });
+  return Status::Ok();
+}
+
+void DecisionTail::Stop() {
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+  readers_.clear();
+}
+
+void DecisionTail::Run() {
+  std::vector<LogRecord> recs;
+  while (!stop_.load()) {
+    bool any = false;
+    for (auto& reader : readers_) {
+      if (Status st = reader->Read(1 << 20, &recs); !st.ok()) {
+        spdlog::warn("decisions: live stream: {}", st.ToString());
+        continue;
+      }
+      for (const LogRecord& rec : recs) {
+        // A decision made again by the next holder of a partition (its first holder died
+        // after publishing, before its checkpoint) is in the topic twice: shown once.
+        if (seen_.Add(IdWindow::Hash(DecisionIdOf(rec.payload)))) continue;
+        feed_->Publish(std::string(rec.payload));
+      }
+      any |= !recs.empty();
+    }
+    if (!any) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 }  // namespace portrait

@@ -8,10 +8,12 @@
 #include <atomic>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "core/metrics.h"
 #include "delivery/retry.h"
 #include "log/log.h"
+#include "log/repeats.h"
 
 namespace portrait {
 
@@ -37,6 +39,30 @@ class DecisionDispatcher {
   std::atomic<bool> stop_{false};
   Counter* dispatched_;
   Gauge* lag_;
+};
+
+class DecisionFeed;
+
+// DecisionTail: with several processes (consumer groups), the decisions of every process
+// reach this one's live stream by reading the `decisions` topic from its end, each
+// partition with its own reader, and publishing each record to the feed (the outbox then
+// publishes to no feed itself, so a local decision is not shown twice).
+class DecisionTail {
+ public:
+  DecisionTail(Log* topic, DecisionFeed* feed) : topic_(topic), feed_(feed), seen_(100'000) {}
+  ~DecisionTail();
+  Status Start();  // from the topic's current end
+  void Stop();
+
+ private:
+  void Run();
+
+  Log* topic_;
+  DecisionFeed* feed_;
+  std::vector<std::unique_ptr<LogReader>> readers_;
+  IdWindow seen_;  // the ids of the newest decisions shown
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace portrait

@@ -3,6 +3,7 @@
 #include "core/erasure_list.h"
 
 #include <simdjson.h>
+#include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <zlib.h>
 
@@ -87,12 +88,11 @@ struct Job {
   std::vector<std::string> types;              // event types some offline rule listens on
   TimestampMs as_of = 0;
   TimestampMs earliest = 0;
-  SnapshotWriter* writer = nullptr;
   const ErasureList* erasures = nullptr;
   std::atomic<uint64_t> files{0}, events{0}, used{0}, bad_lines{0};
 };
 
-Status ComputePartition(Job& job, const std::vector<std::string>& files) {
+Status ComputePartition(Job& job, int partition, const std::vector<std::string>& files, SnapshotWriter* writer) {
   std::unordered_map<std::string, std::vector<fusion::TagState>> users;
   simdjson::dom::parser parser;
   std::string buf;
@@ -116,6 +116,15 @@ Status ComputePartition(Job& job, const std::vector<std::string>& files) {
         continue;
       }
       if (parsed == 0 || e.ts > job.as_of || e.ts < job.earliest) continue;
+      // A snapshot part serves the users of one log partition: an archive written with
+      // another partition count would put users where no lookup finds them.
+      if (PartitionFor(e.PartitionKey(), job.config.log.partitions).value != partition) {
+        return Status::FailedPrecondition(path + " (archive partition " + std::to_string(partition) + ") holds an event of \"" +
+                                          std::string(e.PartitionKey()) + "\", which belongs to partition " +
+                                          std::to_string(PartitionFor(e.PartitionKey(), job.config.log.partitions).value) +
+                                          " with [log] partitions = " + std::to_string(job.config.log.partitions) +
+                                          "; run the batch with the config the archive was written with");
+      }
       if (job.erasures && job.erasures->ErasedAfter(e.uid, e.device_id, e.ts)) continue;
       actions.clear();
       job.rules.Evaluate(e, &actions, &skipped);
@@ -148,14 +157,24 @@ Status ComputePartition(Job& job, const std::vector<std::string>& files) {
       any = true;
     }
     w.EndObject();
-    if (any) RETURN_IF_ERROR(job.writer->Put(uid, row));
+    if (any) RETURN_IF_ERROR(writer->Put(uid, row));
   }
   return Status::Ok();
 }
 
 }  // namespace
 
-Result<BatchStats> RunBatch(const Config& config, const std::string& date) {
+Result<BatchStats> RunBatch(const Config& config, const std::string& date, std::vector<int> partitions) {
+  const int total = config.log.partitions;
+  if (partitions.empty()) {
+    for (int p = 0; p < total; ++p) partitions.push_back(p);
+  }
+  for (int p : partitions) {
+    if (p < 0 || p >= total) {
+      return Status::InvalidArgument("partition " + std::to_string(p) + " does not exist ([log] partitions = " +
+                                     std::to_string(total) + ": 0 to " + std::to_string(total - 1) + ")");
+    }
+  }
   auto start = std::chrono::steady_clock::now();
   auto day = DayStartMs(date);
   if (!day) return Status::InvalidArgument("--date \"" + date + "\" is not a date YYYY-MM-DD");
@@ -193,21 +212,32 @@ Result<BatchStats> RunBatch(const Config& config, const std::string& date) {
   }
   ASSIGN_OR_RETURN(auto erasures, ErasureList::Open(ErasureListPath(config)));
   job.erasures = erasures->empty() ? nullptr : erasures.get();
-  ASSIGN_OR_RETURN(auto writer, SnapshotWriter::Create(SnapshotDir(config), date, "batch"));
-  job.writer = writer.get();
+  for (const auto& [p, files] : parts) {
+    if (p < 0 || p >= total) {
+      return Status::FailedPrecondition("the archive in " + ArchiveDir(config) + " has part files of partition " +
+                                        std::to_string(p) + " but [log] partitions = " + std::to_string(total) +
+                                        "; run the batch with the config the archive was written with");
+    }
+  }
 
-  std::vector<const std::vector<std::string>*> work;
-  for (const auto& [_, files] : parts) work.push_back(&files);
+  // Each partition's part on its own (also one with no archived events), so that several
+  // runs, on several machines, can share the partitions of one snapshot.
+  const std::vector<std::string> none;
   std::atomic<size_t> next{0};
   std::mutex mu;
   Status failure;
   auto run = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < work.size();) {
-      Status st = ComputePartition(job, *work[i]);
+    for (size_t i; (i = next.fetch_add(1)) < partitions.size();) {
+      auto it = parts.find(partitions[i]);
+      Status st;
+      auto writer = SnapshotWriter::CreatePart(SnapshotDir(config), date, partitions[i]);
+      if (!writer.ok()) st = writer.status();
+      if (st.ok()) st = ComputePartition(job, partitions[i], it == parts.end() ? none : it->second, writer->get());
+      if (st.ok()) st = (*writer)->FinishPart();
       if (!st.ok()) {
         std::lock_guard<std::mutex> l(mu);
         if (failure.ok()) failure = st;
-        next.store(work.size());
+        next.store(partitions.size());
       }
     }
   };
@@ -219,7 +249,10 @@ Result<BatchStats> RunBatch(const Config& config, const std::string& date) {
 
   BatchStats stats;
   stats.compute_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  ASSIGN_OR_RETURN(stats.snapshot, writer->Commit(config.section<BatchConfig>().keep));
+  stats.partitions = partitions;
+  ASSIGN_OR_RETURN(auto committed, CommitParts(SnapshotDir(config), date, total, config.section<BatchConfig>().keep,
+                                               &stats.waiting_for));
+  if (committed) stats.snapshot = std::move(*committed);
   stats.files = job.files.load();
   stats.events = job.events.load();
   stats.used = job.used.load();
@@ -228,9 +261,14 @@ Result<BatchStats> RunBatch(const Config& config, const std::string& date) {
   return stats;
 }
 
-Status RunScheduledBatch(const Config& config, const std::string& date) {
-  auto stats = RunBatch(config, date);
+Status RunScheduledBatch(const Config& config, const std::string& date, std::vector<int> partitions) {
+  auto stats = RunBatch(config, date, std::move(partitions));
   if (!stats.ok()) return stats.status();
+  if (stats->snapshot.version == 0) {
+    spdlog::info("batch: {}: {} partition(s) computed; the snapshot waits for partition(s) {}", date,
+                 stats->partitions.size(), fmt::join(stats->waiting_for, ","));
+    return Status::Ok();
+  }
   spdlog::info("batch: {} done: snapshot {} with {} users from {} events in {:.1f} s", date, stats->snapshot.Mark(),
                stats->snapshot.users, stats->events, stats->seconds);
   return Status::Ok();

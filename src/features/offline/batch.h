@@ -6,7 +6,9 @@
 // rules of the offline layer and the fusion operators; the value stored is the tag as the
 // profile API would render it at the end of that day. The archive is partitioned like the
 // log, by user, so each archive partition is computed on its own (`[batch] threads` at a
-// time) and only one partition's users are in memory per thread.
+// time) and only one partition's users are in memory per thread. Each partition becomes its
+// own part of the snapshot, so a snapshot can be computed by several runs (processes,
+// machines) each taking some partitions; the last one to finish commits it.
 #pragma once
 
 #include <atomic>
@@ -33,10 +35,14 @@ struct BatchStats {
   uint64_t bad_lines = 0;    // archive lines that were not events (skipped, logged)
   double seconds = 0;          // all of it
   double compute_seconds = 0;  // reading the archive and writing the rows, before the commit
-  SnapshotInfo snapshot;
+  std::vector<int> partitions;   // the partitions this run computed
+  std::vector<int> waiting_for;  // partitions whose part no run has finished yet
+  SnapshotInfo snapshot;         // version 0 while parts are missing
 };
 
-Result<BatchStats> RunBatch(const Config& config, const std::string& date);
+// Computes the parts of `partitions` (empty = all) of the snapshot of `date`; the snapshot
+// is committed by the run that finishes its last missing part (snapshot.h, CommitParts).
+Result<BatchStats> RunBatch(const Config& config, const std::string& date, std::vector<int> partitions = {});
 
 struct ImportOptions {
   std::string format = "ndjson";           // "ndjson" or "csv" (with a header row)
@@ -61,7 +67,7 @@ struct ImportStats {
 Result<ImportStats> ImportSnapshot(const Config& config, const std::string& date, const std::string& file,
                                    const ImportOptions& options);
 
-// The batch of `[batch] at`: RunBatch for yesterday, logged.
-Status RunScheduledBatch(const Config& config, const std::string& date);
+// The batch of `[batch] at`: RunBatch for yesterday over `partitions` (empty = all), logged.
+Status RunScheduledBatch(const Config& config, const std::string& date, std::vector<int> partitions = {});
 
 }  // namespace portrait

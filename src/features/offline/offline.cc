@@ -97,8 +97,19 @@ class OfflineFeature : public Feature {
 
   Status Start() override {
     const Config* cfg = host_.config;
+    // With consumer groups each process computes the partitions it holds; the last part
+    // finished commits the snapshot.
+    auto held = host_.held;
     schedule_ = std::make_unique<DailySchedule>(
-        "batch", cfg->section<BatchConfig>().at, [cfg](const std::string& date) { return RunScheduledBatch(*cfg, date); },
+        "batch", cfg->section<BatchConfig>().at,
+        [cfg, held](const std::string& date) {
+          std::vector<int> partitions;
+          if (held) {
+            for (PartitionId p : held()) partitions.push_back(p.value);
+            if (partitions.empty()) return Status::Ok();  // holds none now
+          }
+          return RunScheduledBatch(*cfg, date, std::move(partitions));
+        },
         "portrait_batch_runs_total", host_.metrics);
     schedule_->Start();
     return Status::Ok();

@@ -52,6 +52,17 @@ std::vector<ConfigSection> OfflineConfigSections() {
        [](ConfigChecker& c, const toml::node* n, Config* cfg) {
          ParseLazyLoad(c, *n->as_table(), *cfg, &cfg->mutable_section<LazyLoadConfig>());
        }},
+      // Across processes the snapshots must be where every process reads them.
+      {"", false, true,
+       [](ConfigChecker& c, const toml::node*, Config* cfg) {
+         const LazyLoadConfig& lazy = cfg->section<LazyLoadConfig>();
+         bool used = !cfg->section<BatchConfig>().at.empty() || (lazy.enabled && !lazy.triggers.empty());
+         if (cfg->log.backend == "kafka" && used && cfg->section<BatchConfig>().snapshot_dir.empty()) {
+           c.ErrorNoPos("[batch] snapshot_dir = \"...\" must be set with [log] backend = \"kafka\": a directory every "
+                        "process mounts (a shared file system), where each computes its partitions' part of the daily "
+                        "snapshot and lazy loading reads them. Or remove [batch] at and set [lazy_load] enabled = false");
+         }
+       }},
   };
 }
 

@@ -97,13 +97,26 @@ rocksdb::Options SnapshotOptions() {
 
 bool ProcessAlive(long pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
 
-// Deletes temporary directories left by writers that died.
+std::string HostName() {
+  char buf[256] = {};
+  ::gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+// ".tmp-PID@HOST-": several machines may write into one shared snapshot dir.
+std::string TmpPrefix() { return ".tmp-" + std::to_string(::getpid()) + "@" + HostName() + "-"; }
+
+// Deletes temporary directories left by writers of this machine that died (another
+// machine's are not ours to judge).
 void RemoveAbandoned(const std::string& dir) {
   std::error_code ec;
+  const std::string host = HostName();
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     std::string name = e.path().filename().string();
     if (name.rfind(".tmp-", 0) != 0) continue;
     long pid = std::atol(name.c_str() + 5);
+    size_t at = name.find('@');
+    if (at != std::string::npos && name.compare(at + 1, host.size() + 1, host + "-") != 0) continue;
     if (ProcessAlive(pid)) continue;
     spdlog::info("snapshot: removing {} left by a writer that stopped before completing it", e.path().string());
     fs::remove_all(e.path(), ec);
@@ -188,18 +201,43 @@ Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::Create(const std::string
   w->dir_ = dir;
   w->date_ = std::move(date);
   w->source_ = std::move(source);
-  w->tmp_ = dir + "/.tmp-" + std::to_string(::getpid()) + "-" + w->date_ + "-" +
+  w->tmp_ = dir + "/" + TmpPrefix() + w->date_ + "-" +
             std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+  RETURN_IF_ERROR(w->Open());
+  return w;
+}
+
+Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::CreatePart(const std::string& dir, std::string date,
+                                                                   int partition) {
+  if (!DayStartMs(date)) return Status::InvalidArgument("snapshot date \"" + date + "\" is not a date YYYY-MM-DD");
+  // Written beside .parts, which only ever holds finished parts (it is renamed whole).
+  std::string date_dir = dir + "/date=" + date;
+  std::error_code ec;
+  fs::create_directories(date_dir, ec);
+  if (ec) return Status::IOError("cannot create " + date_dir + ": " + ec.message());
+  RemoveAbandoned(date_dir);
+  std::unique_ptr<SnapshotWriter> w(new SnapshotWriter());
+  w->dir_ = dir;
+  w->date_ = std::move(date);
+  w->source_ = "batch";
+  w->partition_ = partition;
+  w->tmp_ = date_dir + "/" + TmpPrefix() + "part-" + std::to_string(partition) + "-" +
+            std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+  RETURN_IF_ERROR(w->Open());
+  return w;
+}
+
+Status SnapshotWriter::Open() {
   rocksdb::Options o = SnapshotOptions();
   o.PrepareForBulkLoad();
   o.create_if_missing = true;
   o.error_if_exists = true;
   o.write_buffer_size = 64 << 20;
   rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(o, w->tmp_, &db);
-  if (!s.ok()) return Status::IOError("snapshot: cannot create " + w->tmp_ + ": " + s.ToString());
-  w->db_.reset(db);
-  return w;
+  rocksdb::Status s = rocksdb::DB::Open(o, tmp_, &db);
+  if (!s.ok()) return Status::IOError("snapshot: cannot create " + tmp_ + ": " + s.ToString());
+  db_.reset(db);
+  return Status::Ok();
 }
 
 SnapshotWriter::~SnapshotWriter() {
@@ -223,7 +261,7 @@ Status SnapshotWriter::Put(std::string_view uid, std::string_view profile_json) 
   return Status::Ok();
 }
 
-Result<SnapshotInfo> SnapshotWriter::Commit(int keep) {
+Status SnapshotWriter::Seal() {
   rocksdb::Status s = db_->Flush(rocksdb::FlushOptions());
   // A few level-0 files cost a reader only a bloom-filter probe each; past that, one sorted
   // run keeps a lookup to one file.
@@ -238,8 +276,75 @@ Result<SnapshotInfo> SnapshotWriter::Commit(int keep) {
   for (const auto& e : fs::directory_iterator(tmp_, ec)) {
     if (e.is_regular_file(ec)) RETURN_IF_ERROR(FsyncPath(e.path().string()));
   }
-  RETURN_IF_ERROR(FsyncPath(tmp_));
+  return FsyncPath(tmp_);
+}
 
+Status SnapshotWriter::FinishPart() {
+  RETURN_IF_ERROR(Seal());
+  const std::string parts = dir_ + "/date=" + date_ + "/.parts";
+  const std::string final_path = parts + "/part-" + std::to_string(partition_);
+  // The user count beside the part, written first: a part is there once it is renamed.
+  {
+    std::ofstream out(tmp_ + "/USERS", std::ios::trunc);
+    out << users_.load() << "\n";
+    if (!out.flush()) return Status::IOError("snapshot: cannot write " + tmp_ + "/USERS");
+  }
+  RETURN_IF_ERROR(FsyncPath(tmp_ + "/USERS"));
+  std::error_code ec;
+  fs::create_directories(parts, ec);
+  fs::remove_all(final_path, ec);  // an older computation of this part
+  fs::rename(tmp_, final_path, ec);
+  if (ec) return Status::IOError("snapshot: cannot move " + tmp_ + " to " + final_path + ": " + ec.message());
+  tmp_.clear();
+  return FsyncPath(parts);
+}
+
+Result<std::optional<SnapshotInfo>> CommitParts(const std::string& dir, const std::string& date, int partitions,
+                                                int keep, std::vector<int>* missing) {
+  const std::string date_dir = dir + "/date=" + date;
+  const std::string parts = date_dir + "/.parts";
+  SnapshotInfo info;
+  {
+    ASSIGN_OR_RETURN(WriterLock lock, WriterLock::Acquire(dir));
+    missing->clear();
+    std::error_code ec;
+    for (int p = 0; p < partitions; ++p) {
+      std::ifstream users(parts + "/part-" + std::to_string(p) + "/USERS");
+      uint64_t n = 0;
+      if (users >> n) info.users += n;
+      else missing->push_back(p);
+    }
+    if (!missing->empty()) return std::optional<SnapshotInfo>();
+    {
+      std::ofstream out(parts + "/PARTS", std::ios::trunc);
+      out << partitions << "\n";
+      if (!out.flush()) return Status::IOError("snapshot: cannot write " + parts + "/PARTS");
+    }
+    RETURN_IF_ERROR(FsyncPath(parts + "/PARTS"));
+    ASSIGN_OR_RETURN(auto rows, ReadCompletionLog(dir));
+    int version = 0;
+    for (const auto& r : rows) {
+      if (r.date == date) version = std::max(version, r.version);
+    }
+    info.date = date;
+    info.version = version + 1;
+    info.source = "batch";
+    info.bytes = DirBytes(parts);
+    std::string final_path = SnapshotPath(dir, date, info.version);
+    fs::remove_all(final_path, ec);  // a directory without a row: a writer died between rename and append
+    fs::rename(parts, final_path, ec);
+    if (ec) return Status::IOError("snapshot: cannot move " + parts + " to " + final_path + ": " + ec.message());
+    RETURN_IF_ERROR(FsyncPath(date_dir));
+    info.completed_at = FormatIsoUtc(NowMs());
+    RETURN_IF_ERROR(AppendRow(dir, info.ToJson()));
+  }
+  RETURN_IF_ERROR(RetireSnapshots(dir, keep));
+  return std::optional<SnapshotInfo>(std::move(info));
+}
+
+Result<SnapshotInfo> SnapshotWriter::Commit(int keep) {
+  RETURN_IF_ERROR(Seal());
+  std::error_code ec;
   SnapshotInfo info;
   info.date = date_;
   info.users = users_.load();
@@ -311,7 +416,9 @@ Status SnapshotCatalog::Refresh() {
   seen_size_ = size;
   seen_mtime_ns_ = mtime;
   for (auto it = open_.begin(); it != open_.end();) {
-    bool live = std::any_of(rows_.begin(), rows_.end(), [&](auto& r) { return r.retired_at.empty() && r.Mark() == it->first; });
+    std::string_view mark(it->first);
+    if (size_t part = mark.find("/part-"); part != std::string_view::npos) mark = mark.substr(0, part);
+    bool live = std::any_of(rows_.begin(), rows_.end(), [&](auto& r) { return r.retired_at.empty() && r.Mark() == mark; });
     it = live ? std::next(it) : open_.erase(it);
   }
   return Status::Ok();
@@ -333,23 +440,42 @@ std::optional<SnapshotInfo> SnapshotCatalog::NewestBefore(std::string_view day) 
   return *best;
 }
 
-Result<std::shared_ptr<rocksdb::DB>> SnapshotCatalog::Open(const SnapshotInfo& s) {
-  std::string mark = s.Mark();
+Result<std::shared_ptr<rocksdb::DB>> SnapshotCatalog::OpenPath(const std::string& key, const std::string& path) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (auto it = open_.find(mark); it != open_.end()) return it->second;
+    if (auto it = open_.find(key); it != open_.end()) return it->second;
   }
   rocksdb::DB* db = nullptr;
-  rocksdb::Status st = rocksdb::DB::OpenForReadOnly(SnapshotOptions(), SnapshotPath(dir_, s.date, s.version), &db);
-  if (!st.ok()) return Status::IOError("snapshot " + mark + ": cannot open: " + st.ToString());
+  rocksdb::Status st = rocksdb::DB::OpenForReadOnly(SnapshotOptions(), path, &db);
+  if (!st.ok()) return Status::IOError("snapshot " + key + ": cannot open: " + st.ToString());
   std::shared_ptr<rocksdb::DB> shared(db);
   std::lock_guard<std::mutex> l(mu_);
-  auto [it, fresh] = open_.emplace(mark, shared);
+  auto [it, fresh] = open_.emplace(key, shared);
   return it->second;
 }
 
+Result<std::shared_ptr<rocksdb::DB>> SnapshotCatalog::Open(const SnapshotInfo& s, std::string_view uid) {
+  const std::string mark = s.Mark();
+  const std::string path = SnapshotPath(dir_, s.date, s.version);
+  int partitions = -1;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = parts_.find(mark); it != parts_.end()) partitions = it->second;
+  }
+  if (partitions < 0) {
+    std::ifstream in(path + "/PARTS");
+    partitions = 0;
+    if (in && !(in >> partitions)) return Status::Corruption("snapshot " + mark + ": unreadable PARTS file");
+    std::lock_guard<std::mutex> l(mu_);
+    parts_[mark] = partitions;
+  }
+  if (partitions == 0) return OpenPath(mark, path);
+  std::string part = "part-" + std::to_string(PartitionFor(uid, partitions).value);
+  return OpenPath(mark + "/" + part, path + "/" + part);
+}
+
 Result<std::optional<std::string>> SnapshotCatalog::Lookup(const SnapshotInfo& s, std::string_view uid) {
-  ASSIGN_OR_RETURN(auto db, Open(s));
+  ASSIGN_OR_RETURN(auto db, Open(s, uid));
   std::string value;
   rocksdb::Status st = db->Get(rocksdb::ReadOptions(), rocksdb::Slice(uid.data(), uid.size()), &value);
   if (st.IsNotFound()) return std::optional<std::string>();

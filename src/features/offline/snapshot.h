@@ -2,6 +2,8 @@
 // which of them are whole.
 //
 // A snapshot is a read-only RocksDB database under DIR/date=YYYY-MM-DD/v=N, keyed by uid,
+// or (made by the batch, per log partition) one such database per partition under
+// v=N/part-P with v=N/PARTS holding the partition count, a uid looked up in its partition's;
 // whose values are the user's offline tags as one JSON object ({"clicks": [...], ...}, each
 // value in the form the profile API renders it). A SnapshotWriter builds it in a temporary
 // directory; Commit() syncs it, takes the next version for its date under an exclusive lock,
@@ -55,19 +57,35 @@ class SnapshotWriter {
  public:
   // Starts a snapshot of `date` under `dir` (created when missing).
   static Result<std::unique_ptr<SnapshotWriter>> Create(const std::string& dir, std::string date, std::string source);
-  ~SnapshotWriter();  // without Commit(): deletes what was written
+  // Starts the part of log partition `partition` of a snapshot of `date` made per partition
+  // (the batch): FinishPart puts it beside the other finished parts, and CommitParts makes
+  // them one snapshot once every partition's part is there.
+  static Result<std::unique_ptr<SnapshotWriter>> CreatePart(const std::string& dir, std::string date, int partition);
+  ~SnapshotWriter();  // without Commit()/FinishPart(): deletes what was written
 
   // Thread-safe. `profile_json` is the user's offline tags as a JSON object.
   Status Put(std::string_view uid, std::string_view profile_json);
   // Makes the snapshot whole and visible; then retires all but the newest `keep` snapshots.
   Result<SnapshotInfo> Commit(int keep);
+  // Makes the part durable under DIR/date=D/.parts/part-P (replacing an older one).
+  Status FinishPart();
 
  private:
   SnapshotWriter() = default;
+  Status Open();
+  Status Seal();  // flushes, closes and syncs the database at tmp_
   std::string dir_, date_, source_, tmp_;
+  int partition_ = -1;
   std::unique_ptr<rocksdb::DB> db_;
   std::atomic<uint64_t> users_{0};
 };
+
+// When the finished parts of `date` cover partitions 0..partitions-1: makes them the next
+// version of `date` (one completion row, users summed) and retires all but the newest
+// `keep`; nullopt while some are missing (named in `missing`). Safe to call from several
+// processes at once: one of them commits.
+Result<std::optional<SnapshotInfo>> CommitParts(const std::string& dir, const std::string& date, int partitions,
+                                                int keep, std::vector<int>* missing);
 
 // Retires all but the newest `keep` complete snapshots of `dir`.
 Status RetireSnapshots(const std::string& dir, int keep);
@@ -89,14 +107,18 @@ class SnapshotCatalog {
   const std::string& dir() const { return dir_; }
 
  private:
-  Result<std::shared_ptr<rocksdb::DB>> Open(const SnapshotInfo& s);
+  // The database holding `uid` in `s`: the snapshot's own, or its part for the uid's
+  // partition when it was made per partition.
+  Result<std::shared_ptr<rocksdb::DB>> Open(const SnapshotInfo& s, std::string_view uid);
+  Result<std::shared_ptr<rocksdb::DB>> OpenPath(const std::string& key, const std::string& path);
 
   std::string dir_;
   std::mutex mu_;
   int64_t seen_size_ = -1;
   int64_t seen_mtime_ns_ = -1;
   std::vector<SnapshotInfo> rows_;
-  std::map<std::string, std::shared_ptr<rocksdb::DB>> open_;  // by mark
+  std::map<std::string, std::shared_ptr<rocksdb::DB>> open_;  // by mark, or mark/part-P
+  std::map<std::string, int> parts_;                          // by mark: partitions (0 = one database)
 };
 
 }  // namespace portrait

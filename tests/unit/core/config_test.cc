@@ -219,7 +219,9 @@ TEST(ConfigTest, KafkaRetryAndRoutesAreCheckedWithTheFix) {
   // What several processes can share is accepted.
   EXPECT_TRUE(Parse("[log]\nbackend = \"kafka\"\nkafka = { brokers = \"h:1\" }\n[store]\nbackend = \"redis\"\n"
                     "url = \"redis://h:2\"\n[archive]\nenabled = true\ndir = \"/mnt/shared/archive\"\n"
-                    "[privacy]\nerasure_list = \"/mnt/shared/erasures.list\"\n").ok());
+                    "[privacy]\nerasure_list = \"/mnt/shared/erasures.list\"\n[batch]\nsnapshot_dir = \"/mnt/shared/snapshots\"\n")
+                  .ok());
+  EXPECT_NE(msg.find("[batch] snapshot_dir = \"...\" must be set with [log] backend = \"kafka\""), std::string::npos) << msg;
   msg = Parse("[retry]\nmultiplier = 0.5\ninitial_backoff = \"10s\"\nmax_backoff = \"1s\"\n").message();
   EXPECT_NE(msg.find("multiplier must be a number from 1 to 100"), std::string::npos) << msg;
   EXPECT_NE(msg.find("max_backoff is shorter than initial_backoff"), std::string::npos) << msg;

@@ -370,7 +370,7 @@ type = "number"
   EXPECT_NE(webhook.status().message().find("plain HTTP"), std::string::npos);
   const std::string kafka =
       "[log]\nbackend = \"kafka\"\nkafka = { brokers = \"h:1\" }\n[store]\nbackend = \"redis\"\nurl = \"redis://h:2\"\n"
-      "[archive]\nenabled = false\n[privacy]\nerasure_list = \"/mnt/shared/erasures.list\"\n";
+      "[archive]\nenabled = false\n[privacy]\nerasure_list = \"/mnt/shared/erasures.list\"\n[lazy_load]\nenabled = false\n";
   auto lazy = ParseConfig(head + kafka + "[decisions]\nstate_save_interval = \"5s\"\n", "r.toml");
   ASSERT_FALSE(lazy.ok()) << "rule states kept in memory cannot move with a partition";
   EXPECT_NE(lazy.status().message().find("state_save_interval needs [log] backend = \"embedded\""), std::string::npos)

@@ -341,7 +341,7 @@ TEST(RepairTest, OfflineSnapshotFillsRealTimeGaps) {
       std::string uid = "u" + std::to_string(rng() % 6);
       events.push_back(ClickEvent(uid, static_cast<int>(rng() % 50), kT - kDay - static_cast<TimestampMs>(rng() % (5 * kDay))));
     }
-    WriteArchive(ArchiveDir(h.config()), events, 4);
+    WriteArchive(ArchiveDir(h.config()), events, h.config().log.partitions);
     RuleSet rules(h.config());
     std::vector<Action> realtime, all;
     size_t skipped = 0, dropped = 0;
@@ -417,7 +417,7 @@ TEST(BatchTest, EachTagTakesItsWindowUpToTheEndOfTheDate) {
   buy.uid = "u2";
   buy.ts = kT - 3 * kDay;  // inside the window, but expired by its ttl at the end of the date
   events.push_back(buy);
-  WriteArchive(ArchiveDir(cfg), events, 2);
+  WriteArchive(ArchiveDir(cfg), events, cfg.log.partitions);
   auto stats = RunBatch(cfg, Date(1));
   ASSERT_TRUE(stats.ok()) << stats.status().ToString();
   EXPECT_EQ(stats->snapshot.users, 1u);
@@ -433,6 +433,72 @@ TEST(BatchTest, EachTagTakesItsWindowUpToTheEndOfTheDate) {
   auto again = RunBatch(cfg, Date(1));
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->snapshot.version, 2);
+}
+
+// Several runs, each computing some partitions (as several machines do), make one snapshot
+// equal to one run over all of them; the run that finishes the last part commits it.
+TEST(BatchTest, RunsSharingThePartitionsMakeTheSnapshotOfOneRun) {
+  testing_util::TempDir whole_dir, split_dir;
+  Config whole = LoadTestConfig(whole_dir.path());
+  Config split = LoadTestConfig(split_dir.path());
+  ASSERT_GE(whole.log.partitions, 3);
+  std::mt19937 rng(11);
+  std::vector<Event> events;
+  for (int i = 0; i < 600; ++i) {
+    events.push_back(ClickEvent("u" + std::to_string(rng() % 40), static_cast<int>(rng() % 30),
+                                kT - static_cast<TimestampMs>(rng() % (20 * kDay))));
+  }
+  WriteArchive(ArchiveDir(whole), events, whole.log.partitions);
+  WriteArchive(ArchiveDir(split), events, split.log.partitions);
+  auto one = RunBatch(whole, Date(1));
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  ASSERT_EQ(one->snapshot.version, 1);
+
+  const int n = split.log.partitions;
+  std::vector<int> first, second;
+  for (int p = 0; p < n; ++p) (p % 2 ? second : first).push_back(p);
+  second.push_back(0);  // a partition computed twice (a retried run) changes nothing
+  auto a = RunBatch(split, Date(1), first);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->snapshot.version, 0) << "half the parts: nothing committed yet";
+  std::vector<int> odd;
+  for (int p = 1; p < n; p += 2) odd.push_back(p);
+  EXPECT_EQ(a->waiting_for, odd);
+  EXPECT_TRUE(ReadCompletionLog(SnapshotDir(split))->empty());
+  auto b = RunBatch(split, Date(1), second);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  ASSERT_EQ(b->snapshot.version, 1) << "the last part commits";
+  EXPECT_EQ(b->snapshot.users, one->snapshot.users);
+
+  SnapshotCatalog whole_catalog(SnapshotDir(whole)), split_catalog(SnapshotDir(split));
+  ASSERT_TRUE(whole_catalog.Refresh().ok());
+  ASSERT_TRUE(split_catalog.Refresh().ok());
+  int found = 0;
+  for (int u = 0; u < 40; ++u) {
+    std::string uid = "u" + std::to_string(u);
+    auto w = whole_catalog.Lookup(one->snapshot, uid);
+    auto s = split_catalog.Lookup(b->snapshot, uid);
+    ASSERT_TRUE(w.ok() && s.ok());
+    EXPECT_EQ(*w, *s) << uid;
+    found += w->has_value();
+  }
+  EXPECT_GT(found, 30);
+  auto bad = RunBatch(split, Date(1), {n});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("partition " + std::to_string(n) + " does not exist"), std::string::npos);
+}
+
+// An archive written with another partition count is refused, not silently misplaced.
+TEST(BatchTest, AnArchiveOfAnotherPartitionCountIsRefused) {
+  testing_util::TempDir dir;
+  Config cfg = LoadTestConfig(dir.path());
+  std::vector<Event> events;
+  for (int i = 0; i < 50; ++i) events.push_back(ClickEvent("u" + std::to_string(i), 1, kT - kDay));
+  WriteArchive(ArchiveDir(cfg), events, cfg.log.partitions + 1);
+  auto stats = RunBatch(cfg, Date(1));
+  ASSERT_FALSE(stats.ok());
+  EXPECT_NE(stats.status().message().find("the config the archive was written with"), std::string::npos)
+      << stats.status().ToString();
 }
 
 TEST(BatchTest, RefusesAConfigWithoutOfflineTags) {
