@@ -62,6 +62,11 @@ echo "| drain after wrk stopped | $((t_done - t_ack)) ms |"
 echo "| processor lag, largest sample (every 0.5 s) | $max_lag events |"
 echo "| refused by backpressure (503) | $refused |"
 echo "| collector alone (BM_CollectorIngest1000, same run) | $floor |"
+# What an event costs on disk (for sizing, docs/scaling.md): the log's segments, the
+# archive (gzip level 1) once the archiver has written every event, the RocksDB profiles.
+for _ in $(seq 600); do [ "$(metric portrait_archive_events_total)" -ge "$accepted" ] && break; sleep 0.1; done
+bytes_of() { du -sb "$1" 2>/dev/null | awk '{ print $1 }'; }
+echo "| bytes per event: events log / archive (gzip 1) / RocksDB profiles | $(awk -v l="$(bytes_of "$WORK/data/log/events")" -v a="$(bytes_of "$WORK/data/archive")" -v p="$(bytes_of "$WORK/data/profiles")" -v n="$accepted" 'BEGIN { printf "%.0f / %.0f / %.0f", l / n, a / n, p / n }') |"
 kill $SERVER; wait $SERVER 2>/dev/null || true
 
 # 2. Reads of ~4 KB profiles: 40 clicks (distinct items) and their categories per user.
