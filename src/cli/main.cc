@@ -234,7 +234,8 @@ int BatchCmd(const std::string& config_path, const std::string& data_dir, std::s
   return 0;
 }
 
-int CalibrateCmd(const std::string& config_path, const std::string& data_dir, std::string date, bool json) {
+int CalibrateCmd(const std::string& config_path, const std::string& data_dir, std::string date, bool json,
+                 const std::string& partitions_text) {
   std::optional<Config> loaded = LoadForCommand(config_path, data_dir);
   if (!loaded) return 2;
   Config& cfg = *loaded;
@@ -260,7 +261,28 @@ int CalibrateCmd(const std::string& config_path, const std::string& data_dir, st
     std::cerr << "portrait: " << channels.status().message() << "\n";
     return 1;
   }
-  auto report = portrait::Calibrate(cfg, channels->get(), date);
+  portrait::Result<portrait::CalibrationReport> report = portrait::Status::Ok();
+  if (partitions_text.empty()) {
+    report = portrait::Calibrate(cfg, channels->get(), date);
+  } else {
+    auto partitions = ParsePartitionList(partitions_text);
+    if (!partitions) {
+      std::cerr << "portrait: --partitions \"" << partitions_text << "\" must be a list such as 0-3,6\n";
+      return 2;
+    }
+    std::vector<int> waiting_for;
+    auto shared = portrait::CalibrateShare(cfg, channels->get(), date, *partitions, &waiting_for);
+    if (!shared.ok()) {
+      report = shared.status();
+    } else if (!*shared) {
+      // Other runs scan the rest; the one finishing the last scan calibrates the day.
+      std::printf("{\"date\":\"%s\",\"scanned\":%s,\"waiting_for\":%s}\n", date.c_str(), IntList(*partitions).c_str(),
+                  IntList(waiting_for).c_str());
+      return 0;
+    } else {
+      report = std::move(**shared);
+    }
+  }
   if (!report.ok()) {
     std::cerr << "portrait: calibrate failed: " << report.status().message() << "\n";
     return 1;
@@ -413,6 +435,10 @@ int main(int argc, char** argv) {
   calibrate->add_option("--data-dir", cal_dir, "Data directory; overrides the config's data_dir");
   calibrate->add_option("--date", cal_date, "The day YYYY-MM-DD (UTC); default yesterday");
   calibrate->add_flag("--json", cal_json, "Print the report as JSON");
+  std::string cal_partitions;
+  calibrate->add_option("--partitions", cal_partitions,
+                        "Only scan these log partitions, e.g. 0-3 (several runs share a day; the last to finish its scan "
+                        "calibrates); default all in this run");
 
   auto* snapshot = cli.add_subcommand("snapshot", "Offline snapshots: import from a warehouse, list");
   snapshot->require_subcommand(1);
@@ -436,7 +462,7 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(cli, argc, argv);
   if (*batch) return BatchCmd(batch_config, batch_dir, batch_date, batch_partitions);
-  if (*calibrate) return CalibrateCmd(cal_config, cal_dir, cal_date, cal_json);
+  if (*calibrate) return CalibrateCmd(cal_config, cal_dir, cal_date, cal_json, cal_partitions);
   if (*snap_import) return SnapshotImportCmd(snap_config, snap_dir, snap_date, snap_file, import_options, snap_maps);
   if (*snap_list) return SnapshotListCmd(snap_config, snap_dir);
   if (*replay) {

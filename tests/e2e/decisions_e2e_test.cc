@@ -252,7 +252,10 @@ void KillBetweenStateSaves(DecisionsE2eTest* t, bool redis) {
   for (size_t b = 0; b < bodies.size(); ++b) {
     while (t->http().Post("/v1/events", bodies[b]).status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (kill_after.count(b)) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let the processor take some of it
+      // Let the processor take some of it (a restarted one rebuilds its states at its first
+      // batch), however slow the machine is today.
+      WaitUntil([&] { return Metric(t->http(), "portrait_processor_events_total") > 0; }, 20);
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
       recovered += Metric(t->http(), "portrait_processor_recovered_records_total");
       t->server().Kill(SIGKILL);
       ASSERT_TRUE(t->Restart());

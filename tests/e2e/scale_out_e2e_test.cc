@@ -20,6 +20,7 @@
 #include <map>
 #include <random>
 #include <regex>
+#include <sstream>
 
 #include "e2e/e2e_util.h"
 #include "e2e/sse_client.h"
@@ -142,9 +143,9 @@ size_t CountOf(const std::string& text, const std::string& what) {
   return n;
 }
 
-std::string RunPortrait(const std::string& args, int* code) {
-  std::string out = Shell(Portrait(args) + " 2>&1", code);
-  return out;
+// The command's output; its log lines (stderr) too unless `stdout_only`.
+std::string RunPortrait(const std::string& args, int* code, bool stdout_only = false) {
+  return Shell(stdout_only ? "{ " + Portrait(args) + " 2>/dev/null; }" : Portrait(args), code);
 }
 
 // The calibration report from its per-product figures on (what the time of the run and the
@@ -259,7 +260,18 @@ TEST(ScaleOutE2eTest, ThreeProcessesOnKafkaAndRedisClusterGiveWhatOneEmbeddedPro
   ASSERT_EQ(cal_one.status, 200) << cal_one.body;
   ASSERT_EQ(cal_group.status, 200) << cal_group.body;
   EXPECT_EQ(Figures(cal_group.body), Figures(cal_one.body));
-
+  // ... and split: each half scanned by another process's config, the last one calibrates.
+  int cal_code = 0;
+  std::string scanned = RunPortrait("calibrate --config " + configs[0] + " --date " + DateOf(day) + " --partitions 0-3 --json", &cal_code);
+  ASSERT_EQ(cal_code, 0) << scanned;
+  EXPECT_NE(scanned.find("\"waiting_for\":[4,5,6,7]"), std::string::npos) << scanned;
+  std::string calibrated = RunPortrait("calibrate --config " + configs[1] + " --date " + DateOf(day) + " --partitions 4-7 --json", &cal_code, /*stdout_only=*/true);
+  ASSERT_EQ(cal_code, 0) << calibrated;
+  // The report's line.
+  std::string line;
+  for (std::stringstream lines(calibrated); std::getline(lines, line) && line.find("\"products\"") == std::string::npos;) {
+  }
+  EXPECT_EQ(Figures(line), Figures(cal_one.body));
   // The batch: two halves on two processes' configs make the one snapshot.
   int code = 0;
   std::string half = RunPortrait("batch --config " + configs[0] + " --date " + DateOf(day) + " --partitions 0-3", &code);

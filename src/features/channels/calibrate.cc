@@ -3,9 +3,15 @@
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <thread>
 #include <unordered_map>
@@ -226,13 +232,12 @@ Status CalibrateProduct(ChannelStore* store, const std::string& product, Product
 
 }  // namespace
 
-Result<CalibrationReport> Calibrate(const Config& config, ChannelStore* store, const std::string& date) {
-  auto t0 = std::chrono::steady_clock::now();
-  auto start = DayStartMs(date);
-  if (!start) return Status::InvalidArgument("date must be YYYY-MM-DD, got \"" + date + "\"");
-  if (!store) return Status::FailedPrecondition("the store keeps no channel figures");
-  CalibrationReport report;
-  report.date = date;
+namespace {
+
+// The day's archived events of `partitions` (all when empty), scanned per partition file
+// list on `[channels] calibrate_threads` threads, then summed.
+Status ScanDay(const Config& config, const std::string& date, const std::vector<int>& partitions, DayScan* all,
+               CalibrationReport* report) {
   const std::string dir = ArchiveDir(config);
   ASSIGN_OR_RETURN(auto parts, ListArchive(dir, date, date));
   if (parts.empty()) {
@@ -240,11 +245,13 @@ Result<CalibrationReport> Calibrate(const Config& config, ChannelStore* store, c
                             " (is [archive] enabled, and the day within its retention?)");
   }
   std::vector<const std::vector<std::string>*> work;
-  for (const auto& [_, files] : parts) {
+  for (const auto& [p, files] : parts) {
+    if (!partitions.empty() && std::find(partitions.begin(), partitions.end(), p) == partitions.end()) continue;
     work.push_back(&files);
-    report.files += files.size();
+    report->files += files.size();
   }
-  const size_t n_threads = std::min<size_t>(std::max(1, config.section<ChannelsConfig>().calibrate_threads), work.size());
+  const size_t n_threads =
+      std::max<size_t>(1, std::min<size_t>(std::max(1, config.section<ChannelsConfig>().calibrate_threads), work.size()));
   std::vector<DayScan> scans(n_threads);
   std::vector<ScanStats> stats(n_threads);
   std::vector<Status> errors(n_threads, Status::Ok());
@@ -263,26 +270,167 @@ Result<CalibrationReport> Calibrate(const Config& config, ChannelStore* store, c
   }
   for (auto& th : threads) th.join();
   for (const Status& st : errors) RETURN_IF_ERROR(st);
-  DayScan all = std::move(scans[0]);
-  for (size_t t = 1; t < n_threads; ++t) {
-    for (auto& [product, day] : scans[t]) all[product].Merge(std::move(day));
+  for (size_t t = 0; t < n_threads; ++t) {
+    for (auto& [product, day] : scans[t]) (*all)[product].Merge(std::move(day));
   }
-  for (const auto& s : stats) {
-    report.events += s.events;
-    report.bad_lines += s.bad_lines;
+  for (const auto& st : stats) {
+    report->events += st.events;
+    report->bad_lines += st.bad_lines;
   }
-  if (report.bad_lines > 0) spdlog::warn("calibrate {}: {} archive lines were not events (skipped)", date, report.bad_lines);
-  report.overall.product = "*";
+  return Status::Ok();
+}
+
+// The scanned day against the registry and the real-time figures; writes the calibrated ones.
+Status CalibrateDay(ChannelStore* store, const std::string& date, DayScan& all, CalibrationReport* report) {
+  auto start = DayStartMs(date);
+  if (report->bad_lines > 0) {
+    spdlog::warn("calibrate {}: {} archive lines were not events (skipped)", date, report->bad_lines);
+  }
+  report->overall.product = "*";
   for (auto& [product, day] : all) {
-    Status st = CalibrateProduct(store, product, day, *start, &report);
+    Status st = CalibrateProduct(store, product, day, *start, report);
     if (!st.ok()) return st.WithContext("calibrate " + date + " product " + product);
-    const CalibrationProduct& p = report.products.back();
-    report.overall.realtime += p.realtime;
-    report.overall.calibrated += p.calibrated;
-    report.overall.abs_error += p.abs_error;
+    const CalibrationProduct& p = report->products.back();
+    report->overall.realtime += p.realtime;
+    report->overall.calibrated += p.calibrated;
+    report->overall.abs_error += p.abs_error;
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<CalibrationReport> Calibrate(const Config& config, ChannelStore* store, const std::string& date) {
+  auto t0 = std::chrono::steady_clock::now();
+  if (!DayStartMs(date)) return Status::InvalidArgument("date must be YYYY-MM-DD, got \"" + date + "\"");
+  if (!store) return Status::FailedPrecondition("the store keeps no channel figures");
+  CalibrationReport report;
+  report.date = date;
+  DayScan all;
+  RETURN_IF_ERROR(ScanDay(config, date, {}, &all, &report));
+  RETURN_IF_ERROR(CalibrateDay(store, date, all, &report));
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return report;
+}
+
+// ---- a day's calibration shared by several processes ----
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ScanDir(const Config& config, const std::string& date) {
+  return ArchiveDir(config) + "/_calibration/date=" + date;
+}
+
+// One partition's scan: a header line, then one line per user, device or link.
+std::string EncodeScan(const DayScan& scan, const CalibrationReport& stats) {
+  std::string out, line;
+  JsonWriter h(&out);
+  h.BeginObject().Key("files").Int(static_cast<int64_t>(stats.files)).Key("events").Int(static_cast<int64_t>(stats.events));
+  h.Key("bad_lines").Int(static_cast<int64_t>(stats.bad_lines)).EndObject();
+  out.push_back('\n');
+  for (const auto& [product, day] : scan) {
+    auto entry = [&](const char* kind, const std::string& id, TimestampMs ts, const std::string& channel,
+                     const std::string* uid) {
+      line.clear();
+      JsonWriter w(&line);
+      w.BeginObject().Key("p").String(product).Key(kind).String(id).Key("ts").Int(ts).Key("ch").String(channel);
+      if (uid) w.Key("uid").String(*uid);
+      w.EndObject();
+      out += line;
+      out.push_back('\n');
+    };
+    for (const auto& [id, f] : day.users) entry("u", id, f.ts, f.channel, nullptr);
+    for (const auto& [id, f] : day.devices) entry("d", id, f.ts, f.channel, nullptr);
+    for (const auto& [id, l] : day.links) entry("l", id, l.ts, l.channel, &l.uid);
+  }
+  return out;
+}
+
+Status DecodeScan(const std::string& path, DayScan* all, CalibrationReport* report) {
+  std::string text;
+  RETURN_IF_ERROR(ReadGzip(path, &text));
+  simdjson::dom::parser parser;
+  simdjson::dom::document_stream stream;
+  if (parser.parse_many(text).get(stream)) return Status::Corruption(path + ": not a calibration scan");
+  bool header = true;
+  for (auto doc : stream) {
+    simdjson::dom::object o;
+    if (doc.get_object().get(o)) return Status::Corruption(path + ": not a calibration scan");
+    if (header) {
+      int64_t files = 0, events = 0, bad = 0;
+      if (o["files"].get(files) || o["events"].get(events) || o["bad_lines"].get(bad)) {
+        return Status::Corruption(path + ": no header");
+      }
+      report->files += static_cast<uint64_t>(files);
+      report->events += static_cast<uint64_t>(events);
+      report->bad_lines += static_cast<uint64_t>(bad);
+      header = false;
+      continue;
+    }
+    std::string_view product = Str(o, "p"), channel = Str(o, "ch"), id;
+    TimestampMs ts = 0;
+    if (o["ts"].get(ts)) return Status::Corruption(path + ": an entry without ts");
+    ProductDay& day = (*all)[std::string(product)];
+    if (!o["u"].get(id)) day.users[std::string(id)].Fold(ts, channel);
+    else if (!o["d"].get(id)) day.devices[std::string(id)].Fold(ts, channel);
+    else if (!o["l"].get(id)) day.links[std::string(id)].Fold(ts, Str(o, "uid"), channel);
+    else return Status::Corruption(path + ": an entry of no known kind");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::optional<CalibrationReport>> CalibrateShare(const Config& config, ChannelStore* store,
+                                                        const std::string& date, const std::vector<int>& partitions,
+                                                        std::vector<int>* waiting_for) {
+  auto t0 = std::chrono::steady_clock::now();
+  if (!DayStartMs(date)) return Status::InvalidArgument("date must be YYYY-MM-DD, got \"" + date + "\"");
+  if (!store) return Status::FailedPrecondition("the store keeps no channel figures");
+  const int total = config.log.partitions;
+  const std::string dir = ScanDir(config, date);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Status::IOError("calibrate: cannot create " + dir + ": " + ec.message());
+  for (int p : partitions) {
+    if (p < 0 || p >= total) {
+      return Status::InvalidArgument("partition " + std::to_string(p) + " does not exist ([log] partitions = " +
+                                     std::to_string(total) + ")");
+    }
+    DayScan scan;
+    CalibrationReport stats;
+    Status st = ScanDay(config, date, {p}, &scan, &stats);
+    if (!st.ok() && st.code() != StatusCode::kNotFound) return st;  // an empty archive day scans as empty
+    RETURN_IF_ERROR(WriteGzipFile(dir + "/scan-" + std::to_string(p) + ".ndjson.gz", EncodeScan(scan, stats), 1));
+    fs::remove(dir + "/done.json", ec);  // a new scan: the day is calibrated again with it
+  }
+  waiting_for->clear();
+  for (int p = 0; p < total; ++p) {
+    if (!fs::exists(dir + "/scan-" + std::to_string(p) + ".ndjson.gz", ec)) waiting_for->push_back(p);
+  }
+  if (!waiting_for->empty()) return std::optional<CalibrationReport>();
+  // Every partition is scanned: one of the runs that see it calibrates (the others wait on
+  // the lock and find the day done).
+  int fd = ::open((dir + "/.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0 || ::flock(fd, LOCK_EX) != 0) {
+    if (fd >= 0) ::close(fd);
+    return Status::IOError("calibrate: cannot lock " + dir + "/.lock");
+  }
+  struct Unlock {
+    int fd;
+    ~Unlock() { ::close(fd); }
+  } unlock{fd};
+  if (fs::exists(dir + "/done.json", ec)) return std::optional<CalibrationReport>();  // another run did it
+  CalibrationReport report;
+  report.date = date;
+  DayScan all;
+  for (int p = 0; p < total; ++p) RETURN_IF_ERROR(DecodeScan(dir + "/scan-" + std::to_string(p) + ".ndjson.gz", &all, &report));
+  RETURN_IF_ERROR(CalibrateDay(store, date, all, &report));
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::ofstream(dir + "/done.json") << report.ToJson() << "\n";
+  return std::optional<CalibrationReport>(std::move(report));
 }
 
 std::string CalibrationReport::ToJson() const {

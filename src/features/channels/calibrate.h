@@ -12,6 +12,7 @@
 // summary of the run are written to the store.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,16 @@ struct CalibrationReport {
 // `store` is the server's ChannelStore. Errors: a bad date, no archived events for it, a
 // store failure (nothing is replaced then for the product it happened on).
 Result<CalibrationReport> Calibrate(const Config& config, ChannelStore* store, const std::string& date);
+
+// A day's calibration shared by several runs (processes of a group, or `portrait calibrate
+// --partitions` on several machines): scans the day's archive of `partitions` into
+// ARCHIVE/_calibration/date=D/scan-P.ndjson.gz (each partition's first events, fsynced);
+// the run that finds every partition's scan there merges them and calibrates, as Calibrate
+// does over the whole archive. nullopt while partitions are missing (`waiting_for`), or when
+// another run has calibrated the day from the same scans.
+Result<std::optional<CalibrationReport>> CalibrateShare(const Config& config, ChannelStore* store,
+                                                        const std::string& date, const std::vector<int>& partitions,
+                                                        std::vector<int>* waiting_for);
 
 // Sets portrait_channel_calibration_error_ratio{product} and counts the run.
 void RecordCalibration(const CalibrationReport& report, MetricsRegistry* metrics);

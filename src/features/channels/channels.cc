@@ -69,13 +69,23 @@ class ChannelsFeature : public Feature {
     schedule_ = std::make_unique<DailySchedule>(
         "calibrate", host_.config->section<ChannelsConfig>().calibrate_at,
         [this](const std::string& date) -> Status {
-          // Across processes one of them recalibrates (it reads the whole shared archive):
-          // the holder of partition 0.
+          Result<CalibrationReport> report = Status::Ok();
           if (host_.held) {
-            auto held = host_.held();
-            if (std::find(held.begin(), held.end(), PartitionId(0)) == held.end()) return Status::Ok();
+            // Across processes each scans the partitions it holds; the one finishing the
+            // day's last scan calibrates it.
+            std::vector<int> partitions, waiting_for;
+            for (PartitionId p : host_.held()) partitions.push_back(p.value);
+            auto shared = CalibrateShare(*host_.config, store_, date, partitions, &waiting_for);
+            if (!shared.ok()) return shared.status();
+            if (!*shared) {
+              spdlog::info("calibrate: {}: {} partition(s) scanned, waiting for {} more", date, partitions.size(),
+                           waiting_for.size());
+              return Status::Ok();
+            }
+            report = std::move(**shared);
+          } else {
+            report = Calibrate(*host_.config, store_, date);
           }
-          auto report = Calibrate(*host_.config, store_, date);
           if (!report.ok()) return report.status();
           RecordCalibration(*report, host_.metrics);
           spdlog::info("calibrate: {} done: {} new users, real-time error {} ({:.4f} %)", date,

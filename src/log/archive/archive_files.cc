@@ -1,5 +1,7 @@
 #include "log/archive/archive_files.h"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -32,6 +34,25 @@ Result<std::map<int, std::vector<std::string>>> ListArchive(const std::string& d
   if (ec) return Status::IOError("archive " + dir + ": " + ec.message());
   for (auto& [_, files] : parts) std::sort(files.begin(), files.end());
   return parts;
+}
+
+Status WriteGzipFile(const std::string& path, std::string_view data, int level) {
+  std::string tmp = path + ".tmp";
+  const std::string mode = "wb" + std::to_string(std::clamp(level, 1, 9));
+  gzFile gz = gzopen(tmp.c_str(), mode.c_str());
+  if (!gz) return Status::IOError("cannot create " + tmp);
+  bool ok = data.empty() || gzwrite(gz, data.data(), static_cast<unsigned>(data.size())) == static_cast<int>(data.size());
+  ok = gzclose(gz) == Z_OK && ok;
+  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ok = ::fsync(fd) == 0 && ok;
+    ::close(fd);
+  }
+  if (!ok) return Status::IOError("cannot write " + tmp);
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return Status::IOError("rename " + tmp + ": " + ec.message());
+  return Status::Ok();
 }
 
 Status ReadGzip(const std::string& path, std::string* out) {

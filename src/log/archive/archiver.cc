@@ -26,26 +26,6 @@ namespace {
 constexpr const char* kAppliedDir = "_erasures";
 constexpr const char* kLegacyAppliedFile = "_erasures.applied";  // one count for all partitions
 
-// Writes `data` gzipped to `path` through a temporary file, fsynced, then renamed.
-Status WriteGzipAtomically(const std::string& path, std::string_view data, int level) {
-  std::string tmp = path + ".tmp";
-  const std::string mode = "wb" + std::to_string(std::clamp(level, 1, 9));
-  gzFile gz = gzopen(tmp.c_str(), mode.c_str());
-  if (!gz) return Status::IOError("archive: cannot create " + tmp);
-  bool ok = data.empty() || gzwrite(gz, data.data(), static_cast<unsigned>(data.size())) == static_cast<int>(data.size());
-  ok = gzclose(gz) == Z_OK && ok;
-  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ok = ::fsync(fd) == 0 && ok;
-    ::close(fd);
-  }
-  if (!ok) return Status::IOError("archive: cannot write " + tmp);
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return Status::IOError("archive: rename " + tmp + ": " + ec.message());
-  return Status::Ok();
-}
-
 size_t ReadCount(const std::string& path) {
   std::ifstream in(path);
   size_t n = 0;
@@ -140,7 +120,7 @@ Status Archiver::FlushPartition(PartitionId p, Offset first, Offset next) {
     if (ec) return Status::IOError("archive " + dir.string() + ": " + ec.message());
     std::string name = "part-" + std::to_string(p.value) + "-" + std::to_string(first.value) + ".ndjson.gz";
     // The same name after a crash: rewritten, not duplicated.
-    RETURN_IF_ERROR(WriteGzipAtomically((dir / name).string(), lines, config_.gzip_level));
+    RETURN_IF_ERROR(WriteGzipFile((dir / name).string(), lines, config_.gzip_level));
     files_->Inc();
   }
   pending_.clear();
@@ -329,7 +309,7 @@ Result<size_t> Archiver::RewriteErased() {
         kept.push_back('\n');
       }
       if (dropped == 0) continue;
-      RETURN_IF_ERROR(WriteGzipAtomically(path, kept, config_.gzip_level));
+      RETURN_IF_ERROR(WriteGzipFile(path, kept, config_.gzip_level));
       rewritten_->Inc();
       ++rewritten;
     }
