@@ -4,12 +4,11 @@
 // Collectors drop the repeats they logged themselves; with several processes appending to
 // one log (Kafka), a client's retry that lands on another process is logged twice. Events
 // are partitioned by their owner, so both copies sit in one partition, and its one holder
-// drops the later copy. The window is the event ids among the last `window` records of the
-// partition (by position, every kind of record taking a place): after the record at offset
-// n it holds the ids of offsets (n - window, n]. A holder that starts at an offset it did
-// not just read (a restart, a partition moved here) rebuilds the window by reading the
-// `window` records before it, so the result does not depend on who held the partition
-// before or when it crashed.
+// drops the later copy: an event is a repeat when one of the `window` records before it in
+// its partition (by position, every kind of record taking a place) is an event with its id.
+// A holder that starts at an offset it did not just read (a restart, a partition moved
+// here) rebuilds the window by reading the `window` records before it, so the result does
+// not depend on who held the partition before or when it crashed.
 #pragma once
 
 #include <cstdint>
@@ -64,7 +63,8 @@ class RepeatFilter {
 
  private:
   struct Partition {
-    explicit Partition(size_t capacity) : ids(capacity) {}
+    // The window holds the record being checked too: `window` records before it, plus it.
+    explicit Partition(size_t window) : ids(window + 1) {}
     IdWindow ids;
     Offset next{-1};  // the offset after the last record added
   };

@@ -42,10 +42,11 @@ void Processor::RunMember(GroupMember* member) {
     auto start = std::chrono::steady_clock::now();
     size_t n_events = 0;
     done.clear();
+    // Every batch is filtered before any is handled: a failed write sends all of them,
+    // filtered, to Isolate.
     for (PartitionBatch& b : batches) {
-      Offset next(b.records.back().offset.value + 1);
+      done.push_back({b.partition, Offset(b.records.back().offset.value + 1)});
       n_events += b.records.size();
-      done.push_back({b.partition, next});
       for (int attempt = 0; repeats; ++attempt) {
         Status fs = repeats->Filter(b.partition, &b.records);
         if (fs.ok()) break;
@@ -53,6 +54,10 @@ void Processor::RunMember(GroupMember* member) {
         std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 100 << std::min(attempt, 6))));
         if (stop_.load()) return;
       }
+    }
+    for (size_t i = 0; i < batches.size(); ++i) {
+      const PartitionBatch& b = batches[i];
+      const Offset next = done[i].next;
       if (!Handle(*w, b.partition, b.records, next)) {
         if (w->failed.ok()) return;  // stopped
         break;

@@ -1,5 +1,6 @@
 #include "features/channels/channels.h"
 
+#include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -78,8 +79,9 @@ class ChannelsFeature : public Feature {
             auto shared = CalibrateShare(*host_.config, store_, date, partitions, &waiting_for);
             if (!shared.ok()) return shared.status();
             if (!*shared) {
-              spdlog::info("calibrate: {}: {} partition(s) scanned, waiting for {} more", date, partitions.size(),
-                           waiting_for.size());
+              spdlog::warn("calibrate: {}: {} partition(s) scanned, waiting for {} more (scanned by the processes "
+                           "holding them, or run `portrait calibrate --date {} --partitions {}`)",
+                           date, partitions.size(), waiting_for.size(), date, fmt::join(waiting_for, ","));
               return Status::Ok();
             }
             report = std::move(**shared);

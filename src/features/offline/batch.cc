@@ -265,8 +265,12 @@ Status RunScheduledBatch(const Config& config, const std::string& date, std::vec
   auto stats = RunBatch(config, date, std::move(partitions));
   if (!stats.ok()) return stats.status();
   if (stats->snapshot.version == 0) {
-    spdlog::info("batch: {}: {} partition(s) computed; the snapshot waits for partition(s) {}", date,
-                 stats->partitions.size(), fmt::join(stats->waiting_for, ","));
+    // The processes holding the rest compute them at their own [batch] at; a partition that
+    // moved between processes meanwhile is computed by nobody: say how to finish.
+    spdlog::warn("batch: {}: {} partition(s) computed; the snapshot waits for partition(s) {} (computed by the "
+                 "processes holding them, or run `portrait batch --date {} --partitions {}`)",
+                 date, stats->partitions.size(), fmt::join(stats->waiting_for, ","), date,
+                 fmt::join(stats->waiting_for, ","));
     return Status::Ok();
   }
   spdlog::info("batch: {} done: snapshot {} with {} users from {} events in {:.1f} s", date, stats->snapshot.Mark(),

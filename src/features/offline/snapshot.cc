@@ -290,6 +290,9 @@ Status SnapshotWriter::FinishPart() {
     if (!out.flush()) return Status::IOError("snapshot: cannot write " + tmp_ + "/USERS");
   }
   RETURN_IF_ERROR(FsyncPath(tmp_ + "/USERS"));
+  // Under the writers' lock: CommitParts must not take .parts while an older computation
+  // of this part is half deleted.
+  ASSIGN_OR_RETURN(WriterLock lock, WriterLock::Acquire(dir_));
   std::error_code ec;
   fs::create_directories(parts, ec);
   fs::remove_all(final_path, ec);  // an older computation of this part

@@ -11,11 +11,14 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <utility>
 
 #include "core/event.h"
 #include "log/archive/archive_files.h"
 #include "core/record_kind.h"
 #include "core/dates.h"
+#include "core/dir_lock.h"
 
 namespace portrait {
 
@@ -53,6 +56,17 @@ void WriteApplied(const std::string& dir, PartitionId p, size_t n) {
 
 bool HeldIn(const std::vector<PartitionId>& held, int p) {
   return std::find(held.begin(), held.end(), PartitionId(p)) != held.end();
+}
+
+// An exclusive lease on one partition of a shared archive (a DirLock, flock on
+// ARCHIVE/_leases/P/LOCK, released when the process dies): while a process reads the
+// committed offset, writes the part files and commits, no other process works on that
+// partition, even one that still believes it holds it after the group moved it (a stalled
+// process). Each one starts from the offset the previous one committed, so their ranges
+// never overlap. Null when another process has it.
+std::unique_ptr<DirLock> TryLease(const std::string& dir, PartitionId p) {
+  auto lock = DirLock::Acquire(dir + "/_leases/" + std::to_string(p.value));
+  return lock.ok() ? std::move(lock).value() : nullptr;
 }
 
 }  // namespace
@@ -95,8 +109,10 @@ Status Archiver::Start() {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) return Status::IOError("archive dir " + dir_ + ": " + ec.message());
-  // Part files of a write a crash interrupted: they will be written again.
-  for (auto it = fs::recursive_directory_iterator(dir_, ec); !ec && it != fs::recursive_directory_iterator(); ++it) {
+  // Part files of a write a crash interrupted: they will be written again. (In a shared
+  // archive another process may be writing its own: they are left, readers skip them and
+  // the next write of that name replaces them.)
+  for (auto it = fs::recursive_directory_iterator(dir_, ec); !held_ && !ec && it != fs::recursive_directory_iterator(); ++it) {
     if (it->path().extension() == ".tmp") fs::remove(it->path(), ec);
   }
   thread_ = std::thread([this] { Run(); });
@@ -164,11 +180,20 @@ void Archiver::Run() {
     if (repeats_) repeats_->Retain(Held());
     for (PartitionId p : Held()) {
       const int pi = p.value;
+      std::unique_ptr<DirLock> lease = held_ ? TryLease(dir_, p) : nullptr;
+      if (held_ && !lease) continue;  // another process is on it
       auto committed = log_->CommittedOffset(kConsumer, p);
       if (!committed.ok()) continue;
       Offset from = std::max(*committed, log_->StartOffset(p));
       Offset end = log_->EndOffset(p);
-      if (from >= end) continue;
+      if (from >= end) {
+        // Offsets of a group without members expire on the brokers after a while: an idle
+        // partition's are committed again now and then.
+        if (held_ && from.value > 0 && NowMs() - last_commit_ms_[pi] > 3'600'000) {
+          if (log_->CommitOffset(kConsumer, p, from).ok()) last_commit_ms_[pi] = NowMs();
+        }
+        continue;
+      }
       auto reader = log_->OpenReader(p, from);
       if (!reader.ok()) {
         errors_->Inc();
@@ -180,8 +205,15 @@ void Archiver::Run() {
       // left for the next pass, so the commit is the offset after the last one taken.
       Offset next = from;
       bool read_ok = true;
+      // A remote log's reader may answer empty while it connects: give it a while.
+      auto read_until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
       while (next < end) {
-        if (!(*reader)->Read(8 << 20, &recs).ok() || recs.empty() || recs.front().offset >= end) break;
+        if (!(*reader)->Read(8 << 20, &recs).ok()) break;
+        if (recs.empty()) {
+          if (std::chrono::steady_clock::now() > read_until) break;
+          continue;
+        }
+        if (recs.front().offset >= end) break;
         std::erase_if(recs, [&](const LogRecord& rec) { return rec.offset >= end; });
         next = Offset(recs.back().offset.value + 1);
         if (repeats_) {
@@ -220,6 +252,7 @@ void Archiver::Run() {
         continue;
       }
       Status st = FlushPartition(p, from, next);
+      if (st.ok()) last_commit_ms_[pi] = NowMs();
       if (!st.ok()) {
         pending_.clear();
         errors_->Inc();
@@ -247,17 +280,28 @@ void Archiver::RewriteIfDue() {
     return;
   }
   auto entries = erasures_->Entries();
-  const std::vector<PartitionId> held = Held();
+  std::vector<PartitionId> held;  // the partitions held, behind on erasures, and leased
+  std::vector<std::unique_ptr<DirLock>> leases;
   size_t applied = entries.size();
-  for (PartitionId p : held) applied = std::min(applied, ReadApplied(dir_, p));
-  if (applied >= entries.size()) return;
+  for (PartitionId p : Held()) {
+    size_t done = ReadApplied(dir_, p);
+    if (done >= entries.size()) continue;
+    if (held_) {
+      auto lease = TryLease(dir_, p);
+      if (!lease) continue;
+      leases.push_back(std::move(lease));
+    }
+    held.push_back(p);
+    applied = std::min(applied, done);
+  }
+  if (held.empty()) return;
   // Rewrites are batched: wait while the oldest pending erasure is younger than half the
   // allowed delay (at most a day), so one pass over the archive serves many erasures.
   int64_t wait = std::min<int64_t>(erase_within_ms_ / 2, 86'400'000);
   TimestampMs oldest = INT64_MAX;
   for (size_t i = applied; i < entries.size(); ++i) oldest = std::min(oldest, entries[i].erased_at);
   if (NowMs() - oldest < wait) return;
-  auto n = RewriteErased();
+  auto n = RewriteErased(held);
   if (!n.ok()) {
     errors_->Inc();
     spdlog::error("archive: erasure rewrite: {} (will retry)", n.status().ToString());
@@ -267,13 +311,14 @@ void Archiver::RewriteIfDue() {
   spdlog::info("archive: {} erasures applied, {} part files rewritten", entries.size() - applied, *n);
 }
 
-Result<size_t> Archiver::RewriteErased() {
+Result<size_t> Archiver::RewriteErased() { return RewriteErased(Held()); }
+
+Result<size_t> Archiver::RewriteErased(const std::vector<PartitionId>& held) {
   RETURN_IF_ERROR(erasures_->Refresh());
   TimestampMs newest = INT64_MIN;
   for (const auto& e : erasures_->Entries()) newest = std::max(newest, e.erased_at);
   if (newest == INT64_MIN) return size_t{0};
   ASSIGN_OR_RETURN(auto parts, ListArchive(dir_, "", DateOf(newest)));
-  const std::vector<PartitionId> held = Held();
   simdjson::dom::parser parser;
   std::string data, kept;
   size_t rewritten = 0;

@@ -57,6 +57,7 @@ class Archiver {
   // Rewrites the part files holding events of erased identities; returns how many files
   // were rewritten. Run by the archiver's thread when erasures are due.
   Result<size_t> RewriteErased();
+  Result<size_t> RewriteErased(const std::vector<PartitionId>& partitions);  // of these only
   void Stop();  // writes what is gathered, then returns
 
   // "date=2023-11-14/hour=22"
@@ -87,6 +88,7 @@ class Archiver {
   ErasureList* erasures_ = nullptr;
   std::function<std::vector<PartitionId>()> held_;  // empty: every partition
   std::unique_ptr<RepeatFilter> repeats_;
+  std::map<int, int64_t> last_commit_ms_;  // by partition: this process's last offset commit
   Counter* repeats_skipped_;
   std::set<std::string> dropped_hours_logged_;  // hours whose drops were logged once
   int64_t erase_within_ms_ = 0;

@@ -53,12 +53,13 @@ std::string EventRecord(const std::string& id) {
   return out;
 }
 
-// The definition: record i is dropped when an event among records (i - window, i) has its id.
+// The definition: record i is dropped when an event among the `window` records before it
+// (i - window .. i - 1) has its id.
 std::vector<int64_t> Expected(const std::vector<std::string>& ids, size_t window) {
   std::vector<int64_t> kept;
   for (size_t i = 0; i < ids.size(); ++i) {
     bool repeat = false;
-    for (size_t j = i >= window ? i - window + 1 : 0; j < i && !ids[i].empty(); ++j) repeat |= ids[j] == ids[i];
+    for (size_t j = i >= window ? i - window : 0; j < i && !ids[i].empty(); ++j) repeat |= ids[j] == ids[i];
     if (!repeat) kept.push_back(static_cast<int64_t>(i));
   }
   return kept;
