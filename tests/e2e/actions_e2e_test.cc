@@ -172,6 +172,9 @@ TEST_F(ActionsTest, BatchGetAndDeletionSurviveAFullReplay) {
   }
   ASSERT_EQ(http_->Post("/v1/events", events).status, 200);
   ASSERT_EQ(WaitFor("/v1/profiles/r4", 200, R"("4":4)").status, 200);
+  // r2's partition may lag r4's: its profile must exist before the erasure, or the 404
+  // below would only say its clicks were not applied yet.
+  ASSERT_EQ(WaitFor("/v1/profiles/r2", 200, R"("2":4)").status, 200);
   HttpResult del = http_->Request("DELETE", "/v1/profiles/r2");
   ASSERT_EQ(del.status, 200) << del.body;
   EXPECT_EQ(del.body, R"({"deleted":"r2"})");
