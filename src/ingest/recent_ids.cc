@@ -1,13 +1,10 @@
 #include "ingest/recent_ids.h"
 
-#include <xxhash.h>
+#include "log/repeats.h"
 
 namespace portrait {
 
-uint64_t RecentIds::Hash(std::string_view id) {
-  uint64_t h = XXH3_64bits(id.data(), id.size());
-  return h ? h : 1;  // 0 marks an empty slot
-}
+uint64_t RecentIds::Hash(std::string_view id) { return IdWindow::Hash(id); }  // never 0: it marks an empty slot
 
 RecentIds::RecentIds(size_t capacity) : capacity_(capacity ? capacity : 1) {
   size_t slots = 16;

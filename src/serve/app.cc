@@ -86,9 +86,10 @@ Status App::StartAll() {
   processor_ = std::make_unique<Processor>(cfg.processor, &cfg.tags, log_.get(), store_.get(), &metrics_,
                                            std::move(stages));
   processor_->SetErasureList(erasures_.get());
-  if (log_->HasGroups()) {
-    processor_->DropRepeats(std::max<size_t>(1, cfg.collector.dedup_window / static_cast<size_t>(log_->partitions())));
-  }
+  // With groups, the holders of partitions drop repeats (their window: the collectors' share).
+  const size_t repeat_window =
+      log_->HasGroups() ? std::max<size_t>(1, cfg.collector.dedup_window / static_cast<size_t>(log_->partitions())) : 0;
+  processor_->DropRepeats(repeat_window);
   ASSIGN_OR_RETURN(quarantine_, Quarantine::Open(retry_logs_.quarantine_journal, retry_logs_.dead.get(), &metrics_));
   processor_->SetQuarantine(quarantine_.get());
   quarantine_sink_ = std::make_unique<LogSink>(Quarantine::kSink, log_.get());
@@ -102,8 +103,7 @@ Status App::StartAll() {
     archiver_ = std::make_unique<Archiver>(cfg.archive, ArchiveDir(cfg), log_.get(), &metrics_);
     archiver_->SetErasures(erasures_.get(), cfg.privacy.erase_archive_within_ms);
     if (log_->HasGroups()) {
-      archiver_->ShareWithGroup([p = processor_.get()] { return p->Held(); },
-                                std::max<size_t>(1, cfg.collector.dedup_window / static_cast<size_t>(log_->partitions())));
+      archiver_->ShareWithGroup([p = processor_.get()] { return p->Held(); }, repeat_window);
     }
     RETURN_IF_ERROR(archiver_->Start());
     Started("archiver", [this] { archiver_->Stop(); });

@@ -190,41 +190,34 @@ Result<std::vector<SnapshotInfo>> ReadCompletionLog(const std::string& dir) {
   return rows;
 }
 
-Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::Create(const std::string& dir, std::string date,
-                                                               std::string source) {
+Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::Start(const std::string& dir, std::string date,
+                                                              std::string source, int partition) {
   if (!DayStartMs(date)) return Status::InvalidArgument("snapshot date \"" + date + "\" is not a date YYYY-MM-DD");
+  // A part is written beside .parts, which only ever holds finished parts (it is renamed whole).
+  const std::string tmp_dir = partition < 0 ? dir : dir + "/date=" + date;
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return Status::IOError("cannot create " + dir + ": " + ec.message());
-  RemoveAbandoned(dir);
+  fs::create_directories(tmp_dir, ec);
+  if (ec) return Status::IOError("cannot create " + tmp_dir + ": " + ec.message());
+  RemoveAbandoned(tmp_dir);
   std::unique_ptr<SnapshotWriter> w(new SnapshotWriter());
   w->dir_ = dir;
   w->date_ = std::move(date);
   w->source_ = std::move(source);
-  w->tmp_ = dir + "/" + TmpPrefix() + w->date_ + "-" +
+  w->partition_ = partition;
+  w->tmp_ = tmp_dir + "/" + TmpPrefix() + (partition < 0 ? w->date_ : "part-" + std::to_string(partition)) + "-" +
             std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
   RETURN_IF_ERROR(w->Open());
   return w;
 }
 
+Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::Create(const std::string& dir, std::string date,
+                                                               std::string source) {
+  return Start(dir, std::move(date), std::move(source), -1);
+}
+
 Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::CreatePart(const std::string& dir, std::string date,
                                                                    int partition) {
-  if (!DayStartMs(date)) return Status::InvalidArgument("snapshot date \"" + date + "\" is not a date YYYY-MM-DD");
-  // Written beside .parts, which only ever holds finished parts (it is renamed whole).
-  std::string date_dir = dir + "/date=" + date;
-  std::error_code ec;
-  fs::create_directories(date_dir, ec);
-  if (ec) return Status::IOError("cannot create " + date_dir + ": " + ec.message());
-  RemoveAbandoned(date_dir);
-  std::unique_ptr<SnapshotWriter> w(new SnapshotWriter());
-  w->dir_ = dir;
-  w->date_ = std::move(date);
-  w->source_ = "batch";
-  w->partition_ = partition;
-  w->tmp_ = date_dir + "/" + TmpPrefix() + "part-" + std::to_string(partition) + "-" +
-            std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
-  RETURN_IF_ERROR(w->Open());
-  return w;
+  return Start(dir, std::move(date), "batch", partition);
 }
 
 Status SnapshotWriter::Open() {
@@ -302,6 +295,32 @@ Status SnapshotWriter::FinishPart() {
   return FsyncPath(parts);
 }
 
+namespace {
+
+// With the writers' lock held: the directory `from` becomes the next version of
+// info->date (numbered here), then its completion row is appended.
+Status PublishVersion(const std::string& dir, const std::string& from, SnapshotInfo* info) {
+  ASSIGN_OR_RETURN(auto rows, ReadCompletionLog(dir));
+  int version = 0;
+  for (const auto& r : rows) {
+    if (r.date == info->date) version = std::max(version, r.version);
+  }
+  info->version = version + 1;
+  const std::string date_dir = dir + "/date=" + info->date;
+  std::error_code ec;
+  fs::create_directories(date_dir, ec);
+  std::string final_path = SnapshotPath(dir, info->date, info->version);
+  fs::remove_all(final_path, ec);  // a directory without a row: a writer died between rename and append
+  fs::rename(from, final_path, ec);
+  if (ec) return Status::IOError("snapshot: cannot move " + from + " to " + final_path + ": " + ec.message());
+  RETURN_IF_ERROR(FsyncPath(date_dir));
+  RETURN_IF_ERROR(FsyncPath(dir));
+  info->completed_at = FormatIsoUtc(NowMs());
+  return AppendRow(dir, info->ToJson());
+}
+
+}  // namespace
+
 Result<std::optional<SnapshotInfo>> CommitParts(const std::string& dir, const std::string& date, int partitions,
                                                 int keep, std::vector<int>* missing) {
   const std::string date_dir = dir + "/date=" + date;
@@ -310,7 +329,6 @@ Result<std::optional<SnapshotInfo>> CommitParts(const std::string& dir, const st
   {
     ASSIGN_OR_RETURN(WriterLock lock, WriterLock::Acquire(dir));
     missing->clear();
-    std::error_code ec;
     for (int p = 0; p < partitions; ++p) {
       std::ifstream users(parts + "/part-" + std::to_string(p) + "/USERS");
       uint64_t n = 0;
@@ -324,22 +342,10 @@ Result<std::optional<SnapshotInfo>> CommitParts(const std::string& dir, const st
       if (!out.flush()) return Status::IOError("snapshot: cannot write " + parts + "/PARTS");
     }
     RETURN_IF_ERROR(FsyncPath(parts + "/PARTS"));
-    ASSIGN_OR_RETURN(auto rows, ReadCompletionLog(dir));
-    int version = 0;
-    for (const auto& r : rows) {
-      if (r.date == date) version = std::max(version, r.version);
-    }
     info.date = date;
-    info.version = version + 1;
     info.source = "batch";
     info.bytes = DirBytes(parts);
-    std::string final_path = SnapshotPath(dir, date, info.version);
-    fs::remove_all(final_path, ec);  // a directory without a row: a writer died between rename and append
-    fs::rename(parts, final_path, ec);
-    if (ec) return Status::IOError("snapshot: cannot move " + parts + " to " + final_path + ": " + ec.message());
-    RETURN_IF_ERROR(FsyncPath(date_dir));
-    info.completed_at = FormatIsoUtc(NowMs());
-    RETURN_IF_ERROR(AppendRow(dir, info.ToJson()));
+    RETURN_IF_ERROR(PublishVersion(dir, parts, &info));
   }
   RETURN_IF_ERROR(RetireSnapshots(dir, keep));
   return std::optional<SnapshotInfo>(std::move(info));
@@ -347,7 +353,6 @@ Result<std::optional<SnapshotInfo>> CommitParts(const std::string& dir, const st
 
 Result<SnapshotInfo> SnapshotWriter::Commit(int keep) {
   RETURN_IF_ERROR(Seal());
-  std::error_code ec;
   SnapshotInfo info;
   info.date = date_;
   info.users = users_.load();
@@ -355,23 +360,9 @@ Result<SnapshotInfo> SnapshotWriter::Commit(int keep) {
   info.source = source_;
   {
     ASSIGN_OR_RETURN(WriterLock lock, WriterLock::Acquire(dir_));
-    ASSIGN_OR_RETURN(auto rows, ReadCompletionLog(dir_));
-    int version = 0;
-    for (const auto& r : rows) {
-      if (r.date == date_) version = std::max(version, r.version);
-    }
-    info.version = version + 1;
-    std::string date_dir = dir_ + "/date=" + date_;
-    fs::create_directories(date_dir, ec);
-    std::string final_path = SnapshotPath(dir_, date_, info.version);
-    fs::remove_all(final_path, ec);  // a directory without a row: a writer died between rename and append
-    fs::rename(tmp_, final_path, ec);
-    if (ec) return Status::IOError("snapshot: cannot move " + tmp_ + " to " + final_path + ": " + ec.message());
-    tmp_.clear();
-    RETURN_IF_ERROR(FsyncPath(date_dir));
-    RETURN_IF_ERROR(FsyncPath(dir_));
-    info.completed_at = FormatIsoUtc(NowMs());
-    RETURN_IF_ERROR(AppendRow(dir_, info.ToJson()));
+    Status st = PublishVersion(dir_, tmp_, &info);
+    if (!fs::exists(tmp_)) tmp_.clear();  // moved into place: no longer ours to delete
+    RETURN_IF_ERROR(st);
   }
   RETURN_IF_ERROR(RetireSnapshots(dir_, keep));
   return info;

@@ -72,6 +72,9 @@ class SnapshotWriter {
 
  private:
   SnapshotWriter() = default;
+  // Create (partition < 0) and CreatePart.
+  static Result<std::unique_ptr<SnapshotWriter>> Start(const std::string& dir, std::string date, std::string source,
+                                                       int partition);
   Status Open();
   Status Seal();  // flushes, closes and syncs the database at tmp_
   std::string dir_, date_, source_, tmp_;
