@@ -17,7 +17,7 @@
 #include "log/archive/archiver.h"
 #include "features/channels/new_users.h"
 #include "store/rocksdb/rocksdb_store.h"
-#include "features/offline/snapshot.h"
+#include "store/snapshot.h"
 #include "features/channels/channels_config.h"
 
 #include <zlib.h>

@@ -1,6 +1,7 @@
 // portrait: the command line. `serve` runs the whole engine; `check-config` validates a
 // config file and names every problem with FILE:LINE:COL; `batch` and `snapshot` make and
-// list offline snapshots; `replay`, `failed` and `dlq` operate on the logs.
+// list offline snapshots; `calibrate` and `consistency` check real time against the
+// archive and the snapshots; `replay`, `failed` and `dlq` operate on the logs.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
@@ -12,6 +13,8 @@
 
 #include "features/offline/batch.h"
 #include "features/channels/calibrate.h"
+#include "features/consistency/consistency_config.h"
+#include "features/consistency/consistency_report.h"
 #include "core/config.h"
 #include "log/log.h"
 #include "core/dir_lock.h"
@@ -312,6 +315,67 @@ int CalibrateCmd(const std::string& config_path, const std::string& data_dir, st
   return 0;
 }
 
+int ConsistencyCmd(const std::string& config_path, const std::string& data_dir, std::string date, bool json,
+                   std::optional<double> sample, std::optional<size_t> examples) {
+  std::optional<Config> loaded = LoadForCommand(config_path, data_dir);
+  if (!loaded) return 2;
+  Config& cfg = *loaded;
+  if (date.empty()) date = Yesterday();
+  std::unique_ptr<portrait::DirLock> lock;
+  if (cfg.store.backend == "rocksdb") {  // the embedded store is the server's alone
+    auto l = portrait::DirLock::Acquire(cfg.data_dir);
+    if (!l.ok()) {
+      std::cerr << "portrait: " << l.status().message() << " (stop the server, or use GET /v1/consistency?date=" << date
+                << ")\n";
+      return 1;
+    }
+    lock = std::move(l).value();
+  }
+  portrait::ConsistencyOptions options;
+  options.sample = sample.value_or(cfg.section<portrait::ConsistencyConfig>().sample);
+  options.examples = examples.value_or(static_cast<size_t>(cfg.section<portrait::ConsistencyConfig>().examples));
+  portrait::MetricsRegistry metrics;
+  auto store = portrait::MakeProfileStore(cfg.store, cfg.data_dir, &cfg.tags, &metrics);
+  if (!store.ok()) {
+    std::cerr << "portrait: " << store.status().message() << "\n";
+    return 1;
+  }
+  auto report = portrait::RunConsistency(cfg, store->get(), date, options);
+  if (!report.ok()) {
+    std::cerr << "portrait: consistency failed: " << report.status().message() << "\n";
+    return 1;
+  }
+  if (json) {
+    std::printf("%s\n", report->ToJson().c_str());
+  } else {
+    std::printf("%-28s %9s %8s %8s %8s %9s %8s %8s %8s\n", "tag", "users", "equal %", "missing", "extra", "different",
+                "later", "overlap", "rank");
+    for (const auto& t : report->tags) {
+      auto opt = [](std::optional<double> v) { return v ? *v : -1.0; };
+      std::printf("%-28s %9llu %8.3f %8llu %8llu %9llu %8llu %8.3f %8.3f\n", t.tag.c_str(),
+                  static_cast<unsigned long long>(t.users()), 100 * t.ratio(portrait::Outcome::kEqual),
+                  static_cast<unsigned long long>(t.count(portrait::Outcome::kMissing)),
+                  static_cast<unsigned long long>(t.count(portrait::Outcome::kExtra)),
+                  static_cast<unsigned long long>(t.count(portrait::Outcome::kDifferent)),
+                  static_cast<unsigned long long>(t.count(portrait::Outcome::kLater)), opt(t.mean_overlap()),
+                  opt(t.mean_rank_distance()));
+      for (const auto& e : t.worst) {
+        std::printf("  %-9s %s\n    realtime: %s\n    offline:  %s\n",
+                    std::string(portrait::OutcomeName(e.comparison.outcome)).c_str(), e.uid.c_str(),
+                    e.comparison.realtime.empty() ? "-" : e.comparison.realtime.c_str(),
+                    e.comparison.offline.empty() ? "-" : e.comparison.offline.c_str());
+      }
+    }
+  }
+  std::fprintf(stderr,
+               "consistency %s: snapshot %s, %llu users of the snapshot and %llu only in the archive of the day "
+               "compared (sample %g) in %.2f s%s\n",
+               date.c_str(), report->snapshot.Mark().c_str(), static_cast<unsigned long long>(report->snapshot_users),
+               static_cast<unsigned long long>(report->archive_only_users), report->sample, report->seconds,
+               report->archive_read ? "" : "; no archive of the day, so no user only real time knows was seen");
+  return 0;
+}
+
 int SnapshotImportCmd(const std::string& config_path, const std::string& data_dir, const std::string& date,
                       const std::string& file, portrait::ImportOptions options, const std::vector<std::string>& maps) {
   std::optional<Config> cfg = LoadForCommand(config_path, data_dir);
@@ -440,6 +504,23 @@ int main(int argc, char** argv) {
                         "Only scan these log partitions, e.g. 0-3 (several runs share a day; the last to finish its scan "
                         "calibrates); default all in this run");
 
+  auto* consistency = cli.add_subcommand(
+      "consistency", "Compare every tag computed in both layers: real-time values against the batch's snapshot of a day");
+  std::string cons_config, cons_dir, cons_date;
+  bool cons_json = false;
+  double cons_sample = 1;
+  size_t cons_examples = 5;
+  consistency->add_option("--config", cons_config, "Config file (TOML)")->required()->check(CLI::ExistingFile);
+  consistency->add_option("--data-dir", cons_dir, "Data directory; overrides the config's data_dir");
+  consistency->add_option("--date", cons_date, "The snapshot's day YYYY-MM-DD (UTC); default yesterday");
+  consistency->add_flag("--json", cons_json, "Print the report as JSON");
+  auto* opt_sample = consistency->add_option("--sample", cons_sample,
+                                             "Compare this share of users, chosen by a hash of the uid (default "
+                                             "[consistency] sample, else 1)")
+                         ->check(CLI::Range(0.0, 1.0));
+  auto* opt_examples =
+      consistency->add_option("--examples", cons_examples, "Worst mismatches shown per tag (default 5)")->check(CLI::Range(0, 100));
+
   auto* snapshot = cli.add_subcommand("snapshot", "Offline snapshots: import from a warehouse, list");
   snapshot->require_subcommand(1);
   auto* snap_import = snapshot->add_subcommand("import", "Load offline profiles (one user per row) into a snapshot");
@@ -463,6 +544,11 @@ int main(int argc, char** argv) {
   CLI11_PARSE(cli, argc, argv);
   if (*batch) return BatchCmd(batch_config, batch_dir, batch_date, batch_partitions);
   if (*calibrate) return CalibrateCmd(cal_config, cal_dir, cal_date, cal_json, cal_partitions);
+  if (*consistency) {
+    return ConsistencyCmd(cons_config, cons_dir, cons_date, cons_json,
+                          opt_sample->count() ? std::optional<double>(cons_sample) : std::nullopt,
+                          opt_examples->count() ? std::optional<size_t>(cons_examples) : std::nullopt);
+  }
   if (*snap_import) return SnapshotImportCmd(snap_config, snap_dir, snap_date, snap_file, import_options, snap_maps);
   if (*snap_list) return SnapshotListCmd(snap_config, snap_dir);
   if (*replay) {

@@ -27,6 +27,8 @@ class WebhookSink : public Sink {
   // `url` is "http://host[:port]/path"; one POST may take `timeout_ms`.
   WebhookSink(std::string url, int timeout_ms, MetricsRegistry* metrics);
   const std::string& name() const override { return name_; }
+  // Another name for the retry queue (one per sink; "webhook" by default). Before AddSink.
+  void SetName(std::string name) { name_ = std::move(name); }
   // POSTs `payload` (JSON) with `key` as its Idempotency-Key.
   Status Deliver(std::string_view key, std::string_view payload) override;
 

@@ -24,6 +24,7 @@
 #include "core/config_check.h"
 #include "core/erasure_list.h"
 #include "core/http.h"
+#include "core/json.h"
 #include "core/metrics.h"
 #include "core/status.h"
 #include "log/log.h"
@@ -35,6 +36,42 @@ namespace portrait {
 class Collector;
 class RetryQueue;
 
+// The ids that make up the person a reader asks for: whose profile answers (`uid`), the
+// further ids whose profiles are merged into it (devices linked to the user), and the id
+// asked for when it was not `uid` itself.
+struct PersonIds {
+  std::string uid;
+  std::vector<std::string> merged;
+  std::string resolved_from;
+};
+
+// How features shape the profile a reader is shown; the profiles feature's routes render
+// through it. One feature may resolve an id to its person (identity); any may add members
+// to a rendered profile (segments: `"segments": [...]`). Filled in Open, then read by the
+// HTTP threads: what is handed in must be thread-safe.
+class ProfileView {
+ public:
+  using Resolver = std::function<Result<PersonIds>(std::string_view id)>;
+  // Writes its members (Key(...) and value) into the profile object being rendered.
+  using Member = std::function<Status(const PersonIds& person, JsonWriter& w)>;
+
+  void SetResolver(Resolver r) { resolver_ = std::move(r); }
+  void AddMember(Member m) { members_.push_back(std::move(m)); }
+  // The id itself when no feature resolves ids.
+  Result<PersonIds> Resolve(std::string_view id) const {
+    if (!resolver_) return PersonIds{std::string(id), {}, {}};
+    return resolver_(id);
+  }
+  Status RenderMembers(const PersonIds& person, JsonWriter& w) const {
+    for (const Member& m : members_) RETURN_IF_ERROR(m(person, w));
+    return Status::Ok();
+  }
+
+ private:
+  Resolver resolver_;
+  std::vector<Member> members_;
+};
+
 // What a feature is opened with. Everything outlives the feature.
 struct FeatureHost {
   const Config* config = nullptr;
@@ -45,6 +82,7 @@ struct FeatureHost {
   RetryQueue* retry = nullptr;     // null outside `portrait serve`
   ErasureList* erasures = nullptr; // the durable erasure list (core/erasure_list.h)
   bool serving = false;            // `portrait serve` (routes, services) rather than a command
+  ProfileView* profile_view = nullptr;  // null outside `portrait serve`
   // With consumer groups: the log partitions this process holds now (callable once the
   // features have started); empty on the embedded log, where it holds them all.
   std::function<std::vector<PartitionId>()> held;

@@ -179,6 +179,65 @@ void Apply(TagState& s, const Action& a, const TagConfig& cfg) {
   }
 }
 
+void MergeState(TagState& into, const TagState& from, const TagConfig& cfg) {
+  if (!from.present || from.type != cfg.type) return;
+  if (!into.present || into.type != cfg.type) {
+    into = from;
+    return;
+  }
+  into.updated_at = std::max(into.updated_at, from.updated_at);
+  switch (cfg.type) {
+    case TagType::kString:
+      if (Wins(from.set_ts, from.set_source, from.text, into.set_ts, into.set_source, into.text)) {
+        into.text = from.text;
+        into.set_ts = from.set_ts;
+        into.set_source = from.set_source;
+      }
+      break;
+    case TagType::kNumber: {
+      const bool only_min = cfg.ops.size() == 1 && cfg.ops[0] == OpCode::kNumberMin;
+      if (!into.number_was_set && !from.number_was_set) {
+        into.number += from.number;  // counters
+      } else if (only_min && into.number_was_set && from.number_was_set) {
+        into.number = std::min(into.number, from.number);
+      } else if (into.set_ts == 0 && from.set_ts == 0 && into.number_was_set && from.number_was_set) {
+        into.number = std::max(into.number, from.number);  // number.max (no number.set on either)
+      } else if (from.number_was_set &&
+                 (!into.number_was_set ||
+                  Wins(from.set_ts, from.set_source, from.number, into.set_ts, into.set_source, into.number))) {
+        // A register (number.set): the newest set wins; a pure counter on one side loses.
+        into.number = from.number;
+        into.set_ts = from.set_ts;
+        into.set_source = from.set_source;
+        into.number_was_set = true;
+      }
+      break;
+    }
+    case TagType::kMap: {
+      // Numbers on both sides are counts (summed) unless the tag declares put or merge.
+      const bool counts = cfg.ops.empty() || (cfg.Allows(OpCode::kMapIncr) && !cfg.Allows(OpCode::kMapPut) &&
+                                              !cfg.Allows(OpCode::kMapMerge));
+      for (const auto& [k, v] : from.map) {
+        auto it = into.map.find(k);
+        if (it == into.map.end()) {
+          into.map.emplace(k, v);
+        } else if (counts && v.is_number && it->second.is_number) {
+          IncrMapEntry(into.map, k, v.number, v.ts, v.source);
+        } else if (Wins(v.ts, v.source, v.json, it->second.ts, it->second.source, it->second.json)) {
+          it->second = v;
+        }
+      }
+      break;
+    }
+    case TagType::kSet:
+      into.members.insert(from.members.begin(), from.members.end());
+      break;
+    case TagType::kList:
+      MergeListItems(into.items, from.items, cfg);
+      break;
+  }
+}
+
 bool NeedsExactlyOnce(OpCode op) { return op == OpCode::kNumberIncr || op == OpCode::kMapIncr; }
 
 bool AppliedIds::Record(const std::string& id, TimestampMs ts) {

@@ -111,6 +111,18 @@ void MergeListItems(std::vector<ListItem>& items, std::vector<ListItem> add, con
 Result<ListItem> MakeListItem(std::span<const std::pair<std::string, std::string>> fields,
                               const TagConfig& cfg, TimestampMs ts, Source source);
 
+// Merges `from` into `into`: the state of two disjoint sets of actions (two ids of one
+// person, e.g. a device before login and its user), as if all had been applied to one.
+// Exact for the commutative operators (number.incr sums, map.incr sums per key, set.add
+// unions, lists merge as MergeListItems), number.max/min, and the last-writer-wins
+// registers (string.set, number.set by (ts, source, value)). Where the state cannot say
+// which operator wrote it, the tag's declared `ops` decide: a map entry that is a number on
+// both sides is a count (summed) unless the tag allows map.put or map.merge (then the
+// newest wins), and a number written by number.max or number.min keeps the greater unless
+// the tag declares only number.min. Commutative and associative, so the merged person does
+// not depend on the order its ids are read in.
+void MergeState(TagState& into, const TagState& from, const TagConfig& cfg);
+
 // Whether the state is visible at `now` (present, and not expired by ttl).
 bool IsLive(const TagState& state, const TagConfig& cfg, TimestampMs now);
 

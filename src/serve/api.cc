@@ -38,7 +38,7 @@ void Api::AddCoreRoutes(Core core) {
   routes_.Add({"POST", "/v1/dlq:replay", Scope::kAdmin, "queues the dead letters not replayed before again (`?sink=NAME`)",
                [this](RouteCall& c) { return ReplayDeadLetters(c.http); }, "dlq_replay"});
   routes_.Add({"POST", "/v1/admin/reload", Scope::kAdmin,
-               "re-reads the config file and puts its reloadable parts (decision rules) in force; `kill -HUP` too",
+               "re-reads the config file and puts its reloadable parts (decision rules, segments) in force; `kill -HUP` too",
                [this](RouteCall&) { return PostReload(); }, "reload"});
 }
 

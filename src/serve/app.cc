@@ -74,6 +74,7 @@ Status App::StartAll() {
   host.retry = retry_.get();
   host.erasures = erasures_.get();
   host.serving = true;
+  host.profile_view = &profile_view_;
   if (log_->HasGroups()) host.held = [this] { return processor_->Held(); };
   features_ = MakeFeatures();
   std::vector<StageFactory> stages;

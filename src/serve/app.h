@@ -67,6 +67,7 @@ class App {
   std::unique_ptr<Log> failed_;  // rejected events and Actions, one partition
   std::unique_ptr<ProfileStore> store_;
   std::unique_ptr<ErasureList> erasures_;
+  ProfileView profile_view_;  // before the features, which hand it functions
   std::vector<std::unique_ptr<Feature>> features_;
   std::unique_ptr<Processor> processor_;
   std::unique_ptr<Collector> collector_;

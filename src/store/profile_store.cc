@@ -1,5 +1,7 @@
 #include "store/profile_store.h"
 
+#include <algorithm>
+
 #include "store/redis/redis_store.h"
 #include "store/rocksdb/rocksdb_store.h"
 
@@ -37,6 +39,31 @@ Result<std::vector<Offset>> DurableCheckpoints(ProfileStore& store, std::string_
     out[static_cast<size_t>(p)] = keep;
   }
   RETURN_IF_ERROR(store.Flush().WithContext("store flush"));
+  return out;
+}
+
+Result<Profile> GetMerged(ProfileStore& store, std::span<const std::string> ids, std::span<const std::string> only,
+                          TimestampMs now, const TagRegistry& tags) {
+  if (ids.size() == 1) return store.Get(ids[0], only, now);
+  ASSIGN_OR_RETURN(std::vector<Profile> all, store.GetMany(ids, only, now));
+  Profile out;
+  if (all.empty()) return out;
+  out = std::move(all[0]);
+  for (size_t i = 1; i < all.size(); ++i) {
+    Profile& p = all[i];
+    out.meta.realtime_updated_at = std::max(out.meta.realtime_updated_at, p.meta.realtime_updated_at);
+    for (TagValue& t : p.tags) {
+      const TagConfig* cfg = tags.Find(t.name);
+      if (!cfg) continue;
+      auto it = std::lower_bound(out.tags.begin(), out.tags.end(), t.name,
+                                 [](const TagValue& v, const std::string& name) { return v.name < name; });
+      if (it == out.tags.end() || it->name != t.name) {
+        out.tags.insert(it, std::move(t));
+      } else {
+        fusion::MergeState(it->state, t.state, *cfg);
+      }
+    }
+  }
   return out;
 }
 

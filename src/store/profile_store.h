@@ -138,6 +138,12 @@ class ProfileStore {
 Result<std::vector<Offset>> DurableCheckpoints(ProfileStore& store, std::string_view consumer, int partitions,
                                                std::span<const std::string> also = {});
 
+// One person's profile from several ids' profiles (a user's and its devices'), merged tag
+// by tag (fusion::MergeState) as if every action had been written to the first id; one
+// pipelined read. Freshness is the newest of them; the snapshot mark is the first's.
+Result<Profile> GetMerged(ProfileStore& store, std::span<const std::string> ids, std::span<const std::string> only,
+                          TimestampMs now, const TagRegistry& tags);
+
 // Opens the store backend named in `config` under `data_dir`. `tags` must outlive it.
 Result<std::unique_ptr<ProfileStore>> MakeProfileStore(const StoreConfig& config, const std::string& data_dir,
                                                        const TagRegistry* tags, MetricsRegistry* metrics);

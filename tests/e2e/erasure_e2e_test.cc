@@ -232,7 +232,8 @@ TEST_P(ErasureE2eTest, ErasedUserComesBackFromNoCopy) {
 
   // Today: both devices before login, then U and K log in on them. U views category 7 and
   // K category 4 three times within 30 minutes (a coupon each); U starts the app (loads its
-  // row of D).
+  // row of D). Each user's profile merges in the device it logged in from (identity): U's
+  // 24 clicks (of D and today) with its device's 2 make 26, K's 8 with its device's 1 make 9.
   const int64_t t0 = NowMs() - 40 * kMin;
   body = Click("", kUDev, t0, 5, 8001) + Click("", kUDev, t0 + kMin, 6, 8002) + Click("", kKDev, t0, 5, 9001);
   ASSERT_EQ(http_->Post("/v1/events", body).status, 200);
@@ -247,7 +248,7 @@ TEST_P(ErasureE2eTest, ErasedUserComesBackFromNoCopy) {
   const std::string v1_mark = R"("snapshot":{"date":")" + date + R"(","version":1})";
   ASSERT_TRUE(WaitUntil([&] {
     return http_->Get("/v1/profiles/" + kU).body.find(v1_mark) != std::string::npos &&
-           ReadProfile(*http_, kU).click_items.size() == 24 && ReadProfile(*http_, kK).click_items.size() == 8 &&
+           ReadProfile(*http_, kU).click_items.size() == 26 && ReadProfile(*http_, kK).click_items.size() == 9 &&
            Decisions(*http_, kU) >= 1 && ReadHistory(*http_, kU).events.size() == 25;
   })) << http_->Get("/v1/profiles/" + kU).body;
   EXPECT_GE(Metric(*http_, "portrait_lazy_loads_total{result=\"loaded\"}"), 1) << "U's row of D was loaded";
@@ -261,7 +262,7 @@ TEST_P(ErasureE2eTest, ErasedUserComesBackFromNoCopy) {
   // Before: everything of U is served.
   ProfileView u = ReadProfile(*http_, kU);
   EXPECT_EQ(u.status, 200);
-  EXPECT_EQ(u.click_items.size(), 24u);
+  EXPECT_EQ(u.click_items.size(), 26u);
   EXPECT_GE(Decisions(*http_, kU), 1);
   EXPECT_EQ(ReadHistory(*http_, kU).events.size(), 25u);
   EXPECT_EQ(ReadProfile(*http_, kUDev).status, 200);
@@ -270,7 +271,7 @@ TEST_P(ErasureE2eTest, ErasedUserComesBackFromNoCopy) {
   kdev_before_ = ReadProfile(*http_, kKDev);
   ASSERT_EQ(k_before_.status, 200);
   ASSERT_EQ(kdev_before_.status, 200);
-  ASSERT_EQ(k_before_.click_items.size(), 8u);
+  ASSERT_EQ(k_before_.click_items.size(), 9u);
   k_decisions_ = Decisions(*http_, kK);  // written with the batch of K's clicks
   EXPECT_EQ(k_decisions_, 1);
 

@@ -76,7 +76,7 @@ bool WaitForAll(HttpClient& http, int bodies, std::chrono::seconds limit) {
 
 TEST(KafkaE2eTest, TwoProcessesShareTheStreamAndOneIsKilledMidStream) {
   KafkaMock kafka;
-  ASSERT_TRUE(kafka.Start(3, {"two.events:8", "two.failed:1", "two.decisions:8", "one.events:8", "one.failed:1", "one.decisions:8"}));
+  ASSERT_TRUE(kafka.Start(3, {"two.events:8", "two.failed:1", "two.decisions:8", "two.segments:8", "one.events:8", "one.failed:1", "one.decisions:8", "one.segments:8"}));
   RedisServer redis_two, redis_one;
   ASSERT_TRUE(redis_two.Start());
   ASSERT_TRUE(redis_one.Start());

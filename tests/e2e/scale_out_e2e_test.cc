@@ -157,7 +157,7 @@ std::string Figures(const std::string& report) {
 
 TEST(ScaleOutE2eTest, ThreeProcessesOnKafkaAndRedisClusterGiveWhatOneEmbeddedProcessGives) {
   KafkaMock kafka;
-  ASSERT_TRUE(kafka.Start(3, {"g.events:8", "g.failed:1", "g.decisions:8"}));
+  ASSERT_TRUE(kafka.Start(3, {"g.events:8", "g.failed:1", "g.decisions:8", "g.segments:8"}));
   RedisCluster cluster;
   ASSERT_TRUE(cluster.Start()) << "cannot start the 3-master redis cluster";
   TempDir shared, dir_a, dir_b, dir_c, dir_one;

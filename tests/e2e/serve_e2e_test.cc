@@ -70,8 +70,10 @@ TEST_F(ServeTest, EventsInFusedProfileOut) {
 
   // ?tags= picks tags; updated_at is the newest event time of the tag.
   r = http_->Get("/v1/profiles/alice?tags=purchases");
+  // After the freshness: the devices the user logged in from and its segments.
   EXPECT_EQ(r.body, R"({"uid":"alice","tags":{"purchases":{"value":1,"updated_at":1700000004000}},)"
-                    R"("freshness":{"realtime_updated_at":1700000004000,"snapshot":null}})");
+                    R"("freshness":{"realtime_updated_at":1700000004000,"snapshot":null},)"
+                    R"("devices":[],"segments":["buyers"]})");
 
   // A restart serves the same profile.
   server_->Kill(SIGTERM);

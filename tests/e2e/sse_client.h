@@ -17,11 +17,12 @@
 
 namespace portrait::testing_util {
 
-// GET /v1/decisions/stream over a raw socket; records each event's data line and when it came.
+// A stream of Server-Sent Events (GET /v1/decisions/stream by default) over a raw socket;
+// records each event's data line and when it came.
 class SseClient {
  public:
-  bool Connect(int port, const std::string& query = "") {
-    fd_ = OpenGetStream(port, "/v1/decisions/stream" + query);
+  bool Connect(int port, const std::string& query = "", const std::string& path = "/v1/decisions/stream") {
+    fd_ = OpenGetStream(port, path + query);
     if (fd_ < 0) return false;
     thread_ = std::thread([this] { Loop(); });
     // Subscribed once the stream's opening comment arrives.
@@ -52,7 +53,7 @@ class SseClient {
       if (n <= 0) break;
       std::lock_guard lk(mu_);
       raw_.append(buf, static_cast<size_t>(n));
-      if (raw_.find(": portrait decisions") != std::string::npos) opened_.store(true);
+      if (raw_.find("\n: portrait ") != std::string::npos) opened_.store(true);
       size_t at;
       while ((at = raw_.find("data: ", scanned)) != std::string::npos) {
         size_t end = raw_.find('\n', at);

@@ -178,27 +178,6 @@ Status DecodeRuleState(std::string_view in, RuleState* s) {
 
 // ---- feed ----
 
-uint64_t DecisionFeed::Subscribe(Listener l) {
-  std::lock_guard lk(mu_);
-  listeners_.emplace(next_, std::move(l));
-  return next_++;
-}
-
-void DecisionFeed::Unsubscribe(uint64_t id) {
-  std::lock_guard lk(mu_);
-  listeners_.erase(id);
-}
-
-void DecisionFeed::Publish(const std::string& json) {
-  std::lock_guard lk(mu_);
-  for (auto& [_, l] : listeners_) l(json);
-}
-
-size_t DecisionFeed::subscribers() const {
-  std::lock_guard lk(mu_);
-  return listeners_.size();
-}
-
 // ---- outbox ----
 
 DecisionOutbox::DecisionOutbox(Log* topic, size_t dedup_window, DecisionFeed* feed, MetricsRegistry* m)

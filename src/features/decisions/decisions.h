@@ -43,6 +43,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "delivery/topic_feed.h"
 #include "core/config.h"
 #include "core/event.h"
 #include "core/metrics.h"
@@ -136,21 +137,8 @@ struct RuleState {
 void EncodeRuleState(const RuleState& s, std::string* out);
 Status DecodeRuleState(std::string_view in, RuleState* s);
 
-// Live decisions for GET /v1/decisions/stream: every published decision goes to every
-// subscriber (which must not block).
-class DecisionFeed {
- public:
-  using Listener = std::function<void(const std::string& json)>;
-  uint64_t Subscribe(Listener l);
-  void Unsubscribe(uint64_t id);
-  void Publish(const std::string& json);
-  size_t subscribers() const;
-
- private:
-  mutable std::mutex mu_;
-  uint64_t next_ = 1;
-  std::map<uint64_t, Listener> listeners_;
-};
+// Live decisions for GET /v1/decisions/stream (delivery/topic_feed.h).
+using DecisionFeed = LiveFeed;
 
 // The `decisions` topic (partitioned by uid), deduplicated by decision id.
 class DecisionOutbox {

@@ -8,7 +8,7 @@
 #include "delivery/webhook.h"
 #include "features/decisions/decisions.h"
 #include "features/decisions/decisions_config.h"
-#include "features/decisions/dispatcher.h"
+#include "delivery/topic_feed.h"
 
 namespace portrait {
 namespace {
@@ -133,12 +133,17 @@ class DecisionsFeature : public Feature {
     const bool tail = host.serving && host.events->HasGroups();
     ASSIGN_OR_RETURN(wiring_, OpenDecisions(*host.config, host.store, host.serving && !tail ? &feed_ : nullptr,
                                             host.metrics));
-    if (tail && wiring_.topic) tail_ = std::make_unique<DecisionTail>(wiring_.topic.get(), &feed_);
+    if (tail && wiring_.topic) tail_ = std::make_unique<TopicTail>("decisions", wiring_.topic.get(), &feed_, DecisionIdOf);
     const DecisionsConfig& cfg = host.config->section<DecisionsConfig>();
     if (host.serving && wiring_.outbox && !cfg.webhook.empty() && host.retry) {
       webhook_ = std::make_unique<WebhookSink>(cfg.webhook, cfg.webhook_timeout_ms, host.metrics);
       host.retry->AddSink(webhook_.get());
-      dispatcher_ = std::make_unique<DecisionDispatcher>(wiring_.topic.get(), host.retry, webhook_.get(), host.metrics);
+      dispatcher_ = std::make_unique<TopicDispatcher>(
+          "decisions", wiring_.topic.get(), "webhook", host.retry, webhook_.get(), DecisionIdOf,
+          TopicDispatcher::Metrics{
+              host.metrics->GetCounter("portrait_decisions_dispatched_total", "Decisions handed to the webhook sink"),
+              host.metrics->GetGauge("portrait_decisions_dispatch_lag",
+                                     "Decisions in the topic not yet handed to the webhook sink")});
     }
     return Status::Ok();
   }
@@ -213,47 +218,22 @@ class DecisionsFeature : public Feature {
     std::string uid, rule;
     if (auto it = req.query.find("uid"); it != req.query.end()) uid = it->second;
     if (auto it = req.query.find("rule"); it != req.query.end()) rule = it->second;
-    auto stream = std::make_shared<HttpStream>();
-    // Opens the stream at once, so a client knows it is subscribed before any decision.
-    stream->Write(": portrait decisions\nretry: 1000\n\n");
-    std::weak_ptr<HttpStream> weak = stream;
-    uint64_t id = feed_.Subscribe([weak, uid, rule](const std::string& json) {
-      auto s = weak.lock();
-      if (!s) return;
-      std::string_view j = json;
-      // Decisions are written by Decision::ToJson: "uid" and "rule" are plain JSON strings.
-      if (!uid.empty()) {
-        std::string needle = "\"uid\":";
-        AppendJsonString(&needle, uid);
-        if (j.find(needle) == std::string_view::npos) return;
-      }
-      if (!rule.empty()) {
-        std::string needle = "\"rule\":";
-        AppendJsonString(&needle, rule);
-        if (j.find(needle) == std::string_view::npos) return;
-      }
-      std::string event = "event: decision\nid: ";
-      event += DecisionIdOf(json);
-      event += "\ndata: ";
-      event += json;
-      event += "\n\n";
-      s->Write(event);
+    // Decisions are written by Decision::ToJson: "uid" and "rule" are plain JSON strings.
+    std::string uid_needle, rule_needle;
+    if (!uid.empty()) AppendJsonString(&(uid_needle = "\"uid\":"), uid);
+    if (!rule.empty()) AppendJsonString(&(rule_needle = "\"rule\":"), rule);
+    return feed_.Serve("portrait decisions", "decision", DecisionIdOf, [uid_needle, rule_needle](std::string_view j) {
+      return (uid_needle.empty() || j.find(uid_needle) != std::string_view::npos) &&
+             (rule_needle.empty() || j.find(rule_needle) != std::string_view::npos);
     });
-    DecisionFeed* feed = &feed_;
-    stream->OnEnd([feed, id] { feed->Unsubscribe(id); });
-    HttpResponse resp{200, "text/event-stream", ""};
-    resp.headers.emplace_back("Cache-Control", "no-cache");
-    resp.headers.emplace_back("X-Accel-Buffering", "no");
-    resp.stream = std::move(stream);
-    return resp;
   }
 
   FeatureHost host_;
   DecisionFeed feed_;
-  std::unique_ptr<DecisionTail> tail_;
+  std::unique_ptr<TopicTail> tail_;
   DecisionWiring wiring_;
   std::unique_ptr<WebhookSink> webhook_;
-  std::unique_ptr<DecisionDispatcher> dispatcher_;
+  std::unique_ptr<TopicDispatcher> dispatcher_;
 };
 
 }  // namespace

@@ -1,5 +1,5 @@
 // The decisions feature: [[decisions.rules]] evaluated per event in event time
-// (decisions.h), the `decisions` topic and its outbox, the webhook delivery (dispatcher.h),
+// (decisions.h), the `decisions` topic and its outbox, the webhook delivery (delivery/topic_feed.h),
 // the live feed, and rule reload (POST /v1/admin/reload, SIGHUP).
 //
 // - Its stage keeps the batch's events a rule reads, and before the batch's profile write

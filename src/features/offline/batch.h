@@ -24,7 +24,7 @@
 #include "core/daily_schedule.h"
 #include "core/metrics.h"
 #include "core/status.h"
-#include "features/offline/snapshot.h"
+#include "store/snapshot.h"
 
 namespace portrait {
 
@@ -41,7 +41,7 @@ struct BatchStats {
 };
 
 // Computes the parts of `partitions` (empty = all) of the snapshot of `date`; the snapshot
-// is committed by the run that finishes its last missing part (snapshot.h, CommitParts).
+// is committed by the run that finishes its last missing part (store/snapshot.h, CommitParts).
 Result<BatchStats> RunBatch(const Config& config, const std::string& date, std::vector<int> partitions = {});
 
 struct ImportOptions {

@@ -23,7 +23,7 @@
 #include "core/erasure_list.h"
 #include "core/metrics.h"
 #include "store/profile_store.h"
-#include "features/offline/snapshot.h"
+#include "store/snapshot.h"
 
 namespace portrait {
 

@@ -7,7 +7,7 @@
 #include "features/offline/batch.h"
 #include "features/offline/lazy_loader.h"
 #include "features/offline/offline_config.h"
-#include "features/offline/snapshot.h"
+#include "store/snapshot.h"
 
 namespace portrait {
 namespace {

@@ -2,7 +2,7 @@
 //
 // - `portrait batch` (and `[batch] at` in `portrait serve`) computes offline profiles from
 //   the archive (batch.h); `portrait snapshot import` loads a warehouse export; both write
-//   immutable snapshots with a completion log (snapshot.h).
+//   immutable snapshots with a completion log (store/snapshot.h).
 // - Its stage loads a user's offline row on a trigger event ([lazy_load]) into the same
 //   batch write as the events (lazy_loader.h).
 // - Erasure: snapshots are immutable, so an erased user's rows stay in the snapshots that

@@ -30,17 +30,6 @@ class ProfilesFeature : public Feature {
  public:
   std::string_view name() const override { return "profiles"; }
 
-  // No section of its own ([history] is the store's); it adds its internal devices tag.
-  std::vector<ConfigSection> ConfigSections() const override {
-    return {{"", false, true, [](ConfigChecker&, const toml::node*, Config* cfg) {
-               TagConfig devices;
-               devices.name = std::string(kDevicesTag);
-               devices.type = TagType::kSet;
-               devices.internal = true;
-               cfg->tags.Add(std::move(devices));
-             }}};
-  }
-
   Status Open(const FeatureHost& host) override {
     host_ = host;
     return Status::Ok();
@@ -91,7 +80,21 @@ class ProfilesFeature : public Feature {
     w.EndObject();
   }
 
-  void RenderProfile(const Profile& p, TimestampMs now, JsonWriter& w) const {
+  // The person `id` names (features/feature.h ProfileView), and its merged profile.
+  Result<std::pair<PersonIds, Profile>> ReadPerson(std::string_view id, std::span<const std::string> only,
+                                                   TimestampMs now) {
+    PersonIds person{std::string(id), {}, {}};
+    if (host_.profile_view) {
+      ASSIGN_OR_RETURN(person, host_.profile_view->Resolve(id));
+    }
+    std::vector<std::string> ids = {person.uid};
+    ids.insert(ids.end(), person.merged.begin(), person.merged.end());
+    ASSIGN_OR_RETURN(Profile p, GetMerged(*host_.store, ids, only, now, config().tags));
+    p.uid = person.uid;
+    return std::make_pair(std::move(person), std::move(p));
+  }
+
+  void RenderProfile(const Profile& p, const PersonIds* person, TimestampMs now, JsonWriter& w) const {
     w.BeginObject().Key("uid").String(p.uid).Key("tags").BeginObject();
     for (const TagValue& t : p.tags) {
       const TagConfig* cfg = config().tags.FindDeclared(t.name);
@@ -104,6 +107,11 @@ class ProfilesFeature : public Feature {
     }
     w.EndObject();
     RenderFreshness(p, w);
+    if (person && host_.profile_view) {
+      if (Status st = host_.profile_view->RenderMembers(*person, w); !st.ok()) {
+        w.Key("incomplete").String(st.message());
+      }
+    }
     w.EndObject();
   }
 
@@ -121,14 +129,15 @@ class ProfilesFeature : public Feature {
       if (Status st = CheckTagNames(only); !st.ok()) return Error(400, "unknown_tag", st.message());
     }
     TimestampMs now = NowMs();
-    auto profile = host_.store->Get(uid, only, now);
-    if (!profile.ok()) return Error(HttpStatusFor(profile.status()), "store_error", profile.status().message());
-    if (!HasDeclaredTags(*profile, config().tags)) {
+    auto read = ReadPerson(uid, only, now);
+    if (!read.ok()) return Error(HttpStatusFor(read.status()), "store_error", read.status().message());
+    auto& [person, profile] = *read;
+    if (!HasDeclaredTags(profile, config().tags)) {
       return Error(404, "not_found", "no profile for user \"" + std::string(uid) + "\"");
     }
     std::string body;
     JsonWriter w(&body);
-    RenderProfile(*profile, now, w);
+    RenderProfile(profile, &person, now, w);
     return {200, "application/json", std::move(body)};
   }
 
@@ -136,18 +145,20 @@ class ProfilesFeature : public Feature {
     std::vector<std::string> only = {std::string(tag)};
     if (Status st = CheckTagNames(only); !st.ok()) return Error(400, "unknown_tag", st.message());
     TimestampMs now = NowMs();
-    auto profile = host_.store->Get(uid, only, now);
-    if (!profile.ok()) return Error(HttpStatusFor(profile.status()), "store_error", profile.status().message());
-    if (profile->tags.empty()) {
+    auto read = ReadPerson(uid, only, now);
+    if (!read.ok()) return Error(HttpStatusFor(read.status()), "store_error", read.status().message());
+    auto& [person, profile] = *read;
+    if (profile.tags.empty()) {
       return Error(404, "not_found", "user \"" + std::string(uid) + "\" has no tag \"" + std::string(tag) + "\"");
     }
-    const TagValue& t = profile->tags[0];
+    const TagValue& t = profile.tags[0];
     std::string body, value;
     fusion::RenderValue(t.state, *config().tags.Find(t.name), now, &value);
     JsonWriter w(&body);
-    w.BeginObject().Key("uid").String(uid).Key("tag").String(tag).Key("value").Raw(value);
+    w.BeginObject().Key("uid").String(person.uid).Key("tag").String(tag).Key("value").Raw(value);
+    if (!person.resolved_from.empty()) w.Key("resolved_from").String(person.resolved_from);
     w.Key("updated_at").Int(t.state.updated_at);
-    RenderFreshness(*profile, w);
+    RenderFreshness(profile, w);
     w.EndObject();
     return {200, "application/json", std::move(body)};
   }
@@ -181,9 +192,17 @@ class ProfilesFeature : public Feature {
     std::string body;
     JsonWriter w(&body);
     w.BeginObject().Key("profiles").BeginArray();
-    auto profiles = host_.store->GetMany(uids, only, now);
-    if (!profiles.ok()) return Error(HttpStatusFor(profiles.status()), "store_error", profiles.status().message());
-    for (const Profile& profile : *profiles) RenderProfile(profile, now, w);
+    if (!host_.profile_view) {
+      auto profiles = host_.store->GetMany(uids, only, now);
+      if (!profiles.ok()) return Error(HttpStatusFor(profiles.status()), "store_error", profiles.status().message());
+      for (const Profile& profile : *profiles) RenderProfile(profile, nullptr, now, w);
+    } else {
+      for (const std::string& uid : uids) {
+        auto read = ReadPerson(uid, only, now);
+        if (!read.ok()) return Error(HttpStatusFor(read.status()), "store_error", read.status().message());
+        RenderProfile(read->second, &read->first, now, w);
+      }
+    }
     w.EndArray().EndObject();
     return {200, "application/json", std::move(body)};
   }

@@ -1,8 +1,5 @@
 #include "features/profiles/profiles_stage.h"
 
-#include <simdjson.h>
-#include <xxhash.h>
-
 #include "core/json.h"
 #include "features/profiles/profiles.h"
 
@@ -12,14 +9,12 @@ namespace {
 constexpr Namespace kNamespaces[] = {
     {"profile", "the user's tags, applied action ids and freshness"},
     {"history", "the user's events, when [history] is on"},
-    {"devices", "the devices the user logged in from (tag ~devices), whose pre-login profiles are erased with the user"},
 };
-constexpr size_t kMaxLinksRemembered = 1 << 20;
 
 }  // namespace
 
 ProfilesStage::ProfilesStage(const Config& config, ProfileStore* store)
-    : config_(config), store_(store), rules_(config), devices_tag_(config.tags.Find(kDevicesTag)) {}
+    : config_(config), store_(store), rules_(config) {}
 
 std::span<const Namespace> ProfilesStage::namespaces() const { return kNamespaces; }
 
@@ -31,48 +26,14 @@ void ProfilesStage::OnRecord(const Record& r, Batch& batch) {
   if (!r.event) return;
   const Event& e = *r.event;
   rules_.Evaluate(e, &batch.actions, &batch.skipped);
-  if (!e.uid.empty() && !e.device_id.empty()) LinkDevice(e, batch);
   if (config_.history.enabled) {
     batch.history_config = &config_.history;
     batch.history.push_back({std::string(e.PartitionKey()), e.ts, e.id, e.type, std::string(r.payload)});
   }
 }
 
-void ProfilesStage::LinkDevice(const Event& e, Batch& batch) {
-  if (!devices_tag_) return;
-  uint64_t h = XXH3_64bits_withSeed(e.device_id.data(), e.device_id.size(), XXH3_64bits(e.uid.data(), e.uid.size()));
-  if (linked_.count(h)) return;  // set.add of a known member changes nothing: skip the write
-  if (linked_.size() >= kMaxLinksRemembered) linked_.clear();
-  linked_.insert(h);
-  Action a;
-  a.uid = e.uid;
-  a.tag = std::string(kDevicesTag);
-  a.op = OpCode::kSetAdd;
-  a.ts = e.ts;
-  a.source = Source::kRealtime;
-  std::string member;
-  JsonWriter(&member).String(e.device_id);
-  a.members.push_back(std::move(member));
-  batch.actions.push_back(std::move(a));
-}
-
-Status ProfilesStage::LinkedIds(std::string_view uid, std::vector<std::string>* ids) {
-  if (!devices_tag_) return Status::Ok();
-  const std::string only[] = {std::string(kDevicesTag)};
-  ASSIGN_OR_RETURN(Profile p, store_->Get(uid, only, NowMs()));
-  simdjson::dom::parser parser;
-  for (const TagValue& t : p.tags) {
-    for (const std::string& m : t.state.members) {
-      std::string_view device;
-      if (!parser.parse(m).get_string().get(device)) ids->emplace_back(device);
-    }
-  }
-  return Status::Ok();
-}
-
 Status ProfilesStage::Erase(const Erasure& e) {
   for (const std::string& id : e.ids) RETURN_IF_ERROR(store_->DeleteProfile(id, {}));
-  linked_.clear();
   return Status::Ok();
 }
 

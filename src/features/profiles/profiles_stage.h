@@ -3,7 +3,6 @@
 #pragma once
 
 #include <string>
-#include <unordered_set>
 
 #include "core/config.h"
 #include "fusion/rules.h"
@@ -19,18 +18,13 @@ class ProfilesStage : public Stage {
   std::string_view name() const override { return "profiles"; }
   std::span<const Namespace> namespaces() const override;
   void OnRecord(const Record& r, Batch& batch) override;
-  Status LinkedIds(std::string_view uid, std::vector<std::string>* ids) override;
   Status Erase(const Erasure& e) override;
   Result<std::vector<std::string>> Holding(std::string_view id) override;
 
  private:
-  void LinkDevice(const Event& e, Batch& batch);
-
   const Config& config_;
   ProfileStore* store_;
   RuleSet rules_;
-  const TagConfig* devices_tag_;  // null when the config has none (tests that build one by hand)
-  std::unordered_set<uint64_t> linked_;  // (uid, device) pairs written since start, bounded
 };
 
 }  // namespace portrait

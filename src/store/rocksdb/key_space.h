@@ -19,6 +19,11 @@ constexpr char kCalibratedDay = 'q';
 // decisions (features/decisions): rule state per user and recent decisions per user (expiring)
 constexpr char kRuleState = 'r';
 constexpr char kDecision = 'y';
+// segments (features/segments): a user's segments, a segment's members, members due for a
+// time re-check
+constexpr char kUserSegments = 'g';
+constexpr char kSegmentMembers = 'G';
+constexpr char kSegmentDue = 'w';
 
 constexpr bool ExpiresByValue(char prefix) { return prefix == kRuleState || prefix == kDecision; }
 

@@ -310,5 +310,69 @@ RC_GTEST_PROP(FusionProperty, IncrementsCountEachIdOnce, ()) {
   RC_ASSERT(once(ShuffleWithDuplicates(maps), map).map == ApplyAll(maps, map).map);
 }
 
+// Identity stitching (features/identity): a person's profile is its ids' states merged.
+// For any split of one person's actions between two ids (a device before and after login,
+// and its user), merging the two states in either order gives the state of applying every
+// action to one id, for each kind of tag the example config uses.
+RC_GTEST_PROP(FusionProperty, MergedStatesEqualOneIdsState, ()) {
+  auto specs = *rc::gen::container<std::vector<ClickSpec>>(GenClick());
+  TagConfig list = ListConfig(*rc::gen::inRange<size_t>(1, 8), *rc::gen::arbitrary<bool>());
+  TagConfig counts;
+  counts.type = TagType::kMap;  // no ops declared: map.incr counts
+  TagConfig counter;
+  counter.type = TagType::kNumber;
+  TagConfig latest;
+  latest.type = TagType::kString;
+  TagConfig newest;
+  newest.type = TagType::kNumber;  // number.max
+  TagConfig members;
+  members.type = TagType::kSet;
+  const std::vector<const TagConfig*> configs = {&list, &counts, &counter, &latest, &newest, &members};
+  std::vector<std::vector<Action>> actions(configs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const ClickSpec& c = specs[i];
+    const Source src = c.offline ? Source::kOffline : Source::kRealtime;
+    actions[0].push_back(testing_util::Click(list, c.item, c.et, c.ts, src));
+    Action a;
+    a.ts = c.et;
+    a.source = src;
+    a.op = OpCode::kMapIncr;
+    a.entries = {{std::to_string(c.item % 4), "", 1}};
+    actions[1].push_back(a);
+    a.entries.clear();
+    a.op = OpCode::kNumberIncr;
+    a.number = c.item;
+    actions[2].push_back(a);
+    a.op = OpCode::kStringSet;
+    a.text = "v" + std::to_string(c.item);
+    actions[3].push_back(a);
+    a.op = OpCode::kNumberMax;
+    a.number = c.et;
+    actions[4].push_back(a);
+    a.op = OpCode::kSetAdd;
+    a.members = {std::to_string(c.item % 6)};
+    actions[5].push_back(a);
+  }
+  auto sides = *rc::gen::container<std::vector<bool>>(specs.size(), rc::gen::arbitrary<bool>());
+  for (size_t t = 0; t < configs.size(); ++t) {
+    const TagConfig& cfg = *configs[t];
+    std::vector<Action> device, user;
+    for (size_t i = 0; i < specs.size(); ++i) (sides[i] ? device : user).push_back(actions[t][i]);
+    const TagState one = ApplyAll(actions[t], cfg);
+    TagState a = ApplyAll(user, cfg), b = ApplyAll(device, cfg);
+    TagState ab = a, ba = b;
+    MergeState(ab, b, cfg);
+    MergeState(ba, a, cfg);
+    std::string want, got_ab, got_ba;
+    RenderValue(one, cfg, 0, &want);
+    RenderValue(ab, cfg, 0, &got_ab);
+    RenderValue(ba, cfg, 0, &got_ba);
+    RC_ASSERT(got_ab == want);
+    RC_ASSERT(got_ba == want);
+    RC_ASSERT(ab.present == one.present);
+    RC_ASSERT(ab.updated_at == one.updated_at);
+  }
+}
+
 }  // namespace
 }  // namespace portrait::fusion

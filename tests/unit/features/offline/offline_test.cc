@@ -19,7 +19,7 @@
 #include "store/profile_store.h"
 #include "store/redis/redis_store.h"
 #include "store/rocksdb/rocksdb_store.h"
-#include "features/offline/snapshot.h"
+#include "store/snapshot.h"
 #include "temp_dir.h"
 #include "features/registry.h"
 #include "features/offline/offline_config.h"

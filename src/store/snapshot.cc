@@ -1,4 +1,4 @@
-#include "features/offline/snapshot.h"
+#include "store/snapshot.h"
 
 #include <fcntl.h>
 #include <rocksdb/convenience.h>
@@ -448,24 +448,55 @@ Result<std::shared_ptr<rocksdb::DB>> SnapshotCatalog::OpenPath(const std::string
   return it->second;
 }
 
+Result<int> SnapshotCatalog::Partitions(const SnapshotInfo& s) {
+  const std::string mark = s.Mark();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = parts_.find(mark); it != parts_.end()) return it->second;
+  }
+  std::ifstream in(SnapshotPath(dir_, s.date, s.version) + "/PARTS");
+  int partitions = 0;
+  if (in && !(in >> partitions)) return Status::Corruption("snapshot " + mark + ": unreadable PARTS file");
+  std::lock_guard<std::mutex> l(mu_);
+  parts_[mark] = partitions;
+  return partitions;
+}
+
 Result<std::shared_ptr<rocksdb::DB>> SnapshotCatalog::Open(const SnapshotInfo& s, std::string_view uid) {
   const std::string mark = s.Mark();
   const std::string path = SnapshotPath(dir_, s.date, s.version);
-  int partitions = -1;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (auto it = parts_.find(mark); it != parts_.end()) partitions = it->second;
-  }
-  if (partitions < 0) {
-    std::ifstream in(path + "/PARTS");
-    partitions = 0;
-    if (in && !(in >> partitions)) return Status::Corruption("snapshot " + mark + ": unreadable PARTS file");
-    std::lock_guard<std::mutex> l(mu_);
-    parts_[mark] = partitions;
-  }
+  ASSIGN_OR_RETURN(int partitions, Partitions(s));
   if (partitions == 0) return OpenPath(mark, path);
   std::string part = "part-" + std::to_string(PartitionFor(uid, partitions).value);
   return OpenPath(mark + "/" + part, path + "/" + part);
+}
+
+std::optional<SnapshotInfo> SnapshotCatalog::NewestOf(std::string_view date) {
+  std::lock_guard<std::mutex> l(mu_);
+  const SnapshotInfo* best = nullptr;
+  for (const auto& r : rows_) {
+    if (r.retired_at.empty() && r.date == date && (!best || r.version > best->version)) best = &r;
+  }
+  if (!best) return std::nullopt;
+  return *best;
+}
+
+Status SnapshotCatalog::ForEach(const SnapshotInfo& s, const RowFn& fn) {
+  const std::string mark = s.Mark();
+  const std::string path = SnapshotPath(dir_, s.date, s.version);
+  ASSIGN_OR_RETURN(int partitions, Partitions(s));
+  for (int p = 0; p < std::max(partitions, 1); ++p) {
+    std::string part = "part-" + std::to_string(p);
+    auto db = partitions == 0 ? OpenPath(mark, path) : OpenPath(mark + "/" + part, path + "/" + part);
+    if (!db.ok()) return db.status();
+    std::unique_ptr<rocksdb::Iterator> it((*db)->NewIterator(rocksdb::ReadOptions()));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      RETURN_IF_ERROR(fn(std::string_view(it->key().data(), it->key().size()),
+                         std::string_view(it->value().data(), it->value().size())));
+    }
+    if (!it->status().ok()) return Status::IOError("snapshot " + mark + ": " + it->status().ToString());
+  }
+  return Status::Ok();
 }
 
 Result<std::optional<std::string>> SnapshotCatalog::Lookup(const SnapshotInfo& s, std::string_view uid) {

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -105,8 +106,14 @@ class SnapshotCatalog {
   std::vector<SnapshotInfo> List();
   // The newest complete snapshot dated before `day` (that is, day - 1 or older).
   std::optional<SnapshotInfo> NewestBefore(std::string_view day);
+  // The newest complete version of the snapshot dated `date`, or nullopt.
+  std::optional<SnapshotInfo> NewestOf(std::string_view date);
   // The user's offline profile JSON in snapshot `s`, or nullopt when the user is absent.
   Result<std::optional<std::string>> Lookup(const SnapshotInfo& s, std::string_view uid);
+  // Calls fn(uid, profile JSON) for every user of `s` (part by part, in key order within a
+  // part); stops at the first error fn returns and returns it.
+  using RowFn = std::function<Status(std::string_view uid, std::string_view profile_json)>;
+  Status ForEach(const SnapshotInfo& s, const RowFn& fn);
   const std::string& dir() const { return dir_; }
 
  private:
@@ -114,6 +121,8 @@ class SnapshotCatalog {
   // partition when it was made per partition.
   Result<std::shared_ptr<rocksdb::DB>> Open(const SnapshotInfo& s, std::string_view uid);
   Result<std::shared_ptr<rocksdb::DB>> OpenPath(const std::string& key, const std::string& path);
+  // The partition count of `s` (0 = one database), read once from its PARTS file.
+  Result<int> Partitions(const SnapshotInfo& s);
 
   std::string dir_;
   std::mutex mu_;
