@@ -13,11 +13,15 @@ packages=(
   libspdlog-dev libfmt-dev
   libxxhash-dev           # log record checksums, event ids, partitioning
   zlib1g-dev              # gzip request bodies and archive part files
-  libcurl4-openssl-dev    # HTTP client in tests and benchmarks
+  libcurl4-openssl-dev    # the webhook sink; HTTP client in tests and benchmarks
   libhiredis-dev          # Redis profile store (client; cluster support is ours)
   librdkafka-dev          # Kafka log backend and Kafka pull source; rdkafka_mock.h for tests
   redis-server            # real Redis servers started by the tests (standalone and cluster); redis-benchmark
   wrk                     # `make bench`: HTTP load from another process (bench/wrk/*.lua)
+  chromium                # headless browser for the dashboard and tracker tests (tests/web)
+  nodejs npm              # runs those tests and the OpenAPI linter (npm packages in tests/web)
+  prometheus              # promtool: `promtool check rules` / `test rules` on deploy/prometheus
+  openssl                 # a self-signed certificate for the webhook's TLS test
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
 )
 
@@ -25,7 +29,19 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+web_deps() {
+  # The browser tests' and the OpenAPI linter's npm packages, pinned by tests/web/package-lock.json.
+  local web
+  web="$(dirname "$0")/../tests/web"
+  if [ ! -d "$web/node_modules" ] || [ "$web/package-lock.json" -nt "$web/node_modules" ]; then
+    echo "install-deps: npm ci in tests/web"
+    (cd "$web" && npm ci --no-audit --no-fund --loglevel=error && touch node_modules)
+  fi
+}
+if [ ${#missing[@]} -eq 0 ]; then
+  web_deps
+  exit 0
+fi
 
 echo "install-deps: installing ${missing[*]}"
 sudo=""
@@ -33,3 +49,4 @@ sudo=""
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+web_deps

@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "log/log.h"
 #include "core/dir_lock.h"
+#include "core/progress.h"
 #include "ingest/failed.h"
 #include "delivery/retry.h"
 #include "serve/api.h"
@@ -148,6 +149,24 @@ int DlqCmd(const std::string& config_path, const std::string& data_dir, bool rep
   return 0;
 }
 
+// --progress / --no-progress; without either, progress shows on a terminal only.
+portrait::ProgressReporter::Mode progress_mode = portrait::ProgressReporter::Mode::kAuto;
+
+portrait::ProgressReporter::Options ProgressOptions() {
+  portrait::ProgressReporter::Options o;
+  o.mode = progress_mode;
+  return o;
+}
+
+void AddProgressFlag(CLI::App* cmd) {
+  cmd->add_flag_function(
+      "--progress,!--no-progress",
+      [](int64_t n) {
+        progress_mode = n > 0 ? portrait::ProgressReporter::Mode::kAlways : portrait::ProgressReporter::Mode::kNever;
+      },
+      "Show (or not) progress on stderr; default: only when stderr is a terminal");
+}
+
 int ReplayCmd(const std::string& config_path, const std::string& data_dir, std::optional<int64_t> offset,
               const std::string& time) {
   std::optional<Config> loaded = LoadForCommand(config_path, data_dir);
@@ -166,7 +185,9 @@ int ReplayCmd(const std::string& config_path, const std::string& data_dir, std::
   }
   portrait::MetricsRegistry metrics;
   portrait::ReplayStats stats;
-  portrait::Status st = portrait::Replay(cfg, from, &metrics, &stats);
+  portrait::ProgressReporter progress("replay", "records", ProgressOptions());
+  portrait::Status st = portrait::Replay(cfg, from, &metrics, &stats, progress.fn());
+  progress.Finish();
   if (!st.ok()) {
     std::cerr << "portrait: replay failed: " << st.message() << "\n";
     return 1;
@@ -218,7 +239,9 @@ int BatchCmd(const std::string& config_path, const std::string& data_dir, std::s
     }
     partitions = std::move(*parsed);
   }
-  auto stats = portrait::RunBatch(*cfg, date, partitions);
+  portrait::ProgressReporter progress("batch " + date, "files", ProgressOptions());
+  auto stats = portrait::RunBatch(*cfg, date, partitions, progress.fn());
+  progress.Finish();
   if (!stats.ok()) {
     std::cerr << "portrait: batch failed: " << stats.status().message() << "\n";
     return 1;
@@ -266,7 +289,9 @@ int CalibrateCmd(const std::string& config_path, const std::string& data_dir, st
   }
   portrait::Result<portrait::CalibrationReport> report = portrait::Status::Ok();
   if (partitions_text.empty()) {
-    report = portrait::Calibrate(cfg, channels->get(), date);
+    portrait::ProgressReporter progress("calibrate " + date, "files", ProgressOptions());
+    report = portrait::Calibrate(cfg, channels->get(), date, progress.fn());
+    progress.Finish();
   } else {
     auto partitions = ParsePartitionList(partitions_text);
     if (!partitions) {
@@ -388,7 +413,10 @@ int SnapshotImportCmd(const std::string& config_path, const std::string& data_di
     }
     options.map[m.substr(0, eq)] = m.substr(eq + 1);
   }
+  portrait::ProgressReporter progress("import " + date, "bytes", ProgressOptions());
+  options.progress = progress.fn();
   auto stats = portrait::ImportSnapshot(*cfg, date, file, options);
+  progress.Finish();
   if (!stats.ok()) {
     std::cerr << "portrait: import failed: " << stats.status().message() << "\n";
     return 1;
@@ -443,6 +471,7 @@ int main(int argc, char** argv) {
   auto* check = cli.add_subcommand("check-config", "Validate a config file; errors name FILE:LINE:COL and the fix");
   check->add_option("file", check_path, "Config file (TOML)")->required();
 
+  auto* openapi = cli.add_subcommand("openapi", "Print the OpenAPI 3.1 document of every HTTP route (GET /openapi.json)");
   auto* routes = cli.add_subcommand("routes", "Print every HTTP route (method, pattern, scope, what) as a Markdown table");
 
   auto* failed = cli.add_subcommand("failed", "Rejected events and Actions kept in the failed topic");
@@ -541,6 +570,8 @@ int main(int argc, char** argv) {
   snap_import->add_option("--max-bad-rows", import_options.max_bad_rows,
                           "Import anyway when at most this many rows are bad (default 0)");
 
+  for (auto* c : {replay, batch, calibrate, snap_import}) AddProgressFlag(c);
+
   CLI11_PARSE(cli, argc, argv);
   if (*batch) return BatchCmd(batch_config, batch_dir, batch_date, batch_partitions);
   if (*calibrate) return CalibrateCmd(cal_config, cal_dir, cal_date, cal_json, cal_partitions);
@@ -561,6 +592,10 @@ int main(int argc, char** argv) {
   if (*dlq_list) return DlqCmd(dlq_config, dlq_dir, false, dlq_limit, "");
   if (*dlq_replay) return DlqCmd(dlq_config, dlq_dir, true, 0, dlq_sink);
   if (*check) return CheckConfig(check_path);
+  if (*openapi) {
+    std::puts(portrait::RoutesOpenApi().c_str());
+    return 0;
+  }
   if (*routes) {
     std::fputs(portrait::RoutesMarkdown().c_str(), stdout);
     return 0;

@@ -464,12 +464,16 @@ void ParseHistory(ConfigChecker& c, const toml::table& t, HistoryConfig* h) {
 }
 
 void ParseArchive(ConfigChecker& c, const toml::table& t, ArchiveConfig* a) {
-  c.KnownKeys(t, "[archive]", {"enabled", "dir", "flush_seconds", "retention", "gzip_level"});
+  c.KnownKeys(t, "[archive]",
+              {"enabled", "dir", "flush_seconds", "retention", "gzip_level", "compact", "compact_after", "compact_grace"});
   if (auto v = c.Get<bool>(t, "enabled", "[archive]", "true or false")) a->enabled = *v;
   if (auto v = c.Get<std::string>(t, "dir", "[archive]", "a directory")) a->dir = *v;
   if (auto v = c.GetInt(t, "flush_seconds", "[archive]", 1, 3600)) a->flush_seconds = static_cast<int>(*v);
   if (auto v = c.GetDurationMs(t, "retention", "[archive]")) a->retention_ms = *v;
   if (auto v = c.GetInt(t, "gzip_level", "[archive]", 1, 9)) a->gzip_level = static_cast<int>(*v);
+  if (auto v = c.Get<bool>(t, "compact", "[archive]", "true or false")) a->compact = *v;
+  if (auto v = c.GetDurationMs(t, "compact_after", "[archive]")) a->compact_after_ms = *v;
+  if (auto v = c.GetDurationMs(t, "compact_grace", "[archive]")) a->compact_grace_ms = *v;
 }
 
 void ParsePrivacy(ConfigChecker& c, const toml::table& t, PrivacyConfig* p) {

@@ -211,6 +211,9 @@ struct ArchiveConfig {
   int flush_seconds = 5;            // longest an event waits in memory before its part file is written
   int64_t retention_ms = 90LL * 86'400'000;  // part files written longer ago than this are deleted; 0 = keep
   int gzip_level = 1;               // 1 (fastest) .. 9 (smallest); docs/benchmarks.md has the trade
+  bool compact = true;              // merge a closed hour's part files into one per partition
+  int64_t compact_after_ms = 2 * 3'600'000;  // an hour is closed this long after its end
+  int64_t compact_grace_ms = 600'000;        // merged inputs are deleted this long after the merge
 };
 
 // [retry]: when a downstream step (a sink) fails, the item waits in the retry topic for

@@ -107,6 +107,12 @@ struct Route {
   std::string summary;  // one line, for the route table in the README and the 404 hint
   RouteHandler handler;
   std::string label;    // metrics label; default: the pattern
+  // For the OpenAPI document (core/openapi.h): the answer's content type (default JSON), and
+  // the request body's and the answer's JSON Schema, inline (`{...}`) or the name of a shared
+  // schema there (`Profile`); empty: a JSON object, described by the summary.
+  std::string answer_type = {};
+  std::string request_schema = {};
+  std::string answer_schema = {};
 };
 
 class RouteTable {

@@ -1,127 +1,139 @@
 #include "delivery/webhook.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <spdlog/spdlog.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <curl/curl.h>
 
-#include <cerrno>
+#include <algorithm>
 #include <chrono>
-#include <cstring>
-
+#include <condition_variable>
+#include <mutex>
+#include <vector>
 
 namespace portrait {
 
 namespace {
 
-// Closes the socket when it goes out of scope.
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
+// curl_global_init is not thread-safe; the first sink made does it, once per process.
+void InitCurlOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+// One handle of the pool and its error text.
+struct Conn {
+  CURL* curl = nullptr;
+  char error[CURL_ERROR_SIZE] = {};
 };
 
-// Waits for `events` on `fd` until `deadline`; false on timeout or error.
-bool WaitFor(int fd, short events, std::chrono::steady_clock::time_point deadline) {
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{fd, events, 0};
-    int n = ::poll(&p, 1, static_cast<int>(left.count()));
-    if (n > 0) return true;
-    if (n < 0 && errno != EINTR) return false;
-  }
-}
+// The answer's body is read (so the connection stays usable) and dropped: a receiver may
+// echo the payload, which must not reach the logs through an error message.
+size_t DropAnswer(char*, size_t size, size_t n, void*) { return size * n; }
 
 }  // namespace
 
-Result<int> HttpPost(const std::string& host, int port, const std::string& path, std::string_view body,
-                     const std::vector<std::pair<std::string, std::string>>& headers, int timeout_ms) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  const std::string where = "http://" + host + ":" + std::to_string(port) + path;
-  addrinfo hints{};
-  hints.ai_family = AF_INET;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res); rc != 0) {
-    return Status::Unavailable(where + ": cannot resolve " + host + ": " + gai_strerror(rc));
+// Handles are made on first need, at most `size`; an idle one is taken newest first, so a
+// sink that delivers one item at a time keeps using one connection.
+class WebhookSink::Pool {
+ public:
+  Pool(const std::string& url, const WebhookOptions& o) : url_(url), options_(o) {}
+  ~Pool() {
+    for (auto& c : all_) curl_easy_cleanup(c->curl);
   }
-  Fd s;
-  s.fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int rc = s.fd < 0 ? -1 : ::connect(s.fd, res->ai_addr, res->ai_addrlen);
-  ::freeaddrinfo(res);
-  if (s.fd < 0) return Status::Unavailable(where + ": socket: " + std::strerror(errno));
-  if (rc != 0) {
-    if (errno != EINPROGRESS) return Status::Unavailable(where + ": connect: " + std::strerror(errno));
-    if (!WaitFor(s.fd, POLLOUT, deadline)) return Status::Unavailable(where + ": connect timed out");
-    int err = 0;
-    socklen_t len = sizeof err;
-    ::getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) return Status::Unavailable(where + ": connect: " + std::strerror(err));
-  }
-  int one = 1;
-  ::setsockopt(s.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  std::string req = "POST " + path + " HTTP/1.1\r\nHost: " + host + ":" + std::to_string(port) +
-                    "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
-                    std::to_string(body.size()) + "\r\n";
-  for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
-  req += "\r\n";
-  req.append(body);
-  for (size_t sent = 0; sent < req.size();) {
-    ssize_t n = ::send(s.fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
-    if (n > 0) {
-      sent += static_cast<size_t>(n);
-    } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-      if (!WaitFor(s.fd, POLLOUT, deadline)) return Status::Unavailable(where + ": send timed out");
-    } else {
-      return Status::Unavailable(where + ": send: " + std::strerror(errno));
-    }
-  }
-  // The status line is all we need.
-  std::string head;
-  char buf[1024];
-  while (head.find("\r\n") == std::string::npos) {
-    ssize_t n = ::recv(s.fd, buf, sizeof buf, 0);
-    if (n > 0) {
-      head.append(buf, static_cast<size_t>(n));
-    } else if (n == 0) {
-      break;
-    } else if (errno == EAGAIN || errno == EINTR) {
-      if (!WaitFor(s.fd, POLLIN, deadline)) return Status::Unavailable(where + ": no answer within " + std::to_string(timeout_ms) + " ms");
-    } else {
-      return Status::Unavailable(where + ": recv: " + std::strerror(errno));
-    }
-  }
-  int code = 0;
-  if (std::sscanf(head.c_str(), "HTTP/%*d.%*d %d", &code) != 1) {
-    return Status::Unavailable(where + ": not an HTTP answer");
-  }
-  return code;
-}
 
-WebhookSink::WebhookSink(std::string url, int timeout_ms, MetricsRegistry* m)
-    : url_(std::move(url)), timeout_ms_(timeout_ms) {
-  ParseHttpUrl(url_, &host_, &port_, &path_);
+  Result<Conn*> Acquire() {
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return !idle_.empty() || all_.size() < static_cast<size_t>(std::max(1, options_.connections)); });
+    if (!idle_.empty()) {
+      Conn* c = idle_.back();
+      idle_.pop_back();
+      return c;
+    }
+    auto c = std::make_unique<Conn>();
+    c->curl = curl_easy_init();
+    if (!c->curl) return Status::Internal("webhook " + url_ + ": curl_easy_init failed");
+    Configure(c.get());
+    all_.push_back(std::move(c));
+    return all_.back().get();
+  }
+
+  void Release(Conn* c) {
+    {
+      std::lock_guard lk(mu_);
+      idle_.push_back(c);
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  // What stays the same for every POST through the handle.
+  void Configure(Conn* c) {
+    CURL* h = c->curl;
+    curl_easy_setopt(h, CURLOPT_URL, url_.c_str());
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // timeouts without SIGALRM: several threads
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout_ms));
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.timeout_ms));
+    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->error);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, DropAnswer);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (!options_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, options_.ca_file.c_str());
+  }
+
+  const std::string url_;
+  const WebhookOptions options_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<Conn>> all_;
+  std::vector<Conn*> idle_;
+};
+
+WebhookSink::WebhookSink(std::string url, WebhookOptions options, MetricsRegistry* m)
+    : url_(std::move(url)), options_(std::move(options)) {
+  InitCurlOnce();
+  pool_ = std::make_unique<Pool>(url_, options_);
   posted_ = m->GetCounter("portrait_webhook_posts_total", "Items POSTed to the webhook");
+  failed_ = m->GetCounter("portrait_webhook_failures_total",
+                          "Webhook POSTs that failed (no answer, TLS failure, or not 2xx); each is retried");
   seconds_ = m->GetHistogram("portrait_webhook_seconds", "Time of one webhook POST");
 }
 
+WebhookSink::~WebhookSink() = default;
+
 Status WebhookSink::Deliver(std::string_view key, std::string_view payload) {
-  auto start = std::chrono::steady_clock::now();
-  std::vector<std::pair<std::string, std::string>> headers;
-  if (!key.empty()) headers.emplace_back("Idempotency-Key", std::string(key));
-  auto code = HttpPost(host_, port_, path_, payload, headers, timeout_ms_);
+  ASSIGN_OR_RETURN(Conn * c, pool_->Acquire());
+  const auto start = std::chrono::steady_clock::now();
+  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+  headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip for larger bodies
+  if (!key.empty()) headers = curl_slist_append(headers, ("Idempotency-Key: " + std::string(key)).c_str());
+  c->error[0] = '\0';
+  curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(payload.size()));
+  curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, payload.data());
+  const CURLcode rc = curl_easy_perform(c->curl);
+  long code = 0;
+  curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, nullptr);
+  curl_slist_free_all(headers);
+  std::string error = c->error[0] ? c->error : curl_easy_strerror(rc);
+  pool_->Release(c);
+
   seconds_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   posted_->Inc();
-  if (!code.ok()) return code.status();
-  if (*code < 200 || *code > 299) {
-    return Status::Unavailable("webhook " + url_ + " answered " + std::to_string(*code));
+  if (rc != CURLE_OK) {
+    failed_->Inc();
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+      return Status::Unavailable("webhook " + url_ + ": no answer within " + std::to_string(options_.timeout_ms) +
+                                 " ms (" + error + ")");
+    }
+    return Status::Unavailable("webhook " + url_ + ": " + error);
+  }
+  if (code < 200 || code > 299) {
+    failed_->Inc();
+    return Status::Unavailable("webhook " + url_ + " answered " + std::to_string(code));
   }
   return Status::Ok();
 }

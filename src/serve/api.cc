@@ -7,10 +7,15 @@
 
 #include "core/event.h"
 #include "core/json.h"
+#include "core/openapi.h"
 #include "features/registry.h"
 #include "ingest/failed.h"
 
 namespace portrait {
+
+extern const char* const kDashboardHtml;  // generated from web/dashboard (src/serve/CMakeLists.txt)
+extern const char* const kDashboardJs;
+extern const char* const kDashboardCss;
 
 Api::Api(const Config& config, MetricsRegistry* metrics) : config_(config), metrics_(metrics) {}
 
@@ -22,13 +27,13 @@ void Api::AddCoreRoutes(Core core) {
                  if (!core_.collector) return Error(503, "unavailable", "this process takes no events");
                  return IngestAnswer(core_.collector->Ingest(c.http.body, c.source));
                },
-               "events"});
+               "events", "", "Event", "IngestAnswer"});
   routes_.Add({"POST", "/v1/actions", Scope::kWrite, "Actions from other systems (one, an array, or NDJSON), same answer",
                [this](RouteCall& c) {
                  if (!core_.collector) return Error(503, "unavailable", "this process takes no Actions");
                  return IngestAnswer(core_.collector->IngestActions(c.http.body, c.source));
                },
-               "actions"});
+               "actions", "", "Action", "IngestAnswer"});
   // Failed payloads and dead letters are open to readers as before; the access-control
   // work gives them the admin scope.
   routes_.Add({"GET", "/v1/failed", Scope::kAdmin, "the newest rejected events and Actions with their payloads (`?limit=N`)",
@@ -48,7 +53,30 @@ void Api::AddHealthRoutes() {
   routes_.Add({"GET", "/metrics", config_.server.open_metrics ? Scope::kPublic : Scope::kRead,
                "Prometheus text format (no token needed with `[server] open_metrics = true`)",
                [this](RouteCall&) { return HttpResponse{200, "text/plain; version=0.0.4", metrics_->RenderPrometheus()}; },
-               "metrics"});
+               "metrics", "text/plain"});
+  // The dashboard: static files, public; what it shows comes from the routes above, with
+  // the token its user enters.
+  auto page = [](const char* type, const char* body) {
+    return [type, body](RouteCall&) {
+      HttpResponse r{200, type, body};
+      r.headers.emplace_back("Cache-Control", "no-cache");
+      r.headers.emplace_back("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'");
+      return r;
+    };
+  };
+  routes_.Add({"GET", "/", Scope::kPublic, "the dashboard (pipeline health, channels, profiles, failures, snapshots)",
+               page("text/html; charset=utf-8", kDashboardHtml), "dashboard", "text/html"});
+  routes_.Add({"GET", "/ui/app.js", Scope::kPublic, "the dashboard's script", page("text/javascript; charset=utf-8", kDashboardJs),
+               "dashboard_js", "text/javascript"});
+  routes_.Add({"GET", "/ui/style.css", Scope::kPublic, "the dashboard's style sheet", page("text/css; charset=utf-8", kDashboardCss),
+               "dashboard_css", "text/css"});
+  // Last, so that it describes every route above (itself included).
+  routes_.Add({"GET", "/openapi.json", Scope::kPublic, "the OpenAPI 3.1 document of every route (`portrait openapi` prints it)",
+               [this](RouteCall&) {
+                 std::call_once(openapi_once_, [this] { openapi_ = OpenApiDocument(routes_, kPortraitVersion); });
+                 return HttpResponse{200, "application/json", openapi_};
+               },
+               "openapi"});
 }
 
 HttpResponse Api::Handle(HttpRequest& req) {
@@ -84,6 +112,17 @@ HttpResponse Api::Handle(HttpRequest& req) {
   AddCors(req, &resp);
   Count(label, resp.status, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return resp;
+}
+
+std::string RoutesOpenApi() {
+  Config config;
+  MetricsRegistry metrics;
+  Api api(config, &metrics);
+  api.AddCoreRoutes({});
+  auto features = MakeFeatures();
+  for (auto& f : features) f->AddRoutes(api.routes());
+  api.AddHealthRoutes();
+  return OpenApiDocument(api.routes(), kPortraitVersion);
 }
 
 std::string RoutesMarkdown() {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <functional>
+#include <mutex>
 #include <optional>
 
 #include "core/config.h"
@@ -25,6 +26,10 @@ namespace portrait {
 // Every route of portrait (serve's and every feature's) as a Markdown table, for the README
 // (`portrait routes`); made without opening anything.
 std::string RoutesMarkdown();
+// The OpenAPI document of the same table (`portrait openapi`; GET /openapi.json).
+std::string RoutesOpenApi();
+
+inline constexpr const char* kPortraitVersion = "0.1.0";  // CMakeLists.txt project(VERSION)
 
 class Api {
  public:
@@ -64,6 +69,8 @@ class Api {
   const Config& config_;
   MetricsRegistry* metrics_;
   RouteTable routes_;
+  std::once_flag openapi_once_;
+  std::string openapi_;  // made at the first GET /openapi.json
   Core core_;
 };
 

@@ -47,7 +47,8 @@ Result<Offset> FirstAtOrAfter(Log& log, PartitionId p, TimestampMs t) {
 
 }  // namespace
 
-Status Replay(const Config& config, const ReplayFrom& from, MetricsRegistry* metrics, ReplayStats* stats) {
+Status Replay(const Config& config, const ReplayFrom& from, MetricsRegistry* metrics, ReplayStats* stats,
+              const ProgressFn& progress) {
   ASSIGN_OR_RETURN(auto lock, DirLock::Acquire(config.data_dir));
   ASSIGN_OR_RETURN(auto log, MakeLog(config.log, config.data_dir, "events", 0, metrics));
   ASSIGN_OR_RETURN(auto store, MakeProfileStore(config.store, config.data_dir, &config.tags, metrics));
@@ -86,7 +87,13 @@ Status Replay(const Config& config, const ReplayFrom& from, MetricsRegistry* met
   Processor processor(config.processor, &config.tags, log.get(), store.get(), metrics, std::move(stages));
   processor.SetErasureList(erasures.get());
   RETURN_IF_ERROR(processor.Start());
-  while (!processor.CaughtUp()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  while (!processor.CaughtUp()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!progress) continue;
+    int64_t done = 0;
+    for (const Checkpoint& c : start) done += std::max<int64_t>(0, processor.Processed(c.partition).value - c.next.value);
+    progress(static_cast<uint64_t>(done), static_cast<uint64_t>(stats->records));
+  }
   processor.Stop();
   log->Close();
   for (auto it = features.rbegin(); it != features.rend(); ++it) (*it)->Close();

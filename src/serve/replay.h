@@ -8,6 +8,7 @@
 
 #include "core/config.h"
 #include "core/metrics.h"
+#include "core/progress.h"
 #include "core/status.h"
 
 namespace portrait {
@@ -21,6 +22,8 @@ struct ReplayStats {
   int64_t records = 0;                 // log records replayed, all partitions
 };
 
-Status Replay(const Config& config, const ReplayFrom& from, MetricsRegistry* metrics, ReplayStats* stats);
+// `progress` (optional) hears log records processed of stats->records.
+Status Replay(const Config& config, const ReplayFrom& from, MetricsRegistry* metrics, ReplayStats* stats,
+              const ProgressFn& progress = nullptr);
 
 }  // namespace portrait

@@ -1,5 +1,6 @@
 // The archive through the real binary: every accepted event once, in the part files of its
-// event-time hour (late ones too), across a kill -9; expired hours deleted.
+// event-time hour (late ones too), across a kill -9; expired hours deleted; closed hours
+// compacted to one file per partition.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <zlib.h>
@@ -112,6 +113,82 @@ TEST(ArchiveTest, EveryEventOnceInItsHour) {
   // file written long ago goes (its time set back by hand: it was "written" 3 days ago).
   ASSERT_TRUE(found.count("999999")) << "a backfill of events older than the retention is archived";
   EXPECT_EQ(found["999999"][0], HourOf(expired));
+}
+
+// Compaction through the binary: old (closed) hours posted in rounds, one part file per
+// flush; after a kill -9 and a restart, the first pass leaves one file per partition and
+// hour (compact_grace = "0s": the inputs go at once), every event once, and `portrait
+// batch` reads them all.
+TEST(ArchiveTest, ClosedHoursAreCompactedToOneFilePerPartition) {
+  TempDir dir;
+  std::string config = WriteExampleConfig(dir.path(), {{"flush_seconds = 5", "flush_seconds = 1"},
+                                                        {"compact_after = \"2h\"", "compact_after = \"2h\"\ncompact_grace = \"0s\""}});
+  ASSERT_FALSE(config.empty());
+  ServerProcess server(config, dir.path() + "/data");
+  ASSERT_TRUE(server.Start()) << server.output();
+  const int64_t t0 = 1700000000000;  // 2023-11-14 22:13 UTC
+  const std::string root = dir.path() + "/data/archive";
+  auto on_disk = [&] {
+    std::map<std::string, int> files;  // hour dir + partition -> part files
+    std::map<std::string, int> items;  // item -> times found
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(root, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (!name.starts_with("part-") || !name.ends_with(".ndjson.gz")) continue;
+      ++files[it->path().parent_path().string() + "#" + std::to_string(std::atoi(name.c_str() + 5))];
+      std::string text = Gunzip(it->path().string());
+      for (size_t pos = 0; (pos = text.find("\"item_id\":", pos)) != std::string::npos;) {
+        pos += 10;
+        ++items[text.substr(pos, text.find_first_of(",}", pos) - pos)];
+      }
+    }
+    return std::pair(files, items);
+  };
+  int item = 0;
+  {
+    HttpClient http(server.url());
+    for (int round = 0; round < 3; ++round) {
+      std::string body;
+      for (int i = 0; i < 60; ++i, ++item) {
+        body += R"({"uid":"c)" + std::to_string(item % 7) + R"(","type":"click","ts":)" +
+                std::to_string(t0 + (item % 2) * 3'600'000) + R"(,"props":{"item_id":)" + std::to_string(item) +
+                R"(,"category_id":1}})" "\n";
+      }
+      ASSERT_EQ(http.Post("/v1/events", body).status, 200);
+      for (int i = 0; i < 100 && static_cast<int>(on_disk().second.size()) < item; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // the flush is committed
+    }
+  }
+  auto [before, items_before] = on_disk();
+  ASSERT_EQ(static_cast<int>(items_before.size()), item);
+  int most = 0;
+  for (const auto& [_, n] : before) most = std::max(most, n);
+  // The first pass after the start compacted what it could; the later rounds' files wait
+  // for the next pass, a minute on: a restart makes it now.
+  server.Kill(SIGKILL);
+  ASSERT_TRUE(server.Start()) << server.output();
+  std::pair<std::map<std::string, int>, std::map<std::string, int>> after;
+  for (int i = 0; i < 100; ++i) {
+    after = on_disk();
+    bool one_each = !after.first.empty();
+    for (const auto& [_, n] : after.first) one_each = one_each && n == 1;
+    if (one_each) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (const auto& [hour, n] : after.first) EXPECT_EQ(n, 1) << hour << " (was " << before[hour] << ")";
+  EXPECT_EQ(after.first.size(), before.size());
+  EXPECT_GT(most, 1) << "several part files per partition and hour before";
+  EXPECT_EQ(static_cast<int>(after.second.size()), item);
+  for (const auto& [id, n] : after.second) EXPECT_EQ(n, 1) << "item " << id;
+  std::string out;
+  ASSERT_EQ(RunCommand(Portrait("batch --config " + config + " --data-dir " + dir.path() + "/data --date 2023-11-14"), &out), 0)
+      << out;
+  EXPECT_NE(out.find(std::to_string(item) + " events from " + std::to_string(after.first.size()) + " archive files"),
+            std::string::npos)
+      << out;
 }
 
 }  // namespace

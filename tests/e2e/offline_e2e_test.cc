@@ -192,5 +192,35 @@ TEST(OfflineE2eTest, BatchKilledMidRunLeavesOnlyWholeSnapshots) {
   }
 }
 
+// Progress is for terminals: a batch whose stderr is a pipe prints its summary and no
+// progress line; --progress forces the line (rewritten with '\r', ended by a newline).
+TEST(OfflineE2eTest, BatchShowsNoProgressWithoutATerminal) {
+  TempDir dir;
+  std::string config = WriteExampleConfig(dir.path(), {});
+  ASSERT_FALSE(config.empty());
+  std::string data = dir.path() + "/data";
+  const std::string date = "2026-11-20";
+  WriteArchive(data + "/archive", date, 400'000, 20'000);
+  const std::string cmd = Portrait("batch --config " + config + " --data-dir " + data + " --date " + date);
+  std::string out;
+  ASSERT_EQ(RunCommand(cmd + " 2>&1", &out), 0) << out;
+  EXPECT_EQ(out.find('\r'), std::string::npos) << out;
+  EXPECT_EQ(out.find("/192 files ("), std::string::npos) << out;
+  EXPECT_NE(out.find("batch " + date + ": 400000 events from 192 archive files"), std::string::npos) << out;
+
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(RunCommand(cmd + " --progress 2>&1", &out), 0) << out;
+  const bool long_enough = std::chrono::steady_clock::now() - start > std::chrono::seconds(1);
+  if (out.find('\r') != std::string::npos) {
+    EXPECT_NE(out.find("\rbatch " + date + ": "), std::string::npos) << out;
+    EXPECT_NE(out.find("/192 files ("), std::string::npos) << out;
+    EXPECT_NE(out.find("192/192 files (100.0%)"), std::string::npos) << "the last line shows the end: " << out;
+  } else {
+    EXPECT_FALSE(long_enough) << "a batch of over a second shows its progress with --progress: " << out;
+  }
+  ASSERT_EQ(RunCommand(cmd + " --no-progress 2>&1", &out), 0) << out;
+  EXPECT_EQ(out.find('\r'), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace portrait::testing_util

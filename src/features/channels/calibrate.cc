@@ -72,11 +72,20 @@ std::string_view Str(simdjson::dom::object& o, std::string_view key) {
   return v;
 }
 
-Status ScanFiles(const ChannelsConfig& cfg, const std::vector<std::string>& files, DayScan* out, ScanStats* stats) {
+// Files read so far of all to read, for a ProgressFn.
+struct FileProgress {
+  const ProgressFn& fn;
+  uint64_t total = 0;
+  std::atomic<uint64_t> read{0};
+};
+
+Status ScanFiles(const ChannelsConfig& cfg, const std::vector<std::string>& files, DayScan* out, ScanStats* stats,
+                 FileProgress* progress) {
   simdjson::dom::parser parser;
   std::string buf;
   for (const std::string& path : files) {
     RETURN_IF_ERROR(ReadGzip(path, &buf));
+    if (progress->fn) progress->fn(progress->read.fetch_add(1) + 1, progress->total);
     simdjson::dom::document_stream stream;
     if (auto err = parser.parse_many(buf, std::max<size_t>(1 << 20, simdjson::dom::DEFAULT_BATCH_SIZE)).get(stream)) {
       return Status::Corruption(path + ": " + simdjson::error_message(err));
@@ -237,7 +246,7 @@ namespace {
 // The day's archived events of `partitions` (all when empty), scanned per partition file
 // list on `[channels] calibrate_threads` threads, then summed.
 Status ScanDay(const Config& config, const std::string& date, const std::vector<int>& partitions, DayScan* all,
-               CalibrationReport* report) {
+               CalibrationReport* report, const ProgressFn& progress = nullptr) {
   const std::string dir = ArchiveDir(config);
   ASSIGN_OR_RETURN(auto parts, ListArchive(dir, date, date));
   if (parts.empty()) {
@@ -250,6 +259,7 @@ Status ScanDay(const Config& config, const std::string& date, const std::vector<
     work.push_back(&files);
     report->files += files.size();
   }
+  FileProgress files_read{progress, report->files};
   const size_t n_threads =
       std::max<size_t>(1, std::min<size_t>(std::max(1, config.section<ChannelsConfig>().calibrate_threads), work.size()));
   std::vector<DayScan> scans(n_threads);
@@ -260,7 +270,7 @@ Status ScanDay(const Config& config, const std::string& date, const std::vector<
   for (size_t t = 0; t < n_threads; ++t) {
     threads.emplace_back([&, t] {
       for (size_t i; (i = next.fetch_add(1)) < work.size();) {
-        Status st = ScanFiles(config.section<ChannelsConfig>(), *work[i], &scans[t], &stats[t]);
+        Status st = ScanFiles(config.section<ChannelsConfig>(), *work[i], &scans[t], &stats[t], &files_read);
         if (!st.ok()) {
           errors[t] = st;
           return;
@@ -300,14 +310,15 @@ Status CalibrateDay(ChannelStore* store, const std::string& date, DayScan& all, 
 
 }  // namespace
 
-Result<CalibrationReport> Calibrate(const Config& config, ChannelStore* store, const std::string& date) {
+Result<CalibrationReport> Calibrate(const Config& config, ChannelStore* store, const std::string& date,
+                                    const ProgressFn& progress) {
   auto t0 = std::chrono::steady_clock::now();
   if (!DayStartMs(date)) return Status::InvalidArgument("date must be YYYY-MM-DD, got \"" + date + "\"");
   if (!store) return Status::FailedPrecondition("the store keeps no channel figures");
   CalibrationReport report;
   report.date = date;
   DayScan all;
-  RETURN_IF_ERROR(ScanDay(config, date, {}, &all, &report));
+  RETURN_IF_ERROR(ScanDay(config, date, {}, &all, &report, progress));
   RETURN_IF_ERROR(CalibrateDay(store, date, all, &report));
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return report;

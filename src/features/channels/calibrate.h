@@ -18,6 +18,7 @@
 
 #include "core/config.h"
 #include "core/metrics.h"
+#include "core/progress.h"
 #include "core/status.h"
 #include "features/channels/channel_store.h"
 
@@ -47,7 +48,9 @@ struct CalibrationReport {
 
 // `store` is the server's ChannelStore. Errors: a bad date, no archived events for it, a
 // store failure (nothing is replaced then for the product it happened on).
-Result<CalibrationReport> Calibrate(const Config& config, ChannelStore* store, const std::string& date);
+// `progress` (optional) hears archive files read of all to read.
+Result<CalibrationReport> Calibrate(const Config& config, ChannelStore* store, const std::string& date,
+                                    const ProgressFn& progress = nullptr);
 
 // A day's calibration shared by several runs (processes of a group, or `portrait calibrate
 // --partitions` on several machines): scans the day's archive of `partitions` into

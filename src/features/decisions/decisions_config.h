@@ -40,8 +40,9 @@ struct DecisionRuleSpec {
 };
 
 struct DecisionsConfig {
-  std::string webhook;              // "http://host:port/path": each decision is POSTed there; empty = none
+  std::string webhook;              // "http[s]://host:port/path": each decision is POSTed there; empty = none
   int webhook_timeout_ms = 2000;
+  std::string webhook_ca_file;      // PEM CAs for an https:// webhook; empty = the system's
   size_t keep_per_user = 100;       // newest decisions GET /v1/decisions/{uid} serves
   int64_t keep_ms = 30LL * 86'400'000;   // and for how long (wall clock)
   size_t max_entries_per_user = 1000;    // rule state per user: events remembered, at most

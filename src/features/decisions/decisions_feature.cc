@@ -136,7 +136,10 @@ class DecisionsFeature : public Feature {
     if (tail && wiring_.topic) tail_ = std::make_unique<TopicTail>("decisions", wiring_.topic.get(), &feed_, DecisionIdOf);
     const DecisionsConfig& cfg = host.config->section<DecisionsConfig>();
     if (host.serving && wiring_.outbox && !cfg.webhook.empty() && host.retry) {
-      webhook_ = std::make_unique<WebhookSink>(cfg.webhook, cfg.webhook_timeout_ms, host.metrics);
+      WebhookOptions options;
+      options.timeout_ms = cfg.webhook_timeout_ms;
+      options.ca_file = cfg.webhook_ca_file;
+      webhook_ = std::make_unique<WebhookSink>(cfg.webhook, options, host.metrics);
       host.retry->AddSink(webhook_.get());
       dispatcher_ = std::make_unique<TopicDispatcher>(
           "decisions", wiring_.topic.get(), "webhook", host.retry, webhook_.get(), DecisionIdOf,
@@ -163,7 +166,7 @@ class DecisionsFeature : public Feature {
   void AddRoutes(RouteTable& routes) override {
     routes.Add({"GET", "/v1/decisions/stream", Scope::kRead,
                 "decisions as they are made, as Server-Sent Events (`?uid=`, `?rule=`)",
-                [this](RouteCall& c) { return Stream(c.http); }, "decision_stream"});
+                [this](RouteCall& c) { return Stream(c.http); }, "decision_stream", "text/event-stream"});
     routes.Add({"GET", "/v1/decisions/{uid}", Scope::kRead, "the user's recent decisions, newest first (`?limit=N`)",
                 [this](RouteCall& c) { return Recent(c.http, c.param(0)); }, "decisions"});
   }

@@ -90,6 +90,9 @@ struct Job {
   TimestampMs earliest = 0;
   const ErasureList* erasures = nullptr;
   std::atomic<uint64_t> files{0}, events{0}, used{0}, bad_lines{0};
+  ProgressFn progress;       // optional
+  uint64_t total_files = 0;  // of the partitions computed
+
 };
 
 Status ComputePartition(Job& job, int partition, const std::vector<std::string>& files, SnapshotWriter* writer) {
@@ -102,7 +105,8 @@ Status ComputePartition(Job& job, int partition, const std::vector<std::string>&
   uint64_t events = 0, used = 0, bad = 0;
   for (const std::string& path : files) {
     RETURN_IF_ERROR(ReadGzip(path, &buf));
-    job.files.fetch_add(1);
+    const uint64_t read = job.files.fetch_add(1) + 1;
+    if (job.progress) job.progress(read, job.total_files);
     simdjson::dom::document_stream stream;
     if (auto err = parser.parse_many(buf, std::max<size_t>(1 << 20, simdjson::dom::DEFAULT_BATCH_SIZE)).get(stream)) {
       return Status::Corruption(path + ": " + simdjson::error_message(err));
@@ -164,7 +168,8 @@ Status ComputePartition(Job& job, int partition, const std::vector<std::string>&
 
 }  // namespace
 
-Result<BatchStats> RunBatch(const Config& config, const std::string& date, std::vector<int> partitions) {
+Result<BatchStats> RunBatch(const Config& config, const std::string& date, std::vector<int> partitions,
+                            const ProgressFn& progress) {
   const int total = config.log.partitions;
   if (partitions.empty()) {
     for (int p = 0; p < total; ++p) partitions.push_back(p);
@@ -223,6 +228,10 @@ Result<BatchStats> RunBatch(const Config& config, const std::string& date, std::
   // Each partition's part on its own (also one with no archived events), so that several
   // runs, on several machines, can share the partitions of one snapshot.
   const std::vector<std::string> none;
+  job.progress = progress;
+  for (int p : partitions) {
+    if (auto it = parts.find(p); it != parts.end()) job.total_files += it->second.size();
+  }
   std::atomic<size_t> next{0};
   std::mutex mu;
   Status failure;

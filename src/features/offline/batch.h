@@ -23,6 +23,7 @@
 #include "core/config.h"
 #include "core/daily_schedule.h"
 #include "core/metrics.h"
+#include "core/progress.h"
 #include "core/status.h"
 #include "store/snapshot.h"
 
@@ -42,7 +43,9 @@ struct BatchStats {
 
 // Computes the parts of `partitions` (empty = all) of the snapshot of `date`; the snapshot
 // is committed by the run that finishes its last missing part (store/snapshot.h, CommitParts).
-Result<BatchStats> RunBatch(const Config& config, const std::string& date, std::vector<int> partitions = {});
+// `progress` (optional) hears archive files read of all to read.
+Result<BatchStats> RunBatch(const Config& config, const std::string& date, std::vector<int> partitions = {},
+                            const ProgressFn& progress = nullptr);
 
 struct ImportOptions {
   std::string format = "ndjson";           // "ndjson" or "csv" (with a header row)
@@ -51,6 +54,7 @@ struct ImportOptions {
   bool ignore_unknown = false;             // skip columns that are no tag, instead of rejecting the row
   size_t max_bad_rows = 0;                 // more bad rows than this: nothing is written
   char delimiter = ',';
+  ProgressFn progress;                     // optional: bytes of the file read, of its size
 };
 
 struct ImportStats {

@@ -2,6 +2,7 @@
 #include <simdjson.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 
 #include "features/offline/batch.h"
@@ -122,6 +123,9 @@ Result<ImportStats> ImportSnapshot(const Config& config, const std::string& date
   }
   std::ifstream in(file, std::ios::binary);
   if (!in) return Status::NotFound("cannot open " + file);
+  std::error_code size_error;
+  const uint64_t file_bytes = o.progress ? std::filesystem::file_size(file, size_error) : 0;
+  uint64_t read_bytes = 0;
   ASSIGN_OR_RETURN(auto writer, SnapshotWriter::Create(SnapshotDir(config), date, "import"));
   ImportStats stats;
   Importer importer(config, o, writer.get(), &stats, SnapshotAsOf(date));
@@ -132,6 +136,8 @@ Result<ImportStats> ImportSnapshot(const Config& config, const std::string& date
   std::string json;
   while (std::getline(in, line)) {
     ++line_no;
+    read_bytes += line.size() + 1;
+    if (o.progress && line_no % 1024 == 0) o.progress(read_bytes, size_error ? 0 : file_bytes);
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
     if (o.format == "ndjson") {

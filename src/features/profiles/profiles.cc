@@ -41,14 +41,16 @@ class ProfilesFeature : public Feature {
 
   void AddRoutes(RouteTable& routes) override {
     routes.Add({"GET", "/v1/profiles/{uid}", Scope::kRead, "the user's tags (`?tags=a,b` picks some) and freshness",
-                [this](RouteCall& c) { return GetProfile(c.http, c.param(0)); }, "profile"});
+                [this](RouteCall& c) { return GetProfile(c.http, c.param(0)); }, "profile", "", "", "Profile"});
     routes.Add({"DELETE", "/v1/profiles/{uid}", Scope::kAdmin,
                 "erases the user from every feature (logged, applied in log order; durable before the answer)",
                 [this](RouteCall& c) { return DeleteProfile(c.param(0)); }, "profile_delete"});
     routes.Add({"GET", "/v1/profiles/{uid}/tags/{tag}", Scope::kRead, "one tag of the user",
                 [this](RouteCall& c) { return GetTag(c.param(0), c.param(1)); }, "profile_tag"});
     routes.Add({"POST", "/v1/profiles:batchGet", Scope::kRead, "`{\"uids\": [...], \"tags\": [...]}` → `{\"profiles\": [...]}`",
-                [this](RouteCall& c) { return BatchGet(c.http); }, "profiles_batch"});
+                [this](RouteCall& c) { return BatchGet(c.http); }, "profiles_batch", "",
+                R"({"type":"object","required":["uids"],"properties":{"uids":{"type":"array","items":{"type":"string"},"maxItems":1000},"tags":{"type":"array","items":{"type":"string"}}}})",
+                R"({"type":"object","properties":{"profiles":{"type":"array","items":{"$ref":"#/components/schemas/Profile"}}}})"});
     routes.Add({"GET", "/v1/users/{uid}/events", Scope::kRead, "the user's event history, newest first (`?type=&from=&to=&limit=`)",
                 [this](RouteCall& c) { return GetHistory(c.http, c.param(0)); }, "history"});
   }

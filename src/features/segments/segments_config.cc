@@ -101,15 +101,17 @@ void ParseSegments(ConfigChecker& c, const toml::array& arr, Config* cfg) {
 }
 
 const Property<SegmentsConfig> kChangeProperties[] = {
-    StringProperty<SegmentsConfig>("webhook", &SegmentsConfig::webhook, "an http:// URL",
+    StringProperty<SegmentsConfig>("webhook", &SegmentsConfig::webhook, "an http:// or https:// URL",
                                    "segment changes are POSTed here (retried, then dead letters); empty = off",
                                    [](const std::string& v) {
-                                     return v.empty() || v.starts_with("http://")
+                                     return v.empty() || v.starts_with("http://") || v.starts_with("https://")
                                                 ? std::string()
-                                                : std::string("webhook must be an http:// URL");
+                                                : std::string("webhook must be an http:// or https:// URL");
                                    }),
     IntProperty<SegmentsConfig>("webhook_timeout_ms", &SegmentsConfig::webhook_timeout_ms, 100, 600000,
                                 "one POST's time limit"),
+    StringProperty<SegmentsConfig>("webhook_ca_file", &SegmentsConfig::webhook_ca_file, "a file path",
+                                   "PEM certificates to verify an https:// webhook with; empty = the system's CAs"),
     DurationProperty<SegmentsConfig>("recheck_interval", &SegmentsConfig::recheck_interval_ms,
                                      "how often members whose time conditions lapse are checked"),
 };

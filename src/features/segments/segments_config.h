@@ -31,6 +31,7 @@ struct SegmentsConfig {
   std::vector<SegmentDef> segments;
   std::string webhook;            // segment changes are POSTed here too (through the retry queue)
   int webhook_timeout_ms = 5000;
+  std::string webhook_ca_file;    // PEM CAs for an https:// webhook; empty = the system's
   int64_t recheck_interval_ms = 1000;  // how often members whose time conditions lapse are checked
 };
 

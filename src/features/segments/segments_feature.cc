@@ -32,7 +32,10 @@ class SegmentsFeature : public Feature {
     if (tail) tail_ = std::make_unique<TopicTail>("segments", core_->topic(), &feed_, SegmentChangeIdOf);
     const SegmentsConfig& cfg = config.section<SegmentsConfig>();
     if (host.serving && !cfg.webhook.empty() && host.retry) {
-      webhook_ = std::make_unique<WebhookSink>(cfg.webhook, cfg.webhook_timeout_ms, host.metrics);
+      WebhookOptions options;
+      options.timeout_ms = cfg.webhook_timeout_ms;
+      options.ca_file = cfg.webhook_ca_file;
+      webhook_ = std::make_unique<WebhookSink>(cfg.webhook, options, host.metrics);
       webhook_->SetName("segments-webhook");
       host.retry->AddSink(webhook_.get());
       dispatcher_ = std::make_unique<TopicDispatcher>(
@@ -59,7 +62,7 @@ class SegmentsFeature : public Feature {
                 [this](RouteCall&) { return List(); }, "segments"});
     routes.Add({"GET", "/v1/segments/stream", Scope::kRead,
                 "users entering and leaving segments as Server-Sent Events (`?segment=`)",
-                [this](RouteCall& c) { return Stream(c.http); }, "segment_stream"});
+                [this](RouteCall& c) { return Stream(c.http); }, "segment_stream", "text/event-stream"});
     routes.Add({"GET", "/v1/segments/{name}/members", Scope::kRead,
                 "a segment's members in uid order (`?after=&limit=`, `?format=json|ndjson|csv`)",
                 [this](RouteCall& c) { return Members(c.http, c.param(0)); }, "segment_members"});

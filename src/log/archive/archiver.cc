@@ -5,8 +5,6 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include <simdjson.h>
-
 #include <algorithm>
 #include <ctime>
 #include <filesystem>
@@ -16,6 +14,7 @@
 
 #include "core/event.h"
 #include "log/archive/archive_files.h"
+#include "log/archive/compaction.h"
 #include "core/record_kind.h"
 #include "core/dates.h"
 #include "core/dir_lock.h"
@@ -72,7 +71,10 @@ std::unique_ptr<DirLock> TryLease(const std::string& dir, PartitionId p) {
 }  // namespace
 
 Archiver::Archiver(const ArchiveConfig& config, std::string dir, Log* log, MetricsRegistry* m)
-    : config_(config), dir_(std::move(dir)), log_(log) {
+    : config_(config),
+      dir_(std::move(dir)),
+      log_(log),
+      compactor_(dir_, CompactionOptions{config.gzip_level, config.compact_after_ms, config.compact_grace_ms}) {
   archived_ = m->GetCounter("portrait_archive_events_total", "Events written to the archive");
   files_ = m->GetCounter("portrait_archive_files_total", "Archive part files written");
   errors_ = m->GetCounter("portrait_archive_errors_total", "Archive writes that failed (retried)");
@@ -80,6 +82,10 @@ Archiver::Archiver(const ArchiveConfig& config, std::string dir, Log* log, Metri
                                  "Part files deleted by [archive] retention (counted from when they were written)");
   erased_dropped_ = m->GetCounter("portrait_archive_dropped_events_total",
                                   "Events not archived, by reason", "reason=\"erased\"");
+  compacted_files_ = m->GetCounter("portrait_archive_compacted_files_total",
+                                   "Part files merged by compaction into one file per partition and closed hour");
+  compacted_hours_ = m->GetCounter("portrait_archive_compacted_hours_total",
+                                   "Merged files written by compaction (one per partition and hour compacted)");
   rewritten_ = m->GetCounter("portrait_archive_erasure_rewrites_total", "Part files rewritten without erased users' events");
   repeats_skipped_ = m->GetCounter("portrait_archive_repeats_skipped_total",
                                    "Events not archived: their id repeats one shortly before in their partition (consumer groups)");
@@ -263,6 +269,7 @@ void Archiver::Run() {
     }
     if (stopping) return;
     RewriteIfDue();
+    CompactIfDue();
     if (std::chrono::steady_clock::now() - last_retention > std::chrono::minutes(1)) {
       DeleteExpiredHours();
       last_retention = std::chrono::steady_clock::now();
@@ -311,6 +318,39 @@ void Archiver::RewriteIfDue() {
   spdlog::info("archive: {} erasures applied, {} part files rewritten", entries.size() - applied, *n);
 }
 
+void Archiver::CompactIfDue() {
+  if (!config_.compact) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (last_compaction_ != std::chrono::steady_clock::time_point{} && now - last_compaction_ < std::chrono::minutes(1)) {
+    return;
+  }
+  last_compaction_ = now;
+  CompactionStats stats = CompactClosedHours();
+  compacted_files_->Inc(stats.files);
+  compacted_hours_->Inc(stats.hours);
+  errors_->Inc(stats.errors);
+  if (stats.hours > 0 || stats.removed > 0) {
+    spdlog::info("archive: compacted {} part files into {} (partition, hour) files; {} merged-away files removed",
+                 stats.files, stats.hours, stats.removed);
+  }
+}
+
+CompactionStats Archiver::CompactClosedHours() {
+  std::map<int, int64_t> committed;  // the held and leased partitions
+  std::vector<std::unique_ptr<DirLock>> leases;
+  for (PartitionId p : Held()) {
+    if (held_) {
+      auto lease = TryLease(dir_, p);
+      if (!lease) continue;  // another process is on it: it compacts it
+      leases.push_back(std::move(lease));
+    }
+    auto c = log_->CommittedOffset(kConsumer, p);
+    if (c.ok()) committed[p.value] = c->value;
+  }
+  compactor_.SetErasures(erasures_);
+  return compactor_.Compact(committed, NowMs());
+}
+
 Result<size_t> Archiver::RewriteErased() { return RewriteErased(Held()); }
 
 Result<size_t> Archiver::RewriteErased(const std::vector<PartitionId>& held) {
@@ -318,8 +358,11 @@ Result<size_t> Archiver::RewriteErased(const std::vector<PartitionId>& held) {
   TimestampMs newest = INT64_MIN;
   for (const auto& e : erasures_->Entries()) newest = std::max(newest, e.erased_at);
   if (newest == INT64_MIN) return size_t{0};
+  // Files a compaction merged away are read by nobody, but still hold the events: gone now.
+  std::vector<int> held_ints;
+  for (PartitionId p : held) held_ints.push_back(p.value);
+  compactor_.RemoveCovered(held_ints);
   ASSIGN_OR_RETURN(auto parts, ListArchive(dir_, "", DateOf(newest)));
-  simdjson::dom::parser parser;
   std::string data, kept;
   size_t rewritten = 0;
   for (const auto& [partition, files] : parts) {
@@ -335,17 +378,7 @@ Result<size_t> Archiver::RewriteErased(const std::vector<PartitionId>& held) {
         std::string_view line(data.data() + start, nl - start);
         start = nl + 1;
         if (line.empty()) continue;
-        simdjson::dom::element doc;
-        simdjson::dom::object o;
-        bool erased = false;
-        if (!parser.parse(line.data(), line.size()).get(doc) && !doc.get_object().get(o)) {
-          std::string_view uid, device;
-          int64_t ts = INT64_MIN;
-          if (o["uid"].get(uid)) uid = {};
-          if (o["device_id"].get(device)) device = {};
-          if (o["ts"].get(ts)) ts = INT64_MIN;
-          erased = erasures_->ErasedAfter(uid, device, ts);
-        }
+        bool erased = ErasedLine(line, *erasures_);
         if (erased) {
           ++dropped;
           continue;

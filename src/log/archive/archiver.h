@@ -17,8 +17,13 @@
 // them (in the archiver's thread, under a temporary name, fsynced, renamed), batched so
 // that an erasure waits at most `erase_within_ms` (0: at the next pass). How far the
 // rewrites got is kept per partition in DIR/_erasures/applied-<partition>.
+//
+// Compaction (compaction.h): with [archive] compact, once a minute the same thread merges
+// the part files of each closed hour into one per partition, under the partitions' leases,
+// after the flushes and the erasure rewrite of its pass.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -32,6 +37,7 @@
 #include "core/erasure_list.h"
 #include "core/event.h"
 #include "core/metrics.h"
+#include "log/archive/compaction.h"
 #include "log/log.h"
 #include "log/repeats.h"
 
@@ -59,6 +65,11 @@ class Archiver {
   Result<size_t> RewriteErased();
   Result<size_t> RewriteErased(const std::vector<PartitionId>& partitions);  // of these only
   void Stop();  // writes what is gathered, then returns
+  // One compaction pass over the held (and leased) partitions' closed hours. Run by the
+  // archiver's thread; call it only while that is not running (tests, tools).
+  CompactionStats CompactClosedHours();
+  // Tests: called between the steps of a compaction (false stops it there). Before Start.
+  void SetCompactionHook(std::function<bool(CompactionStep)> hook) { compactor_.SetHook(std::move(hook)); }
 
   // "date=2023-11-14/hour=22"
   static std::string HourPath(TimestampMs ts);
@@ -68,6 +79,7 @@ class Archiver {
   Status FlushPartition(PartitionId p, Offset first, Offset next);
   void DeleteExpiredHours();
   void RewriteIfDue();
+  void CompactIfDue();
 
   ArchiveConfig config_;
   std::string dir_;
@@ -83,6 +95,10 @@ class Archiver {
   Counter* rewritten_;
   Counter* expired_files_;
   Counter* erased_dropped_;
+  Counter* compacted_files_;
+  Counter* compacted_hours_;
+  ArchiveCompactor compactor_;
+  std::chrono::steady_clock::time_point last_compaction_{};
   std::vector<PartitionId> Held() const;
 
   ErasureList* erasures_ = nullptr;

@@ -365,9 +365,11 @@ type = "number"
         "key tests a map entry or a set member");
   check("name = \"a\"\non = \"view\"\naction = \"x\"\nafter = \"view\"\nwithin = \"1h\"\n", "also in on");
   check("name = \"a\"\non = \"view\"\naction = \"x\"\ncolour = 1\n", "unknown key \"colour\"");
-  auto webhook = ParseConfig(head + "[decisions]\nwebhook = \"https://x\"\n", "r.toml");
+  auto webhook = ParseConfig(head + "[decisions]\nwebhook = \"ftp://x\"\n", "r.toml");
   ASSERT_FALSE(webhook.ok());
-  EXPECT_NE(webhook.status().message().find("plain HTTP"), std::string::npos);
+  EXPECT_NE(webhook.status().message().find("webhook must be \"http://HOST:PORT/PATH\" or \"https://"), std::string::npos)
+      << webhook.status().message();
+  EXPECT_TRUE(ParseConfig(head + "[decisions]\nwebhook = \"https://hooks.example:8443/d\"\n", "r.toml").ok());
   const std::string kafka =
       "[log]\nbackend = \"kafka\"\nkafka = { brokers = \"h:1\" }\n[store]\nbackend = \"redis\"\nurl = \"redis://h:2\"\n"
       "[archive]\nenabled = false\n[privacy]\nerasure_list = \"/mnt/shared/erasures.list\"\n[lazy_load]\nenabled = false\n";
