@@ -19,11 +19,16 @@ packages=(
   redis-server            # real Redis servers started by the tests (standalone and cluster); redis-benchmark
   wrk                     # `make bench`: HTTP load from another process (bench/wrk/*.lua)
   chromium                # headless browser for the dashboard and tracker tests (tests/web)
-  nodejs npm              # runs those tests and the OpenAPI linter (npm packages in tests/web)
   prometheus              # promtool: `promtool check rules` / `test rules` on deploy/prometheus
   openssl                 # a self-signed certificate for the webhook's TLS test
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
 )
+
+# Node.js and npm run the browser tests and the OpenAPI linter: the machine's own when it has
+# them (a newer Node.js from elsewhere provides npm without Debian's package), else Debian's.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
