@@ -1,6 +1,8 @@
 // The identity feature (identity.h): its config, its stage, and the person a reader sees.
 #include "features/identity/identity.h"
 
+#include <algorithm>
+
 #include "core/config_check.h"
 #include "features/identity/identity_stage.h"
 
@@ -45,13 +47,17 @@ class IdentityFeature : public Feature {
   Result<PersonIds> Resolve(std::string_view id) {
     const std::string both[] = {std::string(kDevicesTag), std::string(kOwnerTag)};
     const std::string devices_only[] = {std::string(kDevicesTag)};
-    const std::string owner_only[] = {std::string(kOwnerTag)};
     const TimestampMs now = NowMs();
     PersonIds person;
     person.uid = std::string(id);
     ASSIGN_OR_RETURN(Profile asked, host_.store->Get(id, both, now));
     const fusion::TagState* devices = nullptr;
+    // An id with devices of its own is a user: it answers for itself, even if it was also
+    // seen as another user's device id.
+    bool is_user = false;
+    for (const TagValue& t : asked.tags) is_user = is_user || (t.name == kDevicesTag && t.state.present);
     for (const TagValue& t : asked.tags) {
+      if (t.name == kOwnerTag && is_user) continue;
       if (t.name == kOwnerTag) {
         std::string owner = OwnerOf(t.state);
         if (!owner.empty() && owner != id) {
@@ -69,11 +75,18 @@ class IdentityFeature : public Feature {
     }
     if (!devices) return person;
     std::vector<std::string> candidates = DevicesOf(*devices);
-    ASSIGN_OR_RETURN(auto owners, host_.store->GetMany(candidates, owner_only, now));
+    std::sort(candidates.begin(), candidates.end());
+    candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+    std::erase(candidates, person.uid);  // never merged twice
+    const std::string links[] = {std::string(kDevicesTag), std::string(kOwnerTag)};
+    ASSIGN_OR_RETURN(auto owners, host_.store->GetMany(candidates, links, now));
     for (size_t i = 0; i < candidates.size(); ++i) {
-      if (!owners[i].tags.empty() && OwnerOf(owners[i].tags[0].state) == person.uid) {
-        person.merged.push_back(std::move(candidates[i]));
+      bool owned = false, is_user = false;
+      for (const TagValue& t : owners[i].tags) {
+        if (t.name == kOwnerTag) owned = OwnerOf(t.state) == person.uid;
+        if (t.name == kDevicesTag && t.state.present) is_user = true;
       }
+      if (owned && !is_user) person.merged.push_back(std::move(candidates[i]));
     }
     return person;
   }

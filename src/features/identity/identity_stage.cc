@@ -85,11 +85,25 @@ void IdentityStage::OnRecord(const Record& r, Batch& batch) {
   batch.actions.push_back(std::move(owner));
 }
 
+// The devices the user owns: seen with it, and whose `~owner` is this user. A device another
+// user owns, or an id that is a user itself (it has devices of its own), is not erased with
+// this user.
 Status IdentityStage::LinkedIds(std::string_view uid, std::vector<std::string>* ids) {
-  const std::string only[] = {std::string(kDevicesTag)};
-  ASSIGN_OR_RETURN(Profile p, store_->Get(uid, only, NowMs()));
-  for (const TagValue& t : p.tags) {
-    for (std::string& d : DevicesOf(t.state)) ids->push_back(std::move(d));
+  const std::string devices_only[] = {std::string(kDevicesTag)};
+  const std::string both[] = {std::string(kDevicesTag), std::string(kOwnerTag)};
+  const TimestampMs now = NowMs();
+  ASSIGN_OR_RETURN(Profile p, store_->Get(uid, devices_only, now));
+  if (p.tags.empty()) return Status::Ok();
+  std::vector<std::string> candidates = DevicesOf(p.tags[0].state);
+  std::erase(candidates, std::string(uid));
+  ASSIGN_OR_RETURN(auto links, store_->GetMany(candidates, both, now));
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    bool owned = false, is_user = false;
+    for (const TagValue& t : links[i].tags) {
+      if (t.name == kOwnerTag) owned = OwnerOf(t.state) == uid;
+      if (t.name == kDevicesTag && t.state.present) is_user = true;
+    }
+    if (owned && !is_user) ids->push_back(std::move(candidates[i]));
   }
   return Status::Ok();
 }

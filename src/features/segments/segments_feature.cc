@@ -94,13 +94,13 @@ class SegmentsFeature : public Feature {
   Status Reload(const Config& loaded, std::string* summary) override {
     if (!core_) return Status::FailedPrecondition("this store keeps no segment state; segments are off");
     const auto& next = loaded.section<SegmentsConfig>().segments;
-    auto now = core_->segments();
-    for (const SegmentDef& old : now->defs) {
+    auto before = core_->segments();
+    core_->SetSegments(next);  // first: a re-check that takes the stale names sees the new definitions
+    for (const SegmentDef& old : before->defs) {
       bool same = false;
       for (const SegmentDef& d : next) same = same || (d.name == old.name && d.ToJson() == old.ToJson());
       if (!same) core_->MarkStale(old.name);  // changed or removed: its members are checked again
     }
-    core_->SetSegments(next);
     cv_.notify_all();
     *summary += "\"segments\":" + std::to_string(next.size());
     return Status::Ok();

@@ -104,10 +104,33 @@ Status SegmentsCore::Publish(std::vector<SegmentChange>& changes) {
   return Status::Ok();
 }
 
+void SegmentsCore::Pending(std::span<const std::string> uids) {
+  std::lock_guard lk(mu_);
+  for (const std::string& u : uids) ++pending_[u];
+}
+
+void SegmentsCore::Written(std::span<const std::string> uids) {
+  std::lock_guard lk(mu_);
+  for (const std::string& u : uids) {
+    auto it = pending_.find(u);
+    if (it != pending_.end() && --it->second <= 0) pending_.erase(it);
+  }
+}
+
+Status SegmentsCore::Erase(std::string_view uid) {
+  std::lock_guard lk(mu_);
+  return store_->EraseUser(uid);
+}
+
 Status SegmentsCore::Evaluate(std::span<const std::string> uids, std::vector<Profile>& profiles, TimestampMs now,
                               std::string_view id_suffix, std::string_view reason) {
-  auto set = segments();
   std::lock_guard lk(mu_);
+  return EvaluateLocked(uids, profiles, now, id_suffix, reason);
+}
+
+Status SegmentsCore::EvaluateLocked(std::span<const std::string> uids, std::vector<Profile>& profiles, TimestampMs now,
+                                    std::string_view id_suffix, std::string_view reason) {
+  auto set = segments();
   ASSIGN_OR_RETURN(auto current, store_->Get(uids));
   std::vector<SegmentWrite> writes;
   std::vector<SegmentChange> changes;
@@ -166,10 +189,15 @@ Status SegmentsCore::Recheck(TimestampMs now, const std::function<bool(std::stri
   uids.erase(std::unique(uids.begin(), uids.end()), uids.end());
   std::erase_if(uids, [&](const std::string& u) { return held && !held(u); });
   if (uids.empty()) return Status::Ok();
+  // Under the membership lock, profiles read there: a batch evaluated but not written yet
+  // (its users pending) would be undone by the profile from before it, so those users wait
+  // for the next round; an erasure cannot slip between the read and the write.
+  std::lock_guard lk(mu_);
+  std::erase_if(uids, [&](const std::string& u) { return pending_.count(u) > 0; });
   for (size_t at = 0; at < uids.size(); at += 500) {
     std::span<const std::string> chunk(uids.data() + at, std::min<size_t>(500, uids.size() - at));
     ASSIGN_OR_RETURN(auto profiles, profiles_->GetMany(chunk, set->tags, now));
-    RETURN_IF_ERROR(Evaluate(chunk, profiles, now, suffix, stale.empty() ? "time" : "reload"));
+    RETURN_IF_ERROR(EvaluateLocked(chunk, profiles, now, suffix, stale.empty() ? "time" : "reload"));
     *checked += chunk.size();
   }
   return Status::Ok();
@@ -193,7 +221,12 @@ Status SegmentsStage::BeforeWrite(Batch& batch) {
     if (index.emplace(a.uid, uids.size()).second) uids.push_back(a.uid);
   }
   if (uids.empty()) return Status::Ok();
-  const TimestampMs now = NowMs();
+  if (now_ == 0) now_ = NowMs();  // a retry evaluates at the same time
+  const TimestampMs now = now_;
+  if (evaluated_.empty()) {
+    evaluated_ = uids;
+    core_->Pending(evaluated_);
+  }
   ASSIGN_OR_RETURN(auto profiles, core_->profiles()->GetMany(uids, set->tags, now));
   for (const Action& a : batch.actions) {
     auto it = index.find(a.uid);
@@ -208,8 +241,13 @@ Status SegmentsStage::BeforeWrite(Batch& batch) {
                          std::to_string(last_partition_.value) + "-" + std::to_string(last_offset_.value), "profile");
 }
 
+void SegmentsStage::AfterWrite(const Batch&) {
+  core_->Written(evaluated_);
+  evaluated_.clear();
+}
+
 Status SegmentsStage::Erase(const Erasure& e) {
-  for (const std::string& id : e.ids) RETURN_IF_ERROR(core_->store()->EraseUser(id));
+  for (const std::string& id : e.ids) RETURN_IF_ERROR(core_->Erase(id));
   return Status::Ok();
 }
 

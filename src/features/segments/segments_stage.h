@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -48,6 +49,12 @@ class SegmentsCore {
   // membership lock: a re-check and a batch never interleave for one process.
   Status Evaluate(std::span<const std::string> uids, std::vector<Profile>& profiles, TimestampMs now,
                   std::string_view id_suffix, std::string_view reason);
+  // A stage evaluated these users for a batch not yet written: re-checks leave them alone
+  // (they would read the profile from before the batch) until Written.
+  void Pending(std::span<const std::string> uids);
+  void Written(std::span<const std::string> uids);
+  // Forgets the user in every segment, under the membership lock.
+  Status Erase(std::string_view uid);
   // The members of every segment due for a time re-check (only `held(uid)` ones), and
   // every member of `stale` segments (changed by a reload): evaluated again now.
   Status Recheck(TimestampMs now, const std::function<bool(std::string_view uid)>& held, size_t* checked);
@@ -60,6 +67,8 @@ class SegmentsCore {
 
  private:
   Status Publish(std::vector<SegmentChange>& changes);
+  Status EvaluateLocked(std::span<const std::string> uids, std::vector<Profile>& profiles, TimestampMs now,
+                        std::string_view id_suffix, std::string_view reason);
 
   const Config& config_;
   ProfileStore* profiles_;
@@ -68,6 +77,7 @@ class SegmentsCore {
   LiveFeed* feed_;
   std::shared_ptr<const SegmentSet> segments_;
   std::mutex mu_;  // membership writes
+  std::map<std::string, int, std::less<>> pending_;  // under mu_: uid -> stages' batches not yet written
   std::mutex stale_mu_;
   std::vector<std::string> stale_;  // segments whose members are re-checked at the next round
   Counter* entered_;
@@ -78,10 +88,13 @@ class SegmentsCore {
 class SegmentsStage : public Stage {
  public:
   explicit SegmentsStage(SegmentsCore* core) : core_(core) {}
+  ~SegmentsStage() override { core_->Written(evaluated_); }
   std::string_view name() const override { return "segments"; }
   std::span<const Namespace> namespaces() const override;
   void OnRecord(const Record& r, Batch& batch) override;
+  void BeginBatch() override { now_ = 0; }
   Status BeforeWrite(Batch& batch) override;
+  void AfterWrite(const Batch& batch) override;
   Status Erase(const Erasure& e) override;
   Result<std::vector<std::string>> Holding(std::string_view id) override;
 
@@ -89,6 +102,8 @@ class SegmentsStage : public Stage {
   SegmentsCore* core_;
   PartitionId last_partition_{-1};
   Offset last_offset_{-1};
+  TimestampMs now_ = 0;                // the batch's evaluation time, kept across retries
+  std::vector<std::string> evaluated_;  // users of the batch in hand (Pending in the core)
 };
 
 }  // namespace portrait
