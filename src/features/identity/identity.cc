@@ -74,20 +74,7 @@ class IdentityFeature : public Feature {
       devices = user.tags.empty() ? nullptr : &user.tags[0].state;
     }
     if (!devices) return person;
-    std::vector<std::string> candidates = DevicesOf(*devices);
-    std::sort(candidates.begin(), candidates.end());
-    candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
-    std::erase(candidates, person.uid);  // never merged twice
-    const std::string links[] = {std::string(kDevicesTag), std::string(kOwnerTag)};
-    ASSIGN_OR_RETURN(auto owners, host_.store->GetMany(candidates, links, now));
-    for (size_t i = 0; i < candidates.size(); ++i) {
-      bool owned = false, is_user = false;
-      for (const TagValue& t : owners[i].tags) {
-        if (t.name == kOwnerTag) owned = OwnerOf(t.state) == person.uid;
-        if (t.name == kDevicesTag && t.state.present) is_user = true;
-      }
-      if (owned && !is_user) person.merged.push_back(std::move(candidates[i]));
-    }
+    ASSIGN_OR_RETURN(person.merged, OwnedDevices(*host_.store, person.uid, *devices, now));
     return person;
   }
 

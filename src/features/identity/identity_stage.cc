@@ -1,6 +1,8 @@
 #include "features/identity/identity_stage.h"
 
 #include <simdjson.h>
+
+#include <algorithm>
 #include <xxhash.h>
 
 #include "core/json.h"
@@ -85,26 +87,34 @@ void IdentityStage::OnRecord(const Record& r, Batch& batch) {
   batch.actions.push_back(std::move(owner));
 }
 
-// The devices the user owns: seen with it, and whose `~owner` is this user. A device another
-// user owns, or an id that is a user itself (it has devices of its own), is not erased with
-// this user.
-Status IdentityStage::LinkedIds(std::string_view uid, std::vector<std::string>* ids) {
-  const std::string devices_only[] = {std::string(kDevicesTag)};
-  const std::string both[] = {std::string(kDevicesTag), std::string(kOwnerTag)};
-  const TimestampMs now = NowMs();
-  ASSIGN_OR_RETURN(Profile p, store_->Get(uid, devices_only, now));
-  if (p.tags.empty()) return Status::Ok();
-  std::vector<std::string> candidates = DevicesOf(p.tags[0].state);
+Result<std::vector<std::string>> OwnedDevices(ProfileStore& store, std::string_view uid,
+                                              const fusion::TagState& devices, TimestampMs now) {
+  std::vector<std::string> candidates = DevicesOf(devices);
+  std::sort(candidates.begin(), candidates.end());
+  candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
   std::erase(candidates, std::string(uid));
-  ASSIGN_OR_RETURN(auto links, store_->GetMany(candidates, both, now));
+  const std::string links[] = {std::string(kDevicesTag), std::string(kOwnerTag)};
+  ASSIGN_OR_RETURN(auto profiles, store.GetMany(candidates, links, now));
+  std::vector<std::string> out;
   for (size_t i = 0; i < candidates.size(); ++i) {
     bool owned = false, is_user = false;
-    for (const TagValue& t : links[i].tags) {
+    for (const TagValue& t : profiles[i].tags) {
       if (t.name == kOwnerTag) owned = OwnerOf(t.state) == uid;
       if (t.name == kDevicesTag && t.state.present) is_user = true;
     }
-    if (owned && !is_user) ids->push_back(std::move(candidates[i]));
+    if (owned && !is_user) out.push_back(std::move(candidates[i]));
   }
+  return out;
+}
+
+// The devices the user owns are erased with it; a device another user owns is not.
+Status IdentityStage::LinkedIds(std::string_view uid, std::vector<std::string>* ids) {
+  const std::string devices_only[] = {std::string(kDevicesTag)};
+  const TimestampMs now = NowMs();
+  ASSIGN_OR_RETURN(Profile p, store_->Get(uid, devices_only, now));
+  if (p.tags.empty()) return Status::Ok();
+  ASSIGN_OR_RETURN(auto owned, OwnedDevices(*store_, uid, p.tags[0].state, now));
+  for (std::string& d : owned) ids->push_back(std::move(d));
   return Status::Ok();
 }
 

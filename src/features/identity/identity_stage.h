@@ -35,5 +35,9 @@ class IdentityStage : public Stage {
 std::string OwnerOf(const fusion::TagState& owner);
 // The device ids a user's `~devices` state holds.
 std::vector<std::string> DevicesOf(const fusion::TagState& devices);
+// Of the devices seen with `uid`, those it owns: their `~owner` is `uid`, and they are not
+// users themselves (an id with devices of its own). Each once, never `uid`.
+Result<std::vector<std::string>> OwnedDevices(ProfileStore& store, std::string_view uid,
+                                              const fusion::TagState& devices, TimestampMs now);
 
 }  // namespace portrait
